@@ -1,0 +1,46 @@
+#!/usr/bin/env python
+"""sample stage: K responses per prompt from a round's policy (transformers backend).
+
+Reads a prompts table (prompt_id, prompt) and writes a samples table with token counts and
+finish reasons. The model's chat template is applied once; generation is batched with left
+padding and seeded. Also used, with --k 1, to generate the evaluation responses.
+
+Example:
+    python scripts/sample.py --model results/iter0/model --k 4 \\
+        --prompts results/prompts/train_iter1.parquet --out /tmp/samples.parquet
+"""
+
+import _bootstrap  # noqa: F401
+
+from sppoflow.cli import add_settings, parser_for, run_stage, settings_from
+from sppoflow.devices import resolve_device, resolve_dtype
+from sppoflow.errors import UserError
+from sppoflow.generation import SamplingSettings, generate
+from sppoflow.models import load_policy
+from sppoflow.tables import PROMPTS, SAMPLES, read_table, write_table
+
+
+def main(args) -> None:
+    settings = settings_from(SamplingSettings, args)
+    if settings.k < 1:
+        raise UserError(f"--k must be 1 or more, got {settings.k}")
+    prompts = read_table(args.prompts, PROMPTS)
+    device = resolve_device(settings.device)
+    model, tokenizer = load_policy(args.model, resolve_dtype(settings.dtype, device))
+    model.to(device).eval()
+    samples = generate(model, tokenizer, prompts, settings, args.system_prompt)
+    write_table(samples, args.out, SAMPLES)
+
+
+def build_parser():
+    parser = parser_for(__doc__)
+    parser.add_argument("--model", required=True, help="policy model folder")
+    parser.add_argument("--prompts", required=True, help="prompts parquet (prompt_id, prompt)")
+    parser.add_argument("--out", required=True, help="samples parquet to write")
+    parser.add_argument("--system-prompt", default=None, help="system message, if any")
+    add_settings(parser, SamplingSettings)
+    return parser
+
+
+if __name__ == "__main__":
+    run_stage(main, build_parser())

@@ -1,0 +1,55 @@
+#!/usr/bin/env python
+"""train stage: one SPPO round, from the round's starting policy pi_t to pi_{t+1}.
+
+Reads the round's samples (for the exact sampled token ids), pairs and response win rates,
+precomputes the reference log-probabilities once, trains with transformers' Trainer and
+writes the model (safetensors + tokenizer) and a per-step log. An interrupted run with the
+same inputs resumes from --state-dir (when --checkpoint-steps is set). For several GPUs,
+start it with `accelerate launch scripts/train.py ...`.
+
+Example:
+    python scripts/train.py --model results/iter0/model --samples results/iter1/samples.parquet \\
+        --pairs-table results/iter1/pairs.parquet --responses results/iter1/responses.parquet \\
+        --out /tmp/model --log /tmp/train_log.csv --state-dir /tmp/train_state
+"""
+
+from pathlib import Path
+
+import _bootstrap  # noqa: F401
+
+from sppoflow.cli import add_settings, parser_for, run_stage, settings_from
+from sppoflow.models import load_policy
+from sppoflow.tables import PAIRS, RESPONSES, SAMPLES, read_table
+from sppoflow.training import TrainSettings, build_examples, fingerprint, prepare_state_dir, train
+
+
+def main(args) -> None:
+    settings = settings_from(TrainSettings, args)
+    settings.check()
+    samples = read_table(args.samples, SAMPLES)
+    pairs = read_table(args.pairs_table, PAIRS)
+    responses = read_table(args.responses, RESPONSES)
+    state_dir = Path(args.state_dir)
+    inputs = [Path(args.samples), Path(args.pairs_table), Path(args.responses)]
+    prepare_state_dir(state_dir, fingerprint(inputs, settings, Path(args.model)))
+    model, tokenizer = load_policy(args.model)  # fp32 weights; precision is autocast
+    examples = build_examples(tokenizer, samples, pairs, responses, settings, args.system_prompt)
+    train(model, tokenizer, examples, settings, state_dir, Path(args.out), Path(args.log))
+
+
+def build_parser():
+    parser = parser_for(__doc__)
+    parser.add_argument("--model", required=True, help="starting policy pi_t (model folder)")
+    parser.add_argument("--samples", required=True, help="samples parquet of the round")
+    parser.add_argument("--pairs-table", required=True, help="pairs parquet of the round")
+    parser.add_argument("--responses", required=True, help="response win rates parquet")
+    parser.add_argument("--out", required=True, help="model folder to write")
+    parser.add_argument("--log", required=True, help="per-step training log (CSV) to write")
+    parser.add_argument("--state-dir", required=True, help="resumable state (not an output)")
+    parser.add_argument("--system-prompt", default=None, help="system message, as in sampling")
+    add_settings(parser, TrainSettings)
+    return parser
+
+
+if __name__ == "__main__":
+    run_stage(main, build_parser())

@@ -1,0 +1,87 @@
+"""Validate the workflow config against its JSON schema, filling in defaults.
+
+Errors are one line that names the offending key, e.g.
+``config error: sample.k: 1 is less than the minimum of 2``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+from sppoflow.errors import UserError
+
+SCHEMA = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
+
+
+def _with_defaults(validator_class):
+    """A validator that writes each property's default into the instance before descending."""
+    validate_properties = validator_class.VALIDATORS["properties"]
+
+    def set_defaults(validator, properties, instance, schema):
+        if isinstance(instance, dict):
+            for name, subschema in properties.items():
+                if "default" in subschema and name not in instance:
+                    default = subschema["default"]
+                    instance[name] = dict(default) if isinstance(default, dict) else default
+        yield from validate_properties(validator, properties, instance, schema)
+
+    return jsonschema.validators.extend(validator_class, {"properties": set_defaults})
+
+
+DefaultFillingValidator = _with_defaults(jsonschema.Draft202012Validator)
+
+
+def load_schema(path: Path = SCHEMA) -> dict:
+    return yaml.safe_load(path.read_text())
+
+
+def key_of(error: jsonschema.ValidationError) -> str:
+    parts = [str(p) for p in error.absolute_path]
+    return ".".join(parts) if parts else "(top level)"
+
+
+def validate(config: Mapping[str, Any], schema: dict | None = None) -> dict:
+    """Return a validated copy of ``config`` with defaults filled in, or raise UserError."""
+    schema = schema or load_schema()
+    instance = _plain(config)
+    errors = sorted(
+        DefaultFillingValidator(schema).iter_errors(instance),
+        key=lambda e: (len(list(e.absolute_path)), key_of(e)),
+    )
+    if errors:
+        error = errors[0]
+        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        raise UserError(f"config error: {key_of(error)}: {error.message}{more}")
+    check_consistency(instance)
+    return instance
+
+
+def check_consistency(config: dict) -> None:
+    """Rules that span keys, which the schema cannot say."""
+    from sppoflow.training import TrainSettings
+
+    TrainSettings(**config["train"]).check()
+    per_round = config["prompts"]["per_round"]
+    if per_round and len(per_round) < config["rounds"]:
+        raise UserError(
+            f"config error: prompts.per_round lists {len(per_round)} sources "
+            f"but rounds={config['rounds']}"
+        )
+    if not per_round and config["prompts"]["n_per_round"] is None:
+        raise UserError(
+            "config error: prompts.n_per_round must be set when one source feeds all rounds"
+        )
+
+
+def _plain(value: Any) -> Any:
+    """Deep copy into plain dicts and lists (Snakemake's config may hold its own types)."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value

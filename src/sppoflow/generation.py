@@ -1,0 +1,102 @@
+"""Sample responses from a policy with transformers: batched, left-padded, seeded."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from sppoflow.chat import encode_prompts, stop_token_ids
+from sppoflow.cli import setting
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SamplingSettings:
+    k: int = setting(4, "responses per prompt (K >= 2 for training; evaluation uses 1)")
+    temperature: float = setting(0.7, "sampling temperature; 0 means greedy decoding")
+    top_p: float = setting(0.9, "nucleus sampling mass")
+    max_new_tokens: int = setting(128, "longest response, in tokens")
+    batch_size: int = setting(32, "sequences generated together")
+    seed: int = setting(0, "seed; the same seed and batch size give the same samples")
+    dtype: str = setting("auto", "weights' precision", ["auto", "float32", "bfloat16", "float16"])
+    device: str = setting("auto", "torch device: auto, cpu, cuda, cuda:1, ...")
+
+
+def left_pad(rows: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for n, row in enumerate(rows):
+        ids[n, width - len(row) :] = torch.tensor(row, dtype=torch.long)
+        mask[n, width - len(row) :] = 1
+    return ids, mask
+
+
+def cut_at_stop(tokens: list[int], stops: set[int], pad_id: int) -> tuple[list[int], str]:
+    """The generated ids up to and including the first stop token, and the finish reason."""
+    for n, token in enumerate(tokens):
+        if token in stops:
+            return tokens[: n + 1], "stop"
+    # No stop token: generation ran to max_new_tokens (pads only follow a stop token).
+    return tokens, "length"
+
+
+@torch.inference_mode()
+def generate(
+    model,
+    tokenizer,
+    prompts: pd.DataFrame,
+    settings: SamplingSettings,
+    system_prompt: str | None = None,
+) -> pd.DataFrame:
+    """K responses for each row of ``prompts`` (prompt_id, prompt): a SAMPLES table."""
+    encoded = encode_prompts(tokenizer, prompts["prompt"].tolist(), system_prompt)
+    jobs = [(row, sample) for row in range(len(prompts)) for sample in range(settings.k)]
+    # Longest prompts first: batches of similar length waste little padding, and a batch
+    # that does not fit in memory fails at once rather than at the end.
+    jobs.sort(key=lambda job: -len(encoded[job[0]]))
+    stops = stop_token_ids(model, tokenizer)
+    pad_id = tokenizer.pad_token_id
+    device = next(model.parameters()).device
+    do_sample = settings.temperature > 0
+    sampling = {"temperature": settings.temperature, "top_p": settings.top_p} if do_sample else {}
+    records = []
+    progress = tqdm(total=len(jobs), desc="generating", unit="seq", mininterval=5)
+    for batch_number, start in enumerate(range(0, len(jobs), settings.batch_size)):
+        batch = jobs[start : start + settings.batch_size]
+        ids, mask = left_pad([encoded[row] for row, _ in batch], pad_id)
+        torch.manual_seed(settings.seed + batch_number)
+        output = model.generate(
+            input_ids=ids.to(device),
+            attention_mask=mask.to(device),
+            do_sample=do_sample,
+            top_k=0,
+            max_new_tokens=settings.max_new_tokens,
+            eos_token_id=sorted(stops),
+            pad_token_id=pad_id,
+            **sampling,
+        )
+        generated = output[:, ids.shape[1] :].tolist()
+        for (row, sample), tokens in zip(batch, generated, strict=True):
+            kept, reason = cut_at_stop(tokens, stops, pad_id)
+            records.append(
+                {
+                    "prompt_id": prompts["prompt_id"].iat[row],
+                    "prompt": prompts["prompt"].iat[row],
+                    "response_idx": sample,
+                    "response": tokenizer.decode(kept, skip_special_tokens=True).strip(),
+                    "response_token_ids": kept,
+                    "prompt_tokens": len(encoded[row]),
+                    "response_tokens": len(kept),
+                    "finish_reason": reason,
+                }
+            )
+        progress.update(len(batch))
+    progress.close()
+    frame = pd.DataFrame.from_records(records)
+    return frame.sort_values(["prompt_id", "response_idx"]).reset_index(drop=True)

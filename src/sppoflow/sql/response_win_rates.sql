@@ -1,0 +1,47 @@
+-- Each response's estimated win rate against the current policy, P(y_i > pi_t | x),
+-- with both estimators. Reads the views `samples` and `preferences`; $estimator is
+-- 'score' or 'direct' and picks the `win_rate` column, the winner and the loser.
+WITH k AS (
+    SELECT prompt_id, count(*) AS k FROM samples GROUP BY prompt_id
+),
+ordered AS (  -- every ordered pair (i, j) with its reverse (j, i)
+    SELECT p.prompt_id, p.i, p.j,
+           p.logit AS logit_ij, r.logit AS logit_ji,
+           p.prob AS prob_ij, r.prob AS prob_ji
+    FROM preferences p
+    JOIN preferences r ON r.prompt_id = p.prompt_id AND r.i = p.j AND r.j = p.i
+),
+score AS (  -- authors' score: s_i = (1/K) sum_j (L[i,j] - L[j,i]); the diagonal adds 0
+    SELECT o.prompt_id, o.i AS response_idx,
+           sum(o.logit_ij - o.logit_ji) / any_value(k.k) AS score,
+           -- direct estimator: mean over j != i of both orders' probability that i wins
+           avg((o.prob_ij + 1 - o.prob_ji) / 2) AS win_rate_direct
+    FROM ordered o JOIN k USING (prompt_id)
+    GROUP BY o.prompt_id, o.i
+),
+score_win AS (  -- authors' P[i][j] = sigmoid(s_i - s_j); mean over all j, self term 0.5
+    SELECT a.prompt_id, a.response_idx,
+           avg(1 / (1 + exp(b.score - a.score))) AS win_rate_score
+    FROM score a JOIN score b USING (prompt_id)
+    GROUP BY a.prompt_id, a.response_idx
+),
+rated AS (
+    SELECT s.prompt_id, s.response_idx, s.score, w.win_rate_score, s.win_rate_direct,
+           CASE WHEN $estimator = 'score' THEN w.win_rate_score ELSE s.win_rate_direct END
+               AS win_rate,
+           -- ranking key: the authors rank by score; the direct estimator by its win rate
+           CASE WHEN $estimator = 'score' THEN s.score ELSE s.win_rate_direct END AS rank_key,
+           m.response_tokens
+    FROM score s
+    JOIN score_win w USING (prompt_id, response_idx)
+    JOIN samples m USING (prompt_id, response_idx)
+)
+SELECT prompt_id, response_idx, score, win_rate_score, win_rate_direct, win_rate,
+       -- ties go to the lowest response_idx, as numpy's argmax/argmin would
+       row_number() OVER (PARTITION BY prompt_id ORDER BY rank_key DESC, response_idx) = 1
+           AS is_winner,
+       row_number() OVER (PARTITION BY prompt_id ORDER BY rank_key ASC, response_idx) = 1
+           AS is_loser,
+       response_tokens
+FROM rated
+ORDER BY prompt_id, response_idx

@@ -1,0 +1,412 @@
+"""The train stage: fit pi_theta to the SPPO targets, starting from the round's policy pi_t.
+
+Built on transformers' Trainer, so mixed precision, gradient accumulation, checkpointing,
+resume and multi-GPU launch (``accelerate launch``) come from it. The reference pi_t is the
+model before the first step: its log-probabilities are computed once, before training, so no
+second copy of the model sits in memory while training.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import hashlib
+import json
+import logging
+import math
+import shutil
+from collections import defaultdict
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import pandas as pd
+import torch
+from transformers import Trainer, TrainerCallback, TrainingArguments
+from transformers.trainer_utils import get_last_checkpoint
+
+from sppoflow.chat import encode_prompts
+from sppoflow.cli import setting
+from sppoflow.devices import bf16_supported, resolve_device
+from sppoflow.errors import UserError, check_choice
+from sppoflow.loss import LOSSES, pair_targets, sequence_logps, sppo_general_loss, sppo_pair_loss
+
+log = logging.getLogger(__name__)
+
+PAIR_MODES = ("winner_loser", "all")
+OPTIMIZERS = {"rmsprop": "rmsprop", "adamw": "adamw_torch"}
+SCHEDULERS = ("linear", "cosine", "constant_with_warmup")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+LOG_COLUMNS = (
+    "step",
+    "epoch",
+    "loss",
+    "learning_rate",
+    "grad_norm",
+    "logratio_winner",
+    "logratio_loser",
+    "target_winner",
+    "target_loser",
+)
+
+
+@dataclass
+class TrainSettings:
+    loss: str = setting("sppo", "SPPO loss variant", LOSSES)
+    pairs: str = setting(
+        "winner_loser", "train the winner/loser pair or all K responses", PAIR_MODES
+    )
+    eta: float = setting(1000.0, "eta of the SPPO target eta * (P - 1/2); beta = 1/eta")
+    beta: float | None = setting(None, "beta = 1/eta; when set, it fixes eta")
+    optimizer: str = setting("rmsprop", "optimizer", list(OPTIMIZERS))
+    learning_rate: float = setting(5e-7, "peak learning rate")
+    lr_scheduler: str = setting("linear", "learning-rate schedule after warmup", SCHEDULERS)
+    warmup_ratio: float = setting(0.1, "share of the steps spent warming up")
+    weight_decay: float = setting(0.0, "weight decay (AdamW)")
+    max_grad_norm: float = setting(1.0, "gradient clipping norm; 0 disables it")
+    epochs: float = setting(1.0, "passes over the round's data")
+    batch_size: int = setting(8, "prompts per device per step")
+    gradient_accumulation_steps: int = setting(1, "micro-batches per optimizer step")
+    max_length: int = setting(1024, "longest prompt + response, in tokens")
+    max_prompt_length: int = setting(512, "longest prompt (cut from the left), in tokens")
+    gradient_checkpointing: bool = setting(False, "recompute activations to save memory")
+    precision: str = setting(
+        "auto", "auto: bf16 autocast over fp32 weights where supported", PRECISIONS
+    )
+    checkpoint_steps: int = setting(0, "save a resumable checkpoint every N steps; 0: never")
+    seed: int = setting(42, "seed of shuffling and initialisation")
+    device: str = setting("auto", "auto, cpu or cuda (multi-GPU: use accelerate launch)")
+
+    def resolved_eta(self) -> float:
+        if self.beta is not None:
+            if self.beta <= 0:
+                raise UserError(f"train.beta must be positive, got {self.beta}")
+            return 1.0 / self.beta
+        if self.eta <= 0:
+            raise UserError(f"train.eta must be positive, got {self.eta}")
+        return self.eta
+
+    def check(self) -> None:
+        check_choice("train.loss", self.loss, LOSSES)
+        check_choice("train.pairs", self.pairs, PAIR_MODES)
+        check_choice("train.optimizer", self.optimizer, OPTIMIZERS)
+        check_choice("train.lr_scheduler", self.lr_scheduler, SCHEDULERS)
+        check_choice("train.precision", self.precision, PRECISIONS)
+        if self.pairs == "all" and self.loss != "sppo":
+            raise UserError(
+                f"train.pairs=all trains the general objective: set train.loss=sppo ({self.loss})"
+            )
+        if self.max_prompt_length >= self.max_length:
+            raise UserError("train.max_prompt_length must be smaller than train.max_length")
+        self.resolved_eta()
+
+
+# -- data ------------------------------------------------------------------------------------
+
+
+def build_examples(
+    tokenizer,
+    samples: pd.DataFrame,
+    pairs: pd.DataFrame,
+    responses: pd.DataFrame,
+    settings: TrainSettings,
+    system_prompt: str | None = None,
+) -> list[dict]:
+    """One example per prompt: its (truncated) prompt ids and the sequences it trains.
+
+    winner_loser: sequences [w, l] with their win rates and q; all: every response with its
+    win rate, the winner and loser marked (role +1 / -1) for logging.
+    """
+    ids = {
+        (r.prompt_id, r.response_idx): list(r.response_token_ids)
+        for r in samples.itertuples(index=False)
+    }
+    if settings.pairs == "winner_loser":
+        groups = [
+            (
+                r.prompt_id,
+                r.prompt,
+                [(r.winner_idx, r.p_winner, 1), (r.loser_idx, r.p_loser, -1)],
+                r.q,
+            )
+            for r in pairs.itertuples(index=False)
+        ]
+    else:
+        trained = set(pairs["prompt_id"])  # prompts with a preference
+        prompt_text = samples.drop_duplicates("prompt_id").set_index("prompt_id")["prompt"]
+        groups = []
+        for pid, group in responses[responses["prompt_id"].isin(trained)].groupby("prompt_id"):
+            seqs = [
+                (r.response_idx, r.win_rate, 1 if r.is_winner else -1 if r.is_loser else 0)
+                for r in group.itertuples(index=False)
+            ]
+            groups.append((pid, prompt_text[pid], seqs, float("nan")))
+    if not groups:
+        raise UserError("no training pairs: every prompt of this round had no preference")
+    prompt_ids = encode_prompts(tokenizer, [g[1] for g in groups], system_prompt)
+    examples = []
+    for (pid, _, seqs, q), prompt in zip(groups, prompt_ids, strict=True):
+        prompt = prompt[-settings.max_prompt_length :]  # keep the end, where the question is
+        budget = settings.max_length - len(prompt)
+        examples.append(
+            {
+                "prompt_id": pid,
+                "prompt_ids": prompt,
+                "response_ids": [ids[(pid, idx)][:budget] for idx, _, _ in seqs],
+                "p": [float(p) for _, p, _ in seqs],
+                "role": [role for _, _, role in seqs],
+                "q": float(q),
+            }
+        )
+    return examples
+
+
+class Collator:
+    """Flatten each example's sequences into one right-padded batch."""
+
+    def __init__(self, pad_id: int) -> None:
+        self.pad_id = pad_id
+
+    def __call__(self, examples: list[dict]) -> dict[str, torch.Tensor]:
+        rows, response_masks = [], []
+        for ex in examples:
+            for response in ex["response_ids"]:
+                rows.append(ex["prompt_ids"] + response)
+                response_masks.append([0] * len(ex["prompt_ids"]) + [1] * len(response))
+        width = max(len(r) for r in rows)
+        batch = {
+            "input_ids": torch.tensor([r + [self.pad_id] * (width - len(r)) for r in rows]),
+            "attention_mask": torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows]),
+            "response_mask": torch.tensor([m + [0] * (width - len(m)) for m in response_masks]),
+            "p": torch.tensor([p for ex in examples for p in ex["p"]], dtype=torch.float32),
+            "role": torch.tensor([r for ex in examples for r in ex["role"]]),
+            "q": torch.tensor([ex["q"] for ex in examples for _ in ex["p"]], dtype=torch.float32),
+        }
+        if "ref_logps" in examples[0]:
+            batch["ref_logps"] = torch.tensor(
+                [x for ex in examples for x in ex["ref_logps"]], dtype=torch.float32
+            )
+        return batch
+
+
+def autocast_context(device: torch.device, precision: str):
+    if precision in ("bf16", "fp16"):
+        dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+        return torch.autocast(device_type=device.type, dtype=dtype)
+    return contextlib.nullcontext()
+
+
+@torch.inference_mode()
+def reference_logps(
+    model, examples: list[dict], collator: Collator, batch_size: int, precision: str
+) -> list[list[float]]:
+    """log pi_t(y | x) of every training sequence, under the precision training uses."""
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    out = []
+    for start in range(0, len(examples), batch_size):
+        chunk = examples[start : start + batch_size]
+        batch = collator(chunk)
+        with autocast_context(device, precision):
+            logits = model(
+                input_ids=batch["input_ids"].to(device),
+                attention_mask=batch["attention_mask"].to(device),
+            ).logits
+        logps = sequence_logps(
+            logits, batch["input_ids"].to(device), batch["response_mask"].to(device)
+        ).tolist()
+        for ex in chunk:
+            out.append(logps[: len(ex["response_ids"])])
+            logps = logps[len(ex["response_ids"]) :]
+    model.train(was_training)
+    return out
+
+
+# -- trainer ---------------------------------------------------------------------------------
+
+
+class SPPOTrainer(Trainer):
+    """Trainer whose loss is SPPO's regression of log-ratios onto the win-rate targets."""
+
+    def __init__(self, *args, sppo: TrainSettings, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.sppo = sppo
+        self.eta = sppo.resolved_eta()
+        self.model_accepts_loss_kwargs = False  # our loss is a mean: scale it for accumulation
+        self._step_metrics: dict[str, list[float]] = defaultdict(list)
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        logits = model(
+            input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"]
+        ).logits
+        logps = sequence_logps(logits, inputs["input_ids"], inputs["response_mask"])
+        logratio = logps - inputs["ref_logps"]
+        p, role, q = inputs["p"], inputs["role"], inputs["q"]
+        if self.sppo.pairs == "winner_loser":
+            l_w, l_l = logratio[0::2], logratio[1::2]
+            p_w, p_l, q_pair = p[0::2], p[1::2], q[0::2]
+            loss = sppo_pair_loss(l_w, l_l, p_w, p_l, q_pair, self.eta, self.sppo.loss).mean()
+            t_w, t_l = pair_targets(p_w, p_l, q_pair, self.eta, self.sppo.loss)
+        else:
+            loss = sppo_general_loss(logratio, p, self.eta).mean()
+            targets = self.eta * (p - 0.5)
+            l_w, l_l = logratio[role == 1], logratio[role == -1]
+            t_w, t_l = targets[role == 1], targets[role == -1]
+        for name, value in (
+            ("logratio_winner", l_w),
+            ("logratio_loser", l_l),
+            ("target_winner", t_w),
+            ("target_loser", t_l),
+        ):
+            self._step_metrics[name].append(value.detach().float().mean().item())
+        return loss
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        if "loss" in logs and self._step_metrics:
+            for name, values in self._step_metrics.items():
+                logs[name] = sum(values) / len(values)
+            self._step_metrics.clear()
+        super().log(logs, start_time)
+
+
+class CsvLogCallback(TrainerCallback):
+    """Append one row per logged step to a CSV file (kept across resumes)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if not state.is_world_process_zero or not logs or "loss" not in logs:
+            return
+        new = not self.path.exists()
+        with self.path.open("a", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=LOG_COLUMNS, extrasaction="ignore")
+            if new:
+                writer.writeheader()
+            writer.writerow({**logs, "step": state.global_step})
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    if precision == "auto":
+        return "bf16" if bf16_supported(device) else "fp32"
+    if precision == "bf16" and not bf16_supported(device):
+        log.warning("bf16 asked for on %s without native bf16 support: it will be slow", device)
+    return precision
+
+
+def fingerprint(paths: list[Path], settings: TrainSettings, model_dir: Path) -> str:
+    """Identifies a training run, so that a resume never mixes different inputs."""
+    digest = hashlib.sha256(json.dumps(asdict(settings), sort_keys=True).encode())
+    for path in [*paths, model_dir / "config.json"]:
+        digest.update(path.read_bytes())
+    weights = sorted(model_dir.glob("*.safetensors"))
+    digest.update(
+        json.dumps([(w.name, w.stat().st_size, w.stat().st_mtime_ns) for w in weights]).encode()
+    )
+    return digest.hexdigest()
+
+
+def prepare_state_dir(state_dir: Path, run_id: str) -> None:
+    """Keep the state of an interrupted run with the same inputs; clear anything else."""
+    marker = state_dir / "fingerprint.txt"
+    if state_dir.exists() and (not marker.exists() or marker.read_text() != run_id):
+        log.info("clearing %s: it belongs to a run with other inputs", state_dir)
+        shutil.rmtree(state_dir)
+    state_dir.mkdir(parents=True, exist_ok=True)
+    marker.write_text(run_id)
+
+
+def train(
+    model,
+    tokenizer,
+    examples: list[dict],
+    settings: TrainSettings,
+    state_dir: Path,
+    out_dir: Path,
+    log_path: Path,
+) -> dict:
+    """Train, publish the model to ``out_dir`` and the step log to ``log_path``."""
+    settings.check()
+    device = resolve_device(settings.device)
+    precision = resolve_precision(settings.precision, device)
+    for module in model.modules():  # the targets assume deterministic log-probabilities
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
+    model.config.use_cache = False
+    collator = Collator(tokenizer.pad_token_id)
+
+    ref_path = state_dir / "reference_logps.json"
+    if ref_path.exists():
+        refs = json.loads(ref_path.read_text())
+    else:
+        model.to(device)
+        refs = reference_logps(model, examples, collator, settings.batch_size, precision)
+        ref_path.write_text(json.dumps(refs))
+    for example, ref in zip(examples, refs, strict=True):
+        example["ref_logps"] = ref
+
+    steps_per_epoch = math.ceil(
+        len(examples) / (settings.batch_size * settings.gradient_accumulation_steps)
+    )
+    args = TrainingArguments(
+        output_dir=str(state_dir / "checkpoints"),
+        per_device_train_batch_size=settings.batch_size,
+        gradient_accumulation_steps=settings.gradient_accumulation_steps,
+        num_train_epochs=settings.epochs,
+        learning_rate=settings.learning_rate,
+        lr_scheduler_type=settings.lr_scheduler,
+        warmup_steps=settings.warmup_ratio,  # a float below 1 is a ratio of all steps
+        weight_decay=settings.weight_decay,
+        max_grad_norm=settings.max_grad_norm,
+        optim=OPTIMIZERS[settings.optimizer],
+        bf16=precision == "bf16",
+        fp16=precision == "fp16",
+        activation_checkpointing=settings.gradient_checkpointing,
+        logging_steps=1,
+        save_strategy="steps" if settings.checkpoint_steps else "no",
+        save_steps=settings.checkpoint_steps or 500,
+        save_total_limit=2,
+        seed=settings.seed,
+        data_seed=settings.seed,
+        use_cpu=device.type == "cpu",
+        remove_unused_columns=False,
+        report_to="none",
+        dataloader_num_workers=0,
+        disable_tqdm=False,
+    )
+    trainer = SPPOTrainer(
+        model=model,
+        args=args,
+        train_dataset=examples,
+        data_collator=collator,
+        processing_class=tokenizer,
+        callbacks=[CsvLogCallback(state_dir / "train_log.csv")],
+        sppo=settings,
+    )
+    last = get_last_checkpoint(args.output_dir) if Path(args.output_dir).is_dir() else None
+    if last:
+        log.info("resuming from %s", last)
+    elif (state_dir / "train_log.csv").exists():
+        (state_dir / "train_log.csv").unlink()  # a fresh start must not append to a stale log
+    log.info(
+        "training %d prompts, %d steps per epoch, precision %s, eta %g",
+        len(examples),
+        steps_per_epoch,
+        precision,
+        settings.resolved_eta(),
+    )
+    result = trainer.train(resume_from_checkpoint=last)
+    trainer.save_model(str(out_dir))
+    if trainer.is_world_process_zero():
+        shutil.copyfile(state_dir / "train_log.csv", log_path)
+        summary = {
+            "settings": asdict(settings),
+            "eta": settings.resolved_eta(),
+            "precision": precision,
+            "examples": len(examples),
+            "steps": result.global_step,
+            "train_loss": result.training_loss,
+        }
+        (Path(out_dir) / "sppo_training.json").write_text(json.dumps(summary, indent=2) + "\n")
+        shutil.rmtree(state_dir)
+    return {"steps": result.global_step, "train_loss": result.training_loss}

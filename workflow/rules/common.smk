@@ -1,0 +1,118 @@
+# Helpers shared by the rules: config validation, paths, and the command-line flags each
+# stage script receives. No rules here.
+
+import shlex
+import sys
+from pathlib import Path
+
+SRC = Path(workflow.basedir).parent / "src"
+if str(SRC) not in sys.path:
+    sys.path.insert(0, str(SRC))
+
+from sppoflow.config import load_schema, validate as validate_config
+from sppoflow.errors import UserError
+
+try:
+    config.update(
+        validate_config(config, load_schema(Path(workflow.basedir) / "schemas" / "config.schema.yaml"))
+    )
+except UserError as error:
+    raise WorkflowError(str(error)) from None
+
+ROUNDS = list(range(1, config["rounds"] + 1))
+PROMPT_FILE_TYPES = (".jsonl", ".json", ".csv", ".parquet")
+
+
+wildcard_constraints:
+    it=r"\d+",
+
+
+def flags(settings, skip=()):
+    """A config section as --flags for a stage script (None values are left out)."""
+    parts = []
+    for key, value in settings.items():
+        if key in skip or value is None:
+            continue
+        name = key.replace("_", "-")
+        if isinstance(value, bool):
+            parts.append(f"--{name}" if value else f"--no-{name}")
+        elif isinstance(value, list):
+            if value:
+                parts.append(f"--{name} {' '.join(shlex.quote(str(v)) for v in value)}")
+        else:
+            parts.append(f"--{name} {shlex.quote(str(value))}")
+    return " ".join(parts)
+
+
+def system_prompt_flag():
+    prompt = config["policy"]["system_prompt"]
+    return f"--system-prompt {shlex.quote(prompt)}" if prompt else ""
+
+
+def script(name):
+    return str(Path(workflow.basedir).parent / "scripts" / f"{name}.py")
+
+
+def model_of_round(it):
+    return f"results/iter{it}/model"
+
+
+def previous_model(wildcards):
+    return model_of_round(int(wildcards.it) - 1)
+
+
+def previous_eval_responses(wildcards):
+    return f"results/iter{int(wildcards.it) - 1}/eval/responses.parquet"
+
+
+def local_prompt_files(wildcards):
+    """Prompt files become inputs, so a missing one is reported before anything runs."""
+    prompts = config["prompts"]
+    sources = [prompts["source"], prompts["eval_source"], *prompts["per_round"]]
+    return [s for s in sources if s and Path(s).suffix.lower() in PROMPT_FILE_TYPES]
+
+
+def base_model_args(wildcards):
+    policy = config["policy"]
+    return flags({"model": policy["model"], "revision": policy["revision"], "chat_template": policy["chat_template"]})
+
+
+def pool_args(wildcards):
+    prompts = config["prompts"]
+    return flags(prompts, skip=("n_per_round",))
+
+
+def round_prompts_args(wildcards):
+    n = config["prompts"]["n_per_round"]
+    return f"--round {wildcards.it} --n-per-round {'all' if n is None else n}"
+
+
+def sample_args(wildcards):
+    settings = dict(config["sample"])
+    settings["seed"] = settings["seed"] + 1000 * int(wildcards.it)
+    return f"{flags(settings, skip=('backend',))} {system_prompt_flag()}"
+
+
+def eval_generate_args(wildcards):
+    return f"{flags({**config['evaluate'], 'k': 1})} {system_prompt_flag()}"
+
+
+def judge_args(wildcards):
+    return flags(config["judge"])
+
+
+def aggregate_args(wildcards):
+    return f"{flags(config['aggregate'])} --round {wildcards.it}"
+
+
+def train_args(wildcards):
+    return f"{flags(config['train'])} {system_prompt_flag()}"
+
+
+def round_files(pattern):
+    return [pattern.format(it=it) for it in ROUNDS]
+
+
+def gpu_runtime(wildcards, attempt):
+    """Minutes for a GPU job; each retry gets more."""
+    return 120 * attempt

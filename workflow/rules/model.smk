@@ -1,0 +1,18 @@
+rule base_model:
+    output:
+        directory("results/iter0/model"),
+    log:
+        "results/iter0/logs/base_model.log",
+    benchmark:
+        "results/iter0/benchmarks/base_model.tsv"
+    params:
+        args=base_model_args,
+        script=script("base_model"),
+    conda:
+        "../../envs/torch.yaml"
+    threads: 4
+    resources:
+        mem_mb=8000,
+        runtime=60,
+    shell:
+        "python {params.script} {params.args} --threads {threads} --out {output} > {log} 2>&1"

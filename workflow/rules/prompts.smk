@@ -1,0 +1,44 @@
+rule prompt_pool:
+    input:
+        local_prompt_files,
+    output:
+        pool="results/prompts/pool.parquet",
+        eval="results/prompts/eval.parquet",
+    log:
+        "results/prompts/logs/prompt_pool.log",
+    benchmark:
+        "results/prompts/benchmarks/prompt_pool.tsv"
+    params:
+        args=pool_args,
+        script=script("prompts"),
+    conda:
+        "../../envs/data.yaml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    shell:
+        "python {params.script} pool {params.args} --pool {output.pool} --eval {output.eval}"
+        " > {log} 2>&1"
+
+
+rule round_prompts:
+    input:
+        "results/prompts/pool.parquet",
+    output:
+        "results/prompts/train_iter{it}.parquet",
+    log:
+        "results/prompts/logs/round_prompts_iter{it}.log",
+    benchmark:
+        "results/prompts/benchmarks/round_prompts_iter{it}.tsv"
+    params:
+        args=round_prompts_args,
+        script=script("prompts"),
+    conda:
+        "../../envs/data.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    shell:
+        "python {params.script} round --pool {input} {params.args} --out {output} > {log} 2>&1"
