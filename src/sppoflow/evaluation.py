@@ -32,7 +32,7 @@ def mean_with_ci(values: np.ndarray) -> tuple[float, float, float]:
     n = len(values)
     mean = float(values.mean())
     if n < 2:
-        return mean, float("nan"), float("nan")
+        return mean, mean, mean
     half = Z_95 * float(values.std(ddof=1)) / math.sqrt(n)
     return mean, mean - half, mean + half
 
@@ -140,6 +140,11 @@ def summarise(judgements: pd.DataFrame, round_number: int, judge_name: str) -> d
             "mean_prob_ci_high": prob_high,
             "mean_tokens": float(rows["tokens"].mean()),
             "mean_opponent_tokens": float(rows["opponent_tokens"].mean()),
-            "order_flip_rate": float(rows["order_flipped"].mean()),
+            "order_flip_rate": _finite_or_none(rows["order_flipped"].mean()),
         }
     return metrics
+
+
+def _finite_or_none(value: float) -> float | None:
+    """JSON has no NaN: a metric that does not apply is null."""
+    return None if value is None or not math.isfinite(value) else float(value)

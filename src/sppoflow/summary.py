@@ -58,6 +58,11 @@ def round_row(metrics_path: Path, stats_path: Path, log_path: Path) -> dict:
     return row
 
 
+def rank_correlation(a: pd.Series, b: pd.Series) -> float:
+    """Spearman's rank correlation (Pearson's on ranks; no SciPy needed)."""
+    return float(a.rank().corr(b.rank()))
+
+
 def judge_rewards(judgements_path: Path, round_number: int) -> dict:
     """How the judge's verdict against the base moves with length and with prompt overlap."""
     rows = pd.read_parquet(judgements_path)
@@ -66,8 +71,8 @@ def judge_rewards(judgements_path: Path, round_number: int) -> dict:
     overlap_gap = rows["overlap"] - rows["opponent_overlap"]
     result = {
         "round": round_number,
-        "corr_prob_length_gap": rows["prob"].corr(length_gap, method="spearman"),
-        "corr_prob_overlap_gap": rows["prob"].corr(overlap_gap, method="spearman"),
+        "corr_prob_length_gap": rank_correlation(rows["prob"], length_gap),
+        "corr_prob_overlap_gap": rank_correlation(rows["prob"], overlap_gap),
         "mean_overlap": rows["overlap"].mean(),
         "base_mean_overlap": rows["opponent_overlap"].mean(),
     }
@@ -75,8 +80,8 @@ def judge_rewards(judgements_path: Path, round_number: int) -> dict:
         scores = pd.concat([rows["score"], rows["opponent_score"]], ignore_index=True)
         tokens = pd.concat([rows["tokens"], rows["opponent_tokens"]], ignore_index=True)
         overlap = pd.concat([rows["overlap"], rows["opponent_overlap"]], ignore_index=True)
-        result["corr_score_length"] = scores.corr(tokens, method="spearman")
-        result["corr_score_overlap"] = scores.corr(overlap, method="spearman")
+        result["corr_score_length"] = rank_correlation(scores, tokens)
+        result["corr_score_overlap"] = rank_correlation(scores, overlap)
     return result
 
 

@@ -1,0 +1,157 @@
+"""Every stage script runs by hand: --help works and bad input is one clear line."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from conftest import ROOT, SCRIPTS
+
+STAGES = ["base_model", "prompts", "sample", "score", "aggregate", "train", "evaluate", "summary"]
+
+
+def run_script(name, *args, cwd=ROOT):
+    return subprocess.run(
+        [sys.executable, str(SCRIPTS / f"{name}.py"), *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+    )
+
+
+def error_line(run):
+    assert run.returncode == 2, run.stderr
+    lines = [line for line in run.stderr.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1, run.stderr
+    assert "Traceback" not in run.stderr
+    return lines[0]
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_help(stage):
+    run = run_script(stage, "--help")
+    assert run.returncode == 0, run.stderr
+    assert "usage:" in run.stdout and "stage" in run.stdout
+
+
+def test_missing_prompt_file(tmp_path):
+    run = run_script(
+        "prompts",
+        "pool",
+        "--source",
+        tmp_path / "absent.jsonl",
+        "--pool",
+        tmp_path / "pool.parquet",
+        "--eval",
+        tmp_path / "eval.parquet",
+    )
+    assert error_line(run) == f"error: prompt file {tmp_path / 'absent.jsonl'} not found"
+    assert not (tmp_path / "pool.parquet").exists()
+
+
+def test_empty_prompt_file(tmp_path):
+    (tmp_path / "empty.jsonl").write_text("")
+    run = run_script(
+        "prompts",
+        "pool",
+        "--source",
+        tmp_path / "empty.jsonl",
+        "--pool",
+        tmp_path / "pool.parquet",
+        "--eval",
+        tmp_path / "eval.parquet",
+    )
+    assert error_line(run) == f"error: {tmp_path / 'empty.jsonl'}: prompt file is empty"
+
+
+def test_missing_prompt_column(tmp_path):
+    (tmp_path / "q.jsonl").write_text(json.dumps({"question": "why?"}) + "\n")
+    run = run_script(
+        "prompts",
+        "pool",
+        "--source",
+        tmp_path / "q.jsonl",
+        "--column",
+        "text",
+        "--pool",
+        tmp_path / "pool.parquet",
+        "--eval",
+        tmp_path / "eval.parquet",
+    )
+    assert "no column 'text' (columns: question); set prompts.column" in error_line(run)
+
+
+def test_unreadable_model_path(tmp_path):
+    run = run_script("base_model", "--model", tmp_path / "no-model", "--out", tmp_path / "out")
+    assert error_line(run) == f"error: model path {tmp_path / 'no-model'} does not exist"
+
+
+def test_k_below_two_is_refused_by_the_score_stage(tmp_path):
+    import pandas as pd
+
+    pd.DataFrame(
+        {
+            "prompt_id": ["a"],
+            "prompt": ["q"],
+            "response_idx": [0],
+            "response": ["r"],
+            "response_token_ids": [[1]],
+            "prompt_tokens": [1],
+            "response_tokens": [1],
+            "finish_reason": ["stop"],
+        }
+    ).to_parquet(tmp_path / "samples.parquet")
+    run = run_script(
+        "score",
+        "--samples",
+        tmp_path / "samples.parquet",
+        "--out",
+        tmp_path / "prefs.parquet",
+        "--device",
+        "cpu",
+    )
+    assert "pairwise preferences need K >= 2" in error_line(run)
+
+
+def test_wrong_table_is_named(tmp_path):
+    import pandas as pd
+
+    pd.DataFrame({"x": [1]}).to_parquet(tmp_path / "odd.parquet")
+    run = run_script(
+        "aggregate",
+        "--samples",
+        tmp_path / "odd.parquet",
+        "--preferences",
+        tmp_path / "odd.parquet",
+        "--responses",
+        tmp_path / "r",
+        "--pairs",
+        tmp_path / "p",
+        "--stats",
+        tmp_path / "s",
+    )
+    assert error_line(run).startswith(f"error: {tmp_path / 'odd.parquet'}: not a samples table")
+
+
+def test_unknown_loss_is_refused_by_the_train_stage(tmp_path):
+    run = run_script(
+        "train",
+        "--model",
+        "m",
+        "--samples",
+        "s",
+        "--pairs-table",
+        "p",
+        "--responses",
+        "r",
+        "--out",
+        "o",
+        "--log",
+        "l",
+        "--state-dir",
+        "d",
+        "--loss",
+        "dpo",
+    )
+    assert run.returncode == 2 and "invalid choice: 'dpo'" in run.stderr

@@ -1,0 +1,79 @@
+"""Config validation: defaults, one-line errors naming the key, and agreement with the stages."""
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+import yaml
+
+from sppoflow.aggregate import AggregateSettings
+from sppoflow.config import load_schema, validate
+from sppoflow.errors import UserError
+from sppoflow.generation import SamplingSettings
+from sppoflow.preference import JudgeSettings
+from sppoflow.prompts import PoolSettings
+from sppoflow.training import TrainSettings
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_empty_config_gets_every_default():
+    config = validate({})
+    assert config["rounds"] == 3
+    assert config["policy"]["model"] == "embedded:smollm2-135m-instruct"
+    assert config["sample"]["k"] == 4 and config["train"]["loss"] == "sppo"
+
+
+def test_shipped_config_is_valid_and_complete():
+    raw = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    assert validate(raw)["rounds"] == 3
+
+
+@pytest.mark.parametrize(
+    ("section", "settings_type", "skip"),
+    [
+        ("sample", SamplingSettings, {"backend"}),
+        ("evaluate", SamplingSettings, {"k"}),
+        ("judge", JudgeSettings, set()),
+        ("aggregate", AggregateSettings, set()),
+        ("train", TrainSettings, set()),
+        ("prompts", PoolSettings, set()),
+    ],
+)
+def test_schema_and_stage_settings_agree(section, settings_type, skip):
+    """Every stage flag has a config key and every key a flag (so nothing is silently ignored)."""
+    schema = load_schema()["properties"][section]["properties"]
+    fields = {f.name: f.default for f in dataclasses.fields(settings_type)}
+    if section == "prompts":  # the pool's settings are a subset of the section
+        assert set(fields) <= set(schema)
+        return
+    assert set(schema) - skip == set(fields) - skip
+    if section != "evaluate":
+        for name, default in fields.items():
+            if name not in skip:
+                assert schema[name]["default"] == default, name
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        ({"rounds": 0}, "config error: rounds: 0 is less than the minimum of 1"),
+        ({"sample": {"k": 1}}, "config error: sample.k: 1 is less than the minimum of 2"),
+        ({"judge": {"backend": "oracle"}}, "config error: judge.backend: 'oracle' is not one of"),
+        ({"train": {"loss": "dpo"}}, "config error: train.loss: 'dpo' is not one of"),
+        ({"sampel": {"k": 3}}, "'sampel' was unexpected"),
+        ({"train": {"pairs": "all", "loss": "sppo_hard"}}, "train.pairs=all"),
+        ({"rounds": 4, "prompts": {"per_round": ["a.jsonl"]}}, "lists 1 sources but rounds=4"),
+        ({"train": {"beta": 0}}, "train.beta: 0 is less than or equal to the minimum of 0"),
+    ],
+)
+def test_bad_config_is_one_line_naming_the_key(config, message):
+    with pytest.raises(UserError) as error:
+        validate(config)
+    assert message in str(error.value)
+    assert "\n" not in str(error.value)
+
+
+def test_beta_sets_eta():
+    train = TrainSettings(eta=1000, beta=0.1)
+    assert train.resolved_eta() == pytest.approx(10)

@@ -1,0 +1,85 @@
+"""Batched, left-padded, seeded sampling with the transformers backend."""
+
+import pandas as pd
+import pytest
+import torch
+
+from sppoflow.generation import SamplingSettings, cut_at_stop, generate, left_pad
+from sppoflow.tables import SAMPLES
+
+PROMPTS = pd.DataFrame(
+    {
+        "prompt_id": ["short", "long", "none"],
+        "prompt": [
+            "Hi?",
+            "Describe, in a few careful sentences, how a bicycle gear system works.",
+            "Is None a value?",
+        ],
+    }
+)
+
+
+def settings(**overrides):
+    base = dict(
+        k=2,
+        temperature=0.7,
+        top_p=0.9,
+        max_new_tokens=8,
+        batch_size=4,
+        seed=0,
+        dtype="float32",
+        device="cpu",
+    )
+    return SamplingSettings(**{**base, **overrides})
+
+
+def test_k_samples_per_prompt_with_counts_and_finish_reasons(tiny_model):
+    model, tokenizer = tiny_model
+    out = generate(model, tokenizer, PROMPTS, settings(k=3))
+    SAMPLES.check(out, "generated")
+    assert len(out) == 9
+    assert sorted(out.groupby("prompt_id").size().tolist()) == [3, 3, 3]
+    assert set(out.response_idx) == {0, 1, 2}
+    assert (out.response_tokens == out.response_token_ids.map(len)).all()
+    assert (out.response_tokens <= 8).all()
+    assert set(out.finish_reason) <= {"stop", "length"}
+    stopped = out[out.finish_reason == "stop"]
+    assert all(ids[-1] == tokenizer.eos_token_id for ids in stopped.response_token_ids)
+    assert out.set_index("prompt_id").loc["none", "prompt"].iloc[0] == "Is None a value?"
+
+
+def test_same_seed_same_samples_and_other_seed_differs(tiny_model):
+    model, tokenizer = tiny_model
+    a = generate(model, tokenizer, PROMPTS, settings())
+    b = generate(model, tokenizer, PROMPTS, settings())
+    c = generate(model, tokenizer, PROMPTS, settings(seed=1))
+    assert a.response_token_ids.map(tuple).tolist() == b.response_token_ids.map(tuple).tolist()
+    assert a.response_token_ids.map(tuple).tolist() != c.response_token_ids.map(tuple).tolist()
+
+
+def test_left_padding_does_not_change_greedy_output(tiny_model):
+    """A short prompt padded inside a batch of long ones decodes as it does alone."""
+    model, tokenizer = tiny_model
+    greedy = settings(temperature=0.0, k=1, max_new_tokens=6)
+    alone = generate(model, tokenizer, PROMPTS.iloc[[0]], greedy)
+    batched = generate(model, tokenizer, PROMPTS, greedy).set_index("prompt_id")
+    assert list(alone.response_token_ids.iloc[0]) == list(
+        batched.loc["short", "response_token_ids"]
+    )
+
+
+def test_left_pad_and_cut_at_stop():
+    ids, mask = left_pad([[5, 6, 7], [8]], pad_id=0)
+    assert ids.tolist() == [[5, 6, 7], [0, 0, 8]]
+    assert mask.tolist() == [[1, 1, 1], [0, 0, 1]]
+    assert cut_at_stop([4, 9, 2, 0, 0], {2}, 0) == ([4, 9, 2], "stop")
+    assert cut_at_stop([4, 9, 3], {2}, 0) == ([4, 9, 3], "length")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.gpu
+def test_generation_on_gpu(tiny_model):
+    model, tokenizer = tiny_model
+    out = generate(model.to("cuda"), tokenizer, PROMPTS, settings(device="cuda"))
+    model.to("cpu")
+    assert len(out) == 6

@@ -1,0 +1,83 @@
+"""The SPPO loss variants against values computed by hand, and the sign of their gradients."""
+
+import pytest
+import torch
+
+from sppoflow.loss import pair_targets, sequence_logps, sppo_general_loss, sppo_pair_loss
+
+ETA = 10.0
+# l_w = 0.3, l_l = -0.2, p_w = 0.8, p_l = 0.3, q = 0.7
+CASE = dict(l_w=0.3, l_l=-0.2, p_w=0.8, p_l=0.3, q=0.7)
+HAND = {
+    # 1/2 [ (0.3 - 10 (0.8 - 0.5))^2 + (-0.2 - 10 (0.3 - 0.5))^2 ] = 1/2 [ 7.29 + 3.24 ]
+    "sppo": 0.5 * (2.7**2 + 1.8**2),
+    # 1/2 [ (0.3 - 10 (0.7 - 0.5))^2 + (-0.2 + 10 (0.7 - 0.5))^2 ] = 1/2 [ 2.89 + 3.24 ]
+    "sppo_single": 0.5 * (1.7**2 + 1.8**2),
+    # (0.3 - 5)^2 + (-0.2 + 5)^2 = 22.09 + 23.04
+    "sppo_hard": 4.7**2 + 4.8**2,
+}
+
+
+def tensors(**values):
+    return {
+        k: torch.tensor([v], dtype=torch.float64, requires_grad=k.startswith("l_"))
+        for k, v in values.items()
+    }
+
+
+@pytest.mark.parametrize("variant", sorted(HAND))
+def test_loss_matches_hand_computation(variant):
+    t = tensors(**CASE)
+    loss = sppo_pair_loss(t["l_w"], t["l_l"], t["p_w"], t["p_l"], t["q"], ETA, variant)
+    assert loss.item() == pytest.approx(HAND[variant], rel=1e-12)
+
+
+@pytest.mark.parametrize("variant", sorted(HAND))
+def test_gradient_pushes_log_ratios_towards_targets(variant):
+    t = tensors(**CASE)
+    sppo_pair_loss(t["l_w"], t["l_l"], t["p_w"], t["p_l"], t["q"], ETA, variant).backward()
+    target_w, target_l = pair_targets(t["p_w"], t["p_l"], t["q"], ETA, variant)
+    # l_w sits below its target and l_l above its own (all three variants here), so
+    # gradient descent must raise the winner's log-ratio and lower the loser's.
+    assert target_w.item() > CASE["l_w"] and target_l.item() < CASE["l_l"]
+    assert t["l_w"].grad.item() < 0
+    assert t["l_l"].grad.item() > 0
+    # d/dl_w of c (l_w - T)^2 is 2c (l_w - T), c = 1/2 (sppo, single) or 1 (hard)
+    c = 1.0 if variant == "sppo_hard" else 0.5
+    assert t["l_w"].grad.item() == pytest.approx(2 * c * (CASE["l_w"] - target_w.item()))
+
+
+def test_loss_is_zero_at_the_targets_and_gradient_flips_beyond():
+    p_w, p_l = torch.tensor([0.9]), torch.tensor([0.2])
+    l_w = (ETA * (p_w - 0.5)).clone().requires_grad_(True)
+    l_l = (ETA * (p_l - 0.5)).clone().requires_grad_(True)
+    loss = sppo_pair_loss(l_w, l_l, p_w, p_l, torch.tensor([0.6]), ETA, "sppo")
+    assert loss.item() == pytest.approx(0.0, abs=1e-12)
+    over = (ETA * (p_w - 0.5) + 1.0).requires_grad_(True)
+    sppo_pair_loss(over, l_l.detach(), p_w, p_l, torch.tensor([0.6]), ETA, "sppo").backward()
+    assert over.grad.item() > 0  # above its target, the winner is pulled back down
+
+
+def test_general_objective_equals_sppo_on_the_pair():
+    t = tensors(**CASE)
+    pair = sppo_pair_loss(t["l_w"], t["l_l"], t["p_w"], t["p_l"], t["q"], ETA, "sppo")
+    general = sppo_general_loss(
+        torch.cat([t["l_w"], t["l_l"]]), torch.cat([t["p_w"], t["p_l"]]), ETA
+    ).mean()
+    assert general.item() == pytest.approx(pair.item())
+
+
+def test_unknown_variant_is_rejected():
+    t = tensors(**CASE)
+    with pytest.raises(ValueError, match="unknown SPPO loss 'dpo'"):
+        sppo_pair_loss(t["l_w"], t["l_l"], t["p_w"], t["p_l"], t["q"], ETA, "dpo")
+
+
+def test_sequence_logps_sum_only_response_tokens():
+    torch.manual_seed(0)
+    logits = torch.randn(1, 5, 7)
+    ids = torch.tensor([[1, 2, 3, 4, 5]])
+    response = torch.tensor([[0, 0, 1, 1, 0]])  # tokens 2 and 3 are the response; 4 is padding
+    logp = logits.log_softmax(-1)
+    expected = logp[0, 1, 3] + logp[0, 2, 4]  # position t-1 predicts token t
+    assert sequence_logps(logits, ids, response).item() == pytest.approx(expected.item(), rel=1e-6)

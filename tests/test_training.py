@@ -1,0 +1,160 @@
+"""The train stage on the tiny model: data layout, reference log-probs, log, save and resume."""
+
+import pandas as pd
+import pytest
+import torch
+
+from sppoflow.aggregate import AggregateSettings, aggregate
+from sppoflow.errors import UserError
+from sppoflow.models import load_policy
+from sppoflow.training import (
+    LOG_COLUMNS,
+    SPPOTrainer,
+    TrainSettings,
+    build_examples,
+    prepare_state_dir,
+    train,
+)
+
+N_PROMPTS = 6
+
+
+def round_tables(tokenizer):
+    """Samples of 3 responses per prompt and their aggregates, as the stages would write them."""
+    rows = []
+    for n in range(N_PROMPTS):
+        for k in range(3):
+            text = f"answer {k} to question {n}" + " more" * k
+            ids = tokenizer(text, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+            rows.append((f"p{n}", f"Question {n}: what is {n} plus {n}?", k, text, ids))
+    samples = pd.DataFrame(
+        rows, columns=["prompt_id", "prompt", "response_idx", "response", "response_token_ids"]
+    )
+    samples["prompt_tokens"] = 20
+    samples["response_tokens"] = samples.response_token_ids.map(len)
+    samples["finish_reason"] = "stop"
+    prefs = [
+        (f"p{n}", i, j, float(j - i))
+        for n in range(N_PROMPTS)
+        for i in range(3)
+        for j in range(3)
+        if i != j
+    ]
+    preferences = pd.DataFrame(prefs, columns=["prompt_id", "i", "j", "logit"])
+    preferences["prob"] = 1 / (1 + (-preferences.logit).map(lambda x: 2.718281828**x))
+    result = aggregate(samples, preferences, AggregateSettings())
+    return samples, result.pairs, result.responses
+
+
+def settings(**overrides):
+    base = dict(
+        eta=10.0,
+        learning_rate=1e-3,
+        batch_size=2,
+        epochs=1,
+        warmup_ratio=0.0,
+        precision="fp32",
+        device="cpu",
+        max_length=64,
+        max_prompt_length=32,
+    )
+    return TrainSettings(**{**base, **overrides})
+
+
+def test_examples_hold_winner_then_loser_and_truncate_prompts_from_the_left(embedded_tokenizer):
+    samples, pairs, responses = round_tables(embedded_tokenizer)
+    s = settings(max_prompt_length=8, max_length=12)
+    examples = build_examples(embedded_tokenizer, samples, pairs, responses, s)
+    assert len(examples) == N_PROMPTS
+    first = examples[0]
+    assert len(first["prompt_ids"]) == 8
+    assert embedded_tokenizer.decode(first["prompt_ids"]).endswith("assistant\n")
+    assert all(len(r) <= 4 for r in first["response_ids"])  # 12 - 8 tokens left
+    pair = pairs.set_index("prompt_id").loc[first["prompt_id"]]
+    assert first["p"] == pytest.approx([pair.p_winner, pair.p_loser])
+    assert first["role"] == [1, -1]
+
+
+def test_all_responses_mode_carries_every_response(embedded_tokenizer):
+    samples, pairs, responses = round_tables(embedded_tokenizer)
+    examples = build_examples(embedded_tokenizer, samples, pairs, responses, settings(pairs="all"))
+    assert all(len(e["response_ids"]) == 3 for e in examples)
+    assert all(sorted(e["role"]) == [-1, 0, 1] for e in examples)
+
+
+def run_training(tmp_path, tiny_model_dir, embedded_tokenizer, **overrides):
+    samples, pairs, responses = round_tables(embedded_tokenizer)
+    s = settings(**overrides)
+    model, tokenizer = load_policy(tiny_model_dir)
+    examples = build_examples(tokenizer, samples, pairs, responses, s)
+    state, out, log = tmp_path / "state", tmp_path / "model", tmp_path / "train_log.csv"
+    prepare_state_dir(state, "run-1")
+    train(model, tokenizer, examples, s, state, out, log)
+    return out, pd.read_csv(log)
+
+
+def test_training_logs_every_step_and_saves_a_loadable_model(
+    tmp_path, tiny_model_dir, embedded_tokenizer
+):
+    out, log = run_training(tmp_path, tiny_model_dir, embedded_tokenizer, epochs=4)
+    assert list(log.columns) == list(LOG_COLUMNS)
+    assert log.step.tolist() == list(range(1, 13))
+    # the reference is the starting model: before the first update every log-ratio is 0
+    assert log.logratio_winner.iloc[0] == pytest.approx(0.0, abs=1e-4)
+    assert log.logratio_loser.iloc[0] == pytest.approx(0.0, abs=1e-4)
+    # and training moves the winners up and the losers down, towards their targets
+    assert log.logratio_winner.iloc[-4:].mean() > 0.5
+    assert log.logratio_loser.iloc[-4:].mean() < -0.5
+    assert log.loss.iloc[-4:].mean() < log.loss.iloc[:3].mean()
+    assert (log.target_winner > 0).all() and (log.target_loser < 0).all()
+    model, _ = load_policy(out)
+    start, _ = load_policy(tiny_model_dir)
+    assert not torch.equal(model.lm_head.weight, start.lm_head.weight)
+    assert not (tmp_path / "state").exists()  # the resumable state is cleared after success
+
+
+@pytest.mark.parametrize("variant", ["sppo_single", "sppo_hard"])
+def test_other_variants_train(tmp_path, tiny_model_dir, embedded_tokenizer, variant):
+    _, log = run_training(tmp_path, tiny_model_dir, embedded_tokenizer, loss=variant)
+    if variant == "sppo_hard":
+        assert log.target_winner.tolist() == pytest.approx([5.0] * len(log))
+
+
+def test_general_objective_trains(tmp_path, tiny_model_dir, embedded_tokenizer):
+    _, log = run_training(tmp_path, tiny_model_dir, embedded_tokenizer, pairs="all")
+    assert log.step.tolist() == [1, 2, 3]
+
+
+def test_interrupted_training_resumes_from_its_checkpoint(
+    tmp_path, tiny_model_dir, embedded_tokenizer, monkeypatch
+):
+    original = SPPOTrainer.compute_loss
+
+    def crash_at_step_2(self, *args, **kwargs):
+        if self.state.global_step == 2:
+            raise RuntimeError("node lost")
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(SPPOTrainer, "compute_loss", crash_at_step_2)
+    with pytest.raises(RuntimeError, match="node lost"):
+        run_training(tmp_path, tiny_model_dir, embedded_tokenizer, checkpoint_steps=1)
+    assert (tmp_path / "state" / "checkpoints" / "checkpoint-2").is_dir()
+    monkeypatch.setattr(SPPOTrainer, "compute_loss", original)
+    _, log = run_training(tmp_path, tiny_model_dir, embedded_tokenizer, checkpoint_steps=1)
+    assert log.step.tolist() == [1, 2, 3]  # the log goes on where it stopped
+
+
+def test_state_of_a_different_run_is_cleared(tmp_path):
+    state = tmp_path / "state"
+    prepare_state_dir(state, "run-a")
+    (state / "checkpoints").mkdir()
+    prepare_state_dir(state, "run-a")
+    assert (state / "checkpoints").exists()
+    prepare_state_dir(state, "run-b")
+    assert not (state / "checkpoints").exists()
+
+
+def test_no_pairs_is_a_clear_error(embedded_tokenizer):
+    samples, pairs, responses = round_tables(embedded_tokenizer)
+    with pytest.raises(UserError, match="no training pairs"):
+        build_examples(embedded_tokenizer, samples, pairs.iloc[0:0], responses, settings())

@@ -1,0 +1,238 @@
+"""The Snakemake workflow: the job graph of a dry run, lint, and a real 2-round run on a tiny
+random model in a temp directory."""
+
+import json
+import os
+import re
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from conftest import ROOT
+from sppoflow.tables import (
+    EVAL_JUDGEMENTS,
+    PAIRS,
+    PREFERENCES,
+    PROMPT_POOL,
+    PROMPTS,
+    RESPONSES,
+    SAMPLES,
+    read_table,
+)
+
+SNAKEFILE = ROOT / "workflow" / "Snakefile"
+BIN = Path(sys.executable).parent
+
+
+def snakemake(workdir, *args):
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+    return subprocess.run(
+        [str(BIN / "snakemake"), "-s", str(SNAKEFILE), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=workdir,
+    )
+
+
+def planned_jobs(output):
+    """(rule, inputs, outputs) for each job of a dry run's report."""
+    jobs = []
+    for block in re.split(r"\n(?=(?:local)?rule \w+:)", output):
+        head = re.match(r"(?:local)?rule (\w+):", block)
+        if not head:
+            continue
+        files = {}
+        for key in ("input", "output"):
+            found = re.search(rf"^\s+{key}: (.*)$", block, re.M)
+            files[key] = found.group(1).split(", ") if found else []
+        jobs.append((head.group(1), files["input"], files["output"]))
+    return jobs
+
+
+@pytest.fixture
+def default_workdir(tmp_path):
+    (tmp_path / "config").symlink_to(ROOT / "config")
+    return tmp_path
+
+
+def test_dry_run_of_three_rounds_plans_the_sppo_graph(default_workdir):
+    run = snakemake(default_workdir, "-n", "--config", "rounds=3")
+    assert run.returncode == 0, run.stderr
+    jobs = planned_jobs(run.stdout + run.stderr)
+    counts = Counter(rule for rule, _, _ in jobs)
+    assert counts == {
+        "base_model": 1,
+        "prompt_pool": 1,
+        "round_prompts": 3,
+        "sample": 3,
+        "score": 3,
+        "aggregate": 3,
+        "train": 3,
+        "eval_generate": 4,
+        "evaluate": 3,
+        "summary": 1,
+        "all": 1,
+    }
+    producer = {out: rule for rule, _, outs in jobs for out in outs}
+
+    def inputs_of(rule, output):
+        [(ins)] = [ins for r, ins, outs in jobs if r == rule and output in outs]
+        return {i: producer.get(i) for i in ins}
+
+    # round t samples from, and trains, round t-1's model; round 1 starts from the base model
+    assert (
+        inputs_of("sample", "results/iter1/samples.parquet")["results/iter0/model"] == "base_model"
+    )
+    for it in (2, 3):
+        sample_in = inputs_of("sample", f"results/iter{it}/samples.parquet")
+        assert sample_in[f"results/iter{it - 1}/model"] == "train"
+        assert sample_in[f"results/prompts/train_iter{it}.parquet"] == "round_prompts"
+        train_in = inputs_of("train", f"results/iter{it}/model")
+        assert train_in[f"results/iter{it - 1}/model"] == "train"
+        assert train_in[f"results/iter{it}/pairs.parquet"] == "aggregate"
+    evaluate_in = inputs_of("evaluate", "results/iter3/eval/metrics.json")
+    assert evaluate_in["results/iter0/eval/responses.parquet"] == "eval_generate"
+    assert evaluate_in["results/iter2/eval/responses.parquet"] == "eval_generate"
+    summary_in = inputs_of("summary", "results/summary/metrics.tsv")
+    assert {f"results/iter{it}/eval/metrics.json" for it in (1, 2, 3)} <= set(summary_in)
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        ({"rounds": 0}, "config error: rounds: 0 is less than the minimum of 1"),
+        ({"sample": {"k": 1}}, "config error: sample.k: 1 is less than the minimum of 2"),
+        ({"judge": {"backend": "oracle"}}, "config error: judge.backend: 'oracle' is not one of"),
+        ({"train": {"loss": "dpo"}}, "config error: train.loss: 'dpo' is not one of"),
+        ({"prompts": {"source": "absent.jsonl"}}, "Missing input files for rule prompt_pool"),
+    ],
+)
+def test_bad_config_stops_the_workflow_before_any_job(default_workdir, config, message):
+    (default_workdir / "bad.yaml").write_text(yaml.safe_dump(config))
+    run = snakemake(default_workdir, "-n", "--configfile", "bad.yaml")
+    assert run.returncode != 0
+    assert message in run.stderr + run.stdout
+    assert not (default_workdir / "results").exists()
+
+
+def test_rounds_from_the_command_line_are_validated(default_workdir):
+    run = snakemake(default_workdir, "-n", "--config", "rounds=0")
+    assert run.returncode != 0
+    assert "config error: rounds: 0 is less than the minimum of 1" in run.stderr + run.stdout
+
+
+def test_lint_is_clean(default_workdir):
+    run = snakemake(default_workdir, "--lint")
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "Congratulations" in run.stdout + run.stderr
+
+
+TINY_CONFIG = {
+    "rounds": 2,
+    "prompts": {
+        "source": str(ROOT / "config/prompts/instructions.jsonl"),
+        "n_eval": 6,
+        "n_per_round": 6,
+    },
+    "sample": {"k": 3, "max_new_tokens": 12, "batch_size": 16, "device": "cpu"},
+    "judge": {"device": "cpu"},
+    "train": {
+        "eta": 10,
+        "learning_rate": 1.0e-3,
+        "batch_size": 2,
+        "max_length": 128,
+        "max_prompt_length": 96,
+        "device": "cpu",
+    },
+    "evaluate": {"max_new_tokens": 12, "batch_size": 16, "device": "cpu"},
+}
+
+
+@pytest.mark.slow
+def test_two_rounds_on_a_tiny_model_then_nothing_to_do_then_one_more_round(
+    tmp_path, tiny_model_dir
+):
+    config = {**TINY_CONFIG, "policy": {"model": str(tiny_model_dir)}}
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    run = snakemake(tmp_path, "--configfile", "config.yaml", "--cores", "2")
+    assert run.returncode == 0, run.stderr[-5000:]
+    results = tmp_path / "results"
+
+    pool = read_table(results / "prompts/pool.parquet", PROMPT_POOL)
+    eval_prompts = read_table(results / "prompts/eval.parquet", PROMPTS)
+    assert len(eval_prompts) == 6 and len(pool) >= 300
+    rounds = [read_table(results / f"prompts/train_iter{it}.parquet", PROMPTS) for it in (1, 2)]
+    assert not set(rounds[0].prompt_id) & set(rounds[1].prompt_id)
+
+    assert (results / "iter0/model/model.safetensors").is_file()
+    for it in (1, 2):
+        d = results / f"iter{it}"
+        samples = read_table(d / "samples.parquet", SAMPLES)
+        assert len(samples) == 6 * 3
+        assert set(samples.prompt_id) == set(rounds[it - 1].prompt_id)
+        assert len(read_table(d / "preferences.parquet", PREFERENCES)) == 6 * 3 * 2
+        assert len(read_table(d / "responses.parquet", RESPONSES)) == 18
+        pairs = read_table(d / "pairs.parquet", PAIRS)
+        assert 0 < len(pairs) <= 6
+        stats = pd.read_parquet(d / "aggregate_stats.parquet")
+        assert stats["round"].iloc[0] == it and stats["n_pairs"].iloc[0] == len(pairs)
+        assert (d / "model/model.safetensors").is_file()
+        assert (d / "model/tokenizer.json").is_file() and (
+            d / "model/chat_template.jinja"
+        ).is_file()
+        log = pd.read_csv(d / "train_log.csv")
+        assert {"loss", "learning_rate", "grad_norm", "logratio_winner", "target_loser"} <= set(log)
+        assert not (d / "train_state").exists()
+        read_table(d / "eval/responses.parquet", SAMPLES)
+        judgements = read_table(d / "eval/judgements.parquet", EVAL_JUDGEMENTS)
+        assert set(judgements.opponent) == {"base", "previous"}
+        metrics = json.loads((d / "eval/metrics.json").read_text())
+        for opponent in ("vs_base", "vs_previous"):
+            m = metrics[opponent]
+            assert m["win_rate_ci_low"] <= m["win_rate"] <= m["win_rate_ci_high"]
+            assert m["n_prompts"] == 6
+        for rule in ("sample", "score", "aggregate", "train", "eval_generate", "evaluate"):
+            assert (d / f"logs/{rule}.log").is_file()
+            assert (d / f"benchmarks/{rule}.tsv").is_file()
+    read_table(results / "iter0/eval/responses.parquet", SAMPLES)
+    summary = pd.read_csv(results / "summary/metrics.tsv", sep="\t")
+    assert summary["round"].tolist() == [1, 2]
+    assert {
+        "win_rate_vs_base",
+        "win_rate_vs_base_ci_low",
+        "win_rate_vs_previous",
+        "mean_response_tokens",
+        "n_pairs",
+        "train_loss_last",
+    } <= set(summary)
+    rewards = pd.read_csv(results / "summary/judge_rewards.tsv", sep="\t")
+    assert {"corr_score_length", "corr_score_overlap"} <= set(rewards)
+
+    again = snakemake(tmp_path, "--configfile", "config.yaml", "--cores", "2")
+    assert again.returncode == 0
+    assert "Nothing to be done" in again.stdout + again.stderr
+
+    more = snakemake(tmp_path, "--configfile", "config.yaml", "--config", "rounds=3", "-n")
+    assert more.returncode == 0, more.stderr
+    jobs = planned_jobs(more.stdout + more.stderr)
+    assert Counter(rule for rule, _, _ in jobs) == {
+        "round_prompts": 1,
+        "sample": 1,
+        "score": 1,
+        "aggregate": 1,
+        "train": 1,
+        "eval_generate": 1,
+        "evaluate": 1,
+        "summary": 1,
+        "all": 1,
+    }
+    assert all(
+        "iter3" in " ".join(outs) or rule in ("summary", "all") or "train_iter3" in outs[0]
+        for rule, _, outs in jobs
+    )
