@@ -111,5 +111,5 @@ def test_incomplete_preferences_are_refused():
 
 def test_unknown_estimator_is_refused():
     samples, preferences = tables()
-    with pytest.raises(UserError, match="aggregate.estimator: unknown value 'mean'"):
+    with pytest.raises(UserError, match=r"aggregate\.estimator: unknown value 'mean'"):
         aggregate(samples, preferences, AggregateSettings("mean"))

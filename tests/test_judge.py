@@ -63,7 +63,7 @@ def test_score_stage_writes_every_ordered_pair(judge):
     )
     prefs = score_samples(judge, samples)
     assert len(prefs) == 3 * 2 + 2 * 1
-    assert set(zip(prefs.prompt_id, prefs.i, prefs.j)) == {
+    assert set(zip(prefs.prompt_id, prefs.i, prefs.j, strict=True)) == {
         ("x", 0, 1),
         ("x", 1, 0),
         ("x", 0, 2),
@@ -87,7 +87,7 @@ def test_score_stage_needs_two_responses(judge):
 
 
 def test_unknown_backend_is_refused():
-    with pytest.raises(UserError, match="judge.backend: unknown value 'oracle'"):
+    with pytest.raises(UserError, match=r"judge\.backend: unknown value 'oracle'"):
         build_judge(JudgeSettings(backend="oracle"))
 
 
@@ -100,7 +100,7 @@ class FirstPositionJudge(PairwisePreferenceModel):
     """Prefers whatever comes first, a little more when it is longer: position-biased."""
 
     def pair_logits(self, prompts, first, second):
-        return np.array([1.0 + 0.1 * (len(a) - len(b)) for a, b in zip(first, second)])
+        return np.array([1.0 + 0.1 * (len(a) - len(b)) for a, b in zip(first, second, strict=True)])
 
 
 def test_pointwise_interface_compare_and_matrix():

@@ -7,11 +7,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import SCRIPTS
 
 from sppoflow.errors import UserError
 from sppoflow.models import import_policy, load_policy, resolve_source
-
-from conftest import SCRIPTS
 
 
 def test_embedded_source_is_found():
@@ -32,7 +31,7 @@ def test_missing_path_is_an_error_not_a_hub_id(reference):
 
 
 def test_folder_without_config_is_refused(tmp_path):
-    with pytest.raises(UserError, match="has no config.json"):
+    with pytest.raises(UserError, match=r"has no config\.json"):
         resolve_source(str(tmp_path))
 
 
@@ -59,7 +58,9 @@ def test_model_without_chat_template_needs_one(tiny_model_dir, tmp_path):
     config = json.loads((plain / "tokenizer_config.json").read_text())
     config.pop("chat_template", None)
     (plain / "tokenizer_config.json").write_text(json.dumps(config))
-    with pytest.raises(UserError, match="has no chat template; give one with policy.chat_template"):
+    with pytest.raises(
+        UserError, match=r"has no chat template; give one with policy\.chat_template"
+    ):
         import_policy(str(plain), tmp_path / "out")
     template = tmp_path / "t.jinja"
     template.write_text("{% for m in messages %}{{ m['content'] }}{% endfor %}")

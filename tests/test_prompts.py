@@ -1,6 +1,7 @@
 """Prompt sources, cleaning, stable ids and the per-round split."""
 
 import json
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -24,7 +25,6 @@ def prompts_file(tmp_path):
 
 
 def test_shipped_prompt_set_is_large_varied_and_clean():
-    from pathlib import Path
 
     path = Path(__file__).resolve().parents[1] / ROOT_PROMPTS
     rows = [json.loads(line) for line in path.read_text().splitlines()]
@@ -49,7 +49,7 @@ def test_pool_drops_empty_and_duplicates_and_is_deterministic(prompts_file):
 
 
 def test_split_does_not_depend_on_input_order(tmp_path, prompts_file):
-    texts = [json.loads(line)["prompt"] for line in open(prompts_file)]
+    texts = [json.loads(line)["prompt"] for line in Path(prompts_file).read_text().splitlines()]
     reversed_file = write_jsonl(tmp_path / "r.jsonl", texts[::-1])
     a = build_pool(prompts_file, [], None, PoolSettings(n_eval=10))
     b = build_pool(reversed_file, [], None, PoolSettings(n_eval=10))

@@ -12,8 +12,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-
 from conftest import ROOT
+
 from sppoflow.tables import (
     EVAL_JUDGEMENTS,
     PAIRS,
