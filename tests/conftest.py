@@ -18,6 +18,15 @@ SCRIPTS = ROOT / "scripts"
 sys.path.insert(0, str(ROOT / "src"))
 
 
+# The bad-input cases: each config must fail with a line that names the key.
+BAD_CONFIGS = [
+    ({"rounds": 0}, "config error: rounds: 0 is less than the minimum of 1"),
+    ({"sample": {"k": 1}}, "config error: sample.k: 1 is less than the minimum of 2"),
+    ({"judge": {"backend": "oracle"}}, "config error: judge.backend: 'oracle' is not one of"),
+    ({"train": {"loss": "dpo"}}, "config error: train.loss: 'dpo' is not one of"),
+]
+
+
 @pytest.fixture(scope="session")
 def embedded_tokenizer():
     from sppoflow.models import load_tokenizer, resolve_source

@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import pytest
+
 from conftest import ROOT, SCRIPTS
 
 STAGES = ["base_model", "prompts", "sample", "score", "aggregate", "train", "evaluate", "summary"]

@@ -7,8 +7,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import SCRIPTS
 
+from conftest import SCRIPTS
 from sppoflow.errors import UserError
 from sppoflow.models import import_policy, load_policy, resolve_source
 

@@ -158,3 +158,30 @@ def test_no_pairs_is_a_clear_error(embedded_tokenizer):
     samples, pairs, responses = round_tables(embedded_tokenizer)
     with pytest.raises(UserError, match="no training pairs"):
         build_examples(embedded_tokenizer, samples, pairs.iloc[0:0], responses, settings())
+
+
+def test_gradient_accumulation_matches_the_same_global_batch(
+    tmp_path, tiny_model_dir, embedded_tokenizer
+):
+    """Two micro-batches of 1 with accumulation make the same update as one batch of 2."""
+    one, _ = run_training(tmp_path / "a", tiny_model_dir, embedded_tokenizer, batch_size=2)
+    two, _ = run_training(
+        tmp_path / "b",
+        tiny_model_dir,
+        embedded_tokenizer,
+        batch_size=1,
+        gradient_accumulation_steps=2,
+    )
+    a, b = load_policy(one)[0].state_dict(), load_policy(two)[0].state_dict()
+    start = load_policy(tiny_model_dir)[0].state_dict()
+    moved = max((a[k] - start[k]).abs().max().item() for k in a)
+    assert moved > 1e-4
+    assert max((a[k] - b[k]).abs().max().item() for k in a) < 1e-3 * moved
+
+
+def test_gradient_checkpointing_gives_the_same_losses(tmp_path, tiny_model_dir, embedded_tokenizer):
+    _, plain = run_training(tmp_path / "a", tiny_model_dir, embedded_tokenizer)
+    _, checkpointed = run_training(
+        tmp_path / "b", tiny_model_dir, embedded_tokenizer, gradient_checkpointing=True
+    )
+    assert checkpointed.loss.tolist() == pytest.approx(plain.loss.tolist(), rel=1e-4)

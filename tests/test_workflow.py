@@ -12,8 +12,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from conftest import ROOT
 
+from conftest import BAD_CONFIGS, ROOT
 from sppoflow.tables import (
     EVAL_JUDGEMENTS,
     PAIRS,
@@ -106,10 +106,7 @@ def test_dry_run_of_three_rounds_plans_the_sppo_graph(default_workdir):
 @pytest.mark.parametrize(
     ("config", "message"),
     [
-        ({"rounds": 0}, "config error: rounds: 0 is less than the minimum of 1"),
-        ({"sample": {"k": 1}}, "config error: sample.k: 1 is less than the minimum of 2"),
-        ({"judge": {"backend": "oracle"}}, "config error: judge.backend: 'oracle' is not one of"),
-        ({"train": {"loss": "dpo"}}, "config error: train.loss: 'dpo' is not one of"),
+        *BAD_CONFIGS,
         ({"prompts": {"source": "absent.jsonl"}}, "Missing input files for rule prompt_pool"),
     ],
 )

@@ -199,6 +199,11 @@ def round_prompts(pool: pd.DataFrame, round_number: int, n_per_round: int | None
             )
         rows = train[train["source_round"] == round_number].sort_values("position")
         chosen = rows if n_per_round is None else rows.head(n_per_round)
+        if chosen.empty:
+            raise UserError(
+                f"round {round_number}'s prompt source has no prompts left after removing "
+                "the eval prompts and those of earlier rounds"
+            )
     else:
         if n_per_round is None:
             raise UserError("prompts.n_per_round must be set when one source feeds every round")
