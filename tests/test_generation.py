@@ -72,8 +72,8 @@ def test_left_pad_and_cut_at_stop():
     ids, mask = left_pad([[5, 6, 7], [8]], pad_id=0)
     assert ids.tolist() == [[5, 6, 7], [0, 0, 8]]
     assert mask.tolist() == [[1, 1, 1], [0, 0, 1]]
-    assert cut_at_stop([4, 9, 2, 0, 0], {2}, 0) == ([4, 9, 2], "stop")
-    assert cut_at_stop([4, 9, 3], {2}, 0) == ([4, 9, 3], "length")
+    assert cut_at_stop([4, 9, 2, 0, 0], {2}) == ([4, 9, 2], "stop")
+    assert cut_at_stop([4, 9, 3], {2}) == ([4, 9, 3], "length")
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

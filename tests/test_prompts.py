@@ -159,3 +159,9 @@ def test_missing_column(tmp_path):
 def test_too_many_eval_prompts(prompts_file):
     with pytest.raises(UserError, match="n_eval=40 leaves no training prompts"):
         build_pool(prompts_file, [], None, PoolSettings(n_eval=40))
+
+
+def test_unreachable_dataset_id_is_one_clear_line():
+    with pytest.raises(UserError, match="cannot load prompt dataset sppo-test/absent") as error:
+        read_source("sppo-test/absent", "prompt")
+    assert "\n" not in str(error.value)

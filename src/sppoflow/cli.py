@@ -81,10 +81,6 @@ def settings_from(settings_type: type[S], args: argparse.Namespace) -> S:
     return settings_type(**values)
 
 
-def settings_as_dict(settings: Any) -> dict[str, Any]:
-    return dataclasses.asdict(settings)
-
-
 def parser_for(description: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description=description, formatter_class=argparse.RawDescriptionHelpFormatter

@@ -37,7 +37,7 @@ def left_pad(rows: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Te
     return ids, mask
 
 
-def cut_at_stop(tokens: list[int], stops: set[int], pad_id: int) -> tuple[list[int], str]:
+def cut_at_stop(tokens: list[int], stops: set[int]) -> tuple[list[int], str]:
     """The generated ids up to and including the first stop token, and the finish reason."""
     for n, token in enumerate(tokens):
         if token in stops:
@@ -83,7 +83,7 @@ def generate(
         )
         generated = output[:, ids.shape[1] :].tolist()
         for (row, sample), tokens in zip(batch, generated, strict=True):
-            kept, reason = cut_at_stop(tokens, stops, pad_id)
+            kept, reason = cut_at_stop(tokens, stops)
             records.append(
                 {
                     "prompt_id": prompts["prompt_id"].iat[row],

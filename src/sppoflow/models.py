@@ -12,7 +12,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
 
 from sppoflow import embedded
-from sppoflow.errors import UserError
+from sppoflow.errors import UserError, first_line
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +56,7 @@ def load_tokenizer(source: ModelSource, revision: str | None = None):
         )
     except (OSError, ValueError) as error:
         raise UserError(
-            f"cannot load tokenizer of {source.reference}: {_first_line(error)}"
+            f"cannot load tokenizer of {source.reference}: {first_line(error)}"
         ) from error
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
@@ -71,7 +71,7 @@ def load_causal_lm(
             source.folder, gguf_file=source.gguf_file, revision=revision, dtype=dtype
         )
     except (OSError, ValueError) as error:
-        raise UserError(f"cannot load model {source.reference}: {_first_line(error)}") from error
+        raise UserError(f"cannot load model {source.reference}: {first_line(error)}") from error
     if source.gguf_file:
         # The GGUF weights were dequantized on load; forget the quantizer so that
         # save_pretrained writes plain safetensors that reload in a fraction of a second.
@@ -120,8 +120,3 @@ def load_policy(folder: Path | str, dtype: torch.dtype = torch.float32):
     if source.kind != "local":
         raise UserError(f"model folder {folder} does not exist")
     return load_causal_lm(source, dtype), load_tokenizer(source)
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from sppoflow.cli import setting
-from sppoflow.errors import UserError
+from sppoflow.errors import UserError, first_line
 
 log = logging.getLogger(__name__)
 
@@ -93,9 +93,8 @@ def _read_dataset(source: str, split: str) -> pd.DataFrame:
         else:
             data = datasets.load_dataset(source, split=split)
     except Exception as error:  # datasets raises many types for missing/offline data
-        message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise UserError(
-            f"cannot load prompt dataset {source} (split {split}): {message}"
+            f"cannot load prompt dataset {source} (split {split}): {first_line(error)}"
         ) from error
     return data.to_pandas()
 
