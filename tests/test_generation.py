@@ -4,7 +4,8 @@ import pandas as pd
 import pytest
 import torch
 
-from sppoflow.generation import SamplingSettings, cut_at_stop, generate, left_pad
+from sppoflow.generation import SamplingSettings, cut_at_stop, generate
+from sppoflow.preference.batching import length_sorted_batches, pad
 from sppoflow.tables import SAMPLES
 
 PROMPTS = pd.DataFrame(
@@ -68,10 +69,18 @@ def test_left_padding_does_not_change_greedy_output(tiny_model):
     )
 
 
-def test_left_pad_and_cut_at_stop():
-    ids, mask = left_pad([[5, 6, 7], [8]], pad_id=0)
+def test_padding_batching_and_cut_at_stop():
+    ids, mask = pad([[5, 6, 7], [8]], pad_id=0, left=True)
     assert ids.tolist() == [[5, 6, 7], [0, 0, 8]]
     assert mask.tolist() == [[1, 1, 1], [0, 0, 1]]
+    ids, mask = pad([[5, 6, 7], [8]], pad_id=0)
+    assert ids.tolist() == [[5, 6, 7], [8, 0, 0]]
+    # longest first; at most 2 per batch and at most 10 padded tokens per batch
+    assert length_sorted_batches([3, 9, 4, 1, 5], batch_size=2, max_batch_tokens=10) == [
+        [1],
+        [4, 2],
+        [0, 3],
+    ]
     assert cut_at_stop([4, 9, 2, 0, 0], {2}) == ([4, 9, 2], "stop")
     assert cut_at_stop([4, 9, 3], {2}) == ([4, 9, 3], "length")
 

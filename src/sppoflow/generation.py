@@ -11,6 +11,7 @@ from tqdm.auto import tqdm
 
 from sppoflow.chat import encode_prompts, stop_token_ids
 from sppoflow.cli import setting
+from sppoflow.preference.batching import pad
 
 log = logging.getLogger(__name__)
 
@@ -25,16 +26,6 @@ class SamplingSettings:
     seed: int = setting(0, "seed; the same seed and batch size give the same samples")
     dtype: str = setting("auto", "weights' precision", ["auto", "float32", "bfloat16", "float16"])
     device: str = setting("auto", "torch device: auto, cpu, cuda, cuda:1, ...")
-
-
-def left_pad(rows: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    width = max(len(r) for r in rows)
-    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(rows), width), dtype=torch.long)
-    for n, row in enumerate(rows):
-        ids[n, width - len(row) :] = torch.tensor(row, dtype=torch.long)
-        mask[n, width - len(row) :] = 1
-    return ids, mask
 
 
 def cut_at_stop(tokens: list[int], stops: set[int]) -> tuple[list[int], str]:
@@ -69,7 +60,7 @@ def generate(
     progress = tqdm(total=len(jobs), desc="generating", unit="seq", mininterval=5)
     for batch_number, start in enumerate(range(0, len(jobs), settings.batch_size)):
         batch = jobs[start : start + settings.batch_size]
-        ids, mask = left_pad([encoded[row] for row, _ in batch], pad_id)
+        ids, mask = pad([encoded[row] for row, _ in batch], pad_id, left=True)
         torch.manual_seed(settings.seed + batch_number)
         output = model.generate(
             input_ids=ids.to(device),

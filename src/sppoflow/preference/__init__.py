@@ -1,7 +1,12 @@
-"""Preference models (judges) for the score and evaluate stages, chosen by ``judge.backend``."""
+"""Preference models (judges) for the score and evaluate stages, chosen by ``judge.backend``.
+
+Each backend module has ``build(settings, folder, device, dtype)``; ``build_judge`` resolves
+the model folder (embedded package, local folder or hub id) and the device once for all.
+"""
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
 
 from sppoflow.cli import setting
@@ -14,7 +19,12 @@ from sppoflow.preference.base import (
     sigmoid,
 )
 
-BACKENDS = ("relevance",)
+BACKENDS = {
+    "relevance": "sppoflow.preference.relevance",
+    "pairrm": "sppoflow.preference.pairrm",
+    "reward_model": "sppoflow.preference.reward_model",
+    "llm_judge": "sppoflow.preference.llm_judge",
+}
 
 __all__ = [
     "BACKENDS",
@@ -30,11 +40,22 @@ __all__ = [
 
 @dataclass
 class JudgeSettings:
-    backend: str = setting("relevance", "preference model family", BACKENDS)
-    model: str = setting("embedded:all-minilm-l6-v2", "judge model: embedded:<name> or a folder")
-    tau: float = setting(0.05, "temperature of pointwise scores: P = sigmoid((r_i - r_j) / tau)")
-    batch_size: int = setting(64, "sequences per forward pass")
-    max_length: int = setting(256, "longest input, in tokens")
+    backend: str = setting("relevance", "preference model family", list(BACKENDS))
+    model: str = setting(
+        "embedded:all-minilm-l6-v2", "judge model: embedded:<name>, a local folder or a hub id"
+    )
+    revision: str | None = setting(None, "hub revision of the judge model")
+    tau: float | None = setting(
+        None, "pointwise judges: P = sigmoid((r_i - r_j) / tau); none: the backend's default"
+    )
+    batch_size: int = setting(32, "most sequences per forward pass")
+    max_batch_tokens: int = setting(16384, "most padded tokens per forward pass")
+    max_length: int | None = setting(None, "longest input in tokens; none: the backend's default")
+    template: str | None = setting(
+        None, "llm_judge: prompt template file with {instruction}, {response_a}, {response_b}"
+    )
+    verdict_a: str = setting("A", "llm_judge: the token that means the first response is better")
+    verdict_b: str = setting("B", "llm_judge: the token that means the second response is better")
     dtype: str = setting("auto", "precision", ["auto", "float32", "bfloat16", "float16"])
     device: str = setting("auto", "torch device: auto, cpu, cuda, ...")
 
@@ -42,31 +63,13 @@ class JudgeSettings:
 def build_judge(settings: JudgeSettings) -> PreferenceModel:
     """The judge named by ``settings.backend``; unknown names are a one-line error."""
     from sppoflow.devices import resolve_device, resolve_dtype
+    from sppoflow.preference.loading import resolve_judge_folder
 
     check_choice("judge.backend", settings.backend, BACKENDS)
-    if settings.tau <= 0:
+    if settings.tau is not None and settings.tau <= 0:
         raise UserError(f"judge.tau must be positive, got {settings.tau}")
     device = resolve_device(settings.device)
     dtype = resolve_dtype(settings.dtype, device)
-    from sppoflow.preference.relevance import RelevanceJudge
-
-    return RelevanceJudge(
-        _model_folder(settings.model),
-        tau=settings.tau,
-        batch_size=settings.batch_size,
-        max_length=settings.max_length,
-        device=device,
-        dtype=dtype,
-    )
-
-
-def _model_folder(reference: str) -> str:
-    from pathlib import Path
-
-    from sppoflow import embedded
-
-    if embedded.is_embedded(reference):
-        return str(embedded.embedded_model(reference)[1])
-    if not Path(reference).is_dir():
-        raise UserError(f"judge.model: folder {reference} not found")
-    return reference
+    folder = resolve_judge_folder(settings.model, settings.revision)
+    module = importlib.import_module(BACKENDS[settings.backend])
+    return module.build(settings, folder, device, dtype)

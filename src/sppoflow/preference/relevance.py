@@ -9,12 +9,17 @@ treat its gains as a proxy's, not as quality.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import torch
 from transformers import AutoModel, AutoTokenizer
 
 from sppoflow.preference.base import PointwisePreferenceModel
+from sppoflow.preference.batching import length_sorted_batches, pad
+
+DEFAULT_TAU = 0.05
+DEFAULT_MAX_LENGTH = 256
 
 
 class RelevanceJudge(PointwisePreferenceModel):
@@ -22,15 +27,17 @@ class RelevanceJudge(PointwisePreferenceModel):
 
     def __init__(
         self,
-        model_path: str,
-        tau: float = 0.05,
+        model_path: str | Path,
+        tau: float = DEFAULT_TAU,
         batch_size: int = 64,
-        max_length: int = 256,
+        max_batch_tokens: int = 16384,
+        max_length: int = DEFAULT_MAX_LENGTH,
         device: torch.device | str = "cpu",
         dtype: torch.dtype = torch.float32,
     ) -> None:
         super().__init__(tau)
         self.batch_size = batch_size
+        self.max_batch_tokens = max_batch_tokens
         self.max_length = max_length
         self.device = torch.device(device)
         self.tokenizer = AutoTokenizer.from_pretrained(model_path)
@@ -39,20 +46,17 @@ class RelevanceJudge(PointwisePreferenceModel):
     @torch.inference_mode()
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """Unit-length embeddings, computed in length-sorted batches to limit padding."""
-        order = sorted(range(len(texts)), key=lambda n: len(texts[n]))
+        ids = self.tokenizer(list(texts), truncation=True, max_length=self.max_length)["input_ids"]
         out = np.zeros((len(texts), self.encoder.config.hidden_size), dtype=np.float64)
-        for start in range(0, len(order), self.batch_size):
-            batch = order[start : start + self.batch_size]
-            tokens = self.tokenizer(
-                [texts[n] for n in batch],
-                padding=True,
-                truncation=True,
-                max_length=self.max_length,
-                return_tensors="pt",
-            ).to(self.device)
-            hidden = self.encoder(**tokens).last_hidden_state.float()
-            mask = tokens["attention_mask"].unsqueeze(-1).float()
-            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+        for batch in length_sorted_batches(
+            [len(i) for i in ids], self.batch_size, self.max_batch_tokens
+        ):
+            input_ids, mask = pad([ids[n] for n in batch], self.tokenizer.pad_token_id)
+            hidden = self.encoder(
+                input_ids=input_ids.to(self.device), attention_mask=mask.to(self.device)
+            ).last_hidden_state.float()
+            weights = mask.to(self.device).unsqueeze(-1).float()
+            pooled = (hidden * weights).sum(1) / weights.sum(1).clamp(min=1.0)
             out[batch] = torch.nn.functional.normalize(pooled, dim=-1).cpu().double().numpy()
         return out
 
@@ -67,3 +71,15 @@ class RelevanceJudge(PointwisePreferenceModel):
             result.append(vectors @ prompt_vectors[prompt])
             start += len(group)
         return result
+
+
+def build(settings, folder: Path, device: torch.device, dtype: torch.dtype) -> RelevanceJudge:
+    return RelevanceJudge(
+        folder,
+        tau=settings.tau or DEFAULT_TAU,
+        batch_size=settings.batch_size,
+        max_batch_tokens=settings.max_batch_tokens,
+        max_length=settings.max_length or DEFAULT_MAX_LENGTH,
+        device=device,
+        dtype=dtype,
+    )
