@@ -71,3 +71,15 @@ def tiny_model(tiny_model_dir):
     from sppoflow.models import load_policy
 
     return load_policy(tiny_model_dir)
+
+
+def fake_hub_cache(cache: Path, repo_id: str, files_from: Path) -> None:
+    """Lay out a model in the hub cache format, as a download would have left it."""
+    repo = cache / ("models--" + repo_id.replace("/", "--"))
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    snapshot = repo / "snapshots" / commit
+    snapshot.mkdir(parents=True)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    for f in files_from.iterdir():
+        (snapshot / f.name).write_bytes(f.read_bytes())

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import SCRIPTS
+from conftest import SCRIPTS, fake_hub_cache
 from sppoflow.errors import UserError
 from sppoflow.models import import_policy, load_policy, resolve_source
 
@@ -66,18 +66,6 @@ def test_model_without_chat_template_needs_one(tiny_model_dir, tmp_path):
     template.write_text("{% for m in messages %}{{ m['content'] }}{% endfor %}")
     import_policy(str(plain), tmp_path / "out", chat_template=str(template))
     assert load_policy(tmp_path / "out")[1].chat_template == template.read_text()
-
-
-def fake_hub_cache(cache: Path, repo_id: str, files_from: Path) -> None:
-    """Lay out a model in the hub cache format, as a download would have left it."""
-    repo = cache / ("models--" + repo_id.replace("/", "--"))
-    commit = "0123456789abcdef0123456789abcdef01234567"
-    snapshot = repo / "snapshots" / commit
-    snapshot.mkdir(parents=True)
-    (repo / "refs").mkdir()
-    (repo / "refs" / "main").write_text(commit)
-    for f in files_from.iterdir():
-        (snapshot / f.name).write_bytes(f.read_bytes())
 
 
 def test_hub_id_loads_through_the_hub_code_path_offline(tiny_model_dir, tmp_path):

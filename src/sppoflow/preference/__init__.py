@@ -7,7 +7,7 @@ the model folder (embedded package, local folder or hub id) and the device once 
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from sppoflow.cli import setting
 from sppoflow.errors import UserError, check_choice
@@ -49,7 +49,9 @@ class JudgeSettings:
         None, "pointwise judges: P = sigmoid((r_i - r_j) / tau); none: the backend's default"
     )
     batch_size: int = setting(32, "most sequences per forward pass")
-    max_batch_tokens: int = setting(16384, "most padded tokens per forward pass")
+    max_batch_tokens: int | None = setting(
+        None, "most padded tokens per forward pass; none: 16384 on a GPU, 2048 on a CPU"
+    )
     max_length: int | None = setting(None, "longest input in tokens; none: the backend's default")
     template: str | None = setting(
         None, "llm_judge: prompt template file with {instruction}, {response_a}, {response_b}"
@@ -71,5 +73,9 @@ def build_judge(settings: JudgeSettings) -> PreferenceModel:
     device = resolve_device(settings.device)
     dtype = resolve_dtype(settings.dtype, device)
     folder = resolve_judge_folder(settings.model, settings.revision)
+    if settings.max_batch_tokens is None:
+        # Big batches keep a GPU busy; on a CPU one long sequence already saturates the cores,
+        # and padding and attention memory only cost (benchmarks/pairrm_throughput.py).
+        settings = replace(settings, max_batch_tokens=16384 if device.type == "cuda" else 2048)
     module = importlib.import_module(BACKENDS[settings.backend])
     return module.build(settings, folder, device, dtype)
