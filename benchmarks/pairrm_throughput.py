@@ -45,6 +45,22 @@ def timed(judge: PairRMJudge, prompts, responses) -> tuple[float, list[np.ndarra
     return time.perf_counter() - start, matrices
 
 
+def where_the_time_goes(model, tokenizer, prompts, responses, device, dtypes) -> None:
+    """Profile one pair's forward pass per precision and print the ops that dominate."""
+    from torch.profiler import ProfilerActivity, profile
+
+    pair = (prompts[0], responses[0][0], responses[0][1])
+    for dtype in dtypes:
+        judge = PairRMJudge(model, tokenizer, batch_size=1, device=device, dtype=dtype)
+        judge.pair_logits(*([x] for x in pair))  # warm-up
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            judge.pair_logits(*([x] for x in pair))
+        events = sorted(prof.key_averages(), key=lambda e: -e.self_cpu_time_total)
+        total = sum(e.self_cpu_time_total for e in events)
+        top = ", ".join(f"{e.key} {100 * e.self_cpu_time_total / total:.0f}%" for e in events[:7])
+        print(f"  {str(dtype).removeprefix('torch.'):<9} {total / 1e6:5.2f} s per pair: {top}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -54,6 +70,7 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--profile", action="store_true", help="also show where the time goes")
     args = parser.parse_args()
 
     device = resolve_device(args.device)
@@ -69,12 +86,12 @@ def main() -> None:
     # The authors' way: one pair per forward pass, fp32 on a CPU (llm-blender casts to fp16 on
     # GPUs only). Then batching and precision separately, then this project's defaults.
     baseline_dtype = torch.float32 if device.type == "cpu" else torch.float16
-    default_tokens = 16384 if device.type == "cuda" else 2048
+    default_tokens = 16384 if device.type == "cuda" else 1  # 1: one sequence per batch
     variants = [
         ("one pair per pass", 1, 1 << 30, baseline_dtype),
         ("batched <=16384 tokens", args.batch_size, 16384, baseline_dtype),
         ("batched <=16384 tokens", args.batch_size, 16384, fast_dtype),
-        (f"defaults (<={default_tokens} tokens)", args.batch_size, default_tokens, fast_dtype),
+        ("project defaults on this device", args.batch_size, default_tokens, fast_dtype),
     ]
     results = []  # fp32 variants first: the judge casts the shared model in place
     for name, batch_size, max_batch_tokens, dtype in variants:
@@ -98,6 +115,17 @@ def main() -> None:
             for a, b in zip(matrices, base_matrices, strict=True)
         )
         print(f"  {name:<40} x{base_seconds / seconds:5.2f}   max |P - P_baseline| = {diff:.1e}")
+
+    if args.profile:
+        print("where the time goes (one pair, one forward pass, self time per op):")
+        where_the_time_goes(
+            model,
+            tokenizer,
+            prompts,
+            responses,
+            device,
+            sorted({baseline_dtype, fast_dtype}, key=str, reverse=True),
+        )
 
 
 if __name__ == "__main__":

@@ -233,3 +233,23 @@ def test_two_rounds_on_a_tiny_model_then_nothing_to_do_then_one_more_round(
         "iter3" in " ".join(outs) or rule in ("summary", "all") or "train_iter3" in outs[0]
         for rule, _, outs in jobs
     )
+
+
+@pytest.mark.parametrize(
+    "paper", ["mistral-7b-instruct-v0.2", "llama-3-8b-instruct", "gemma-2-9b-it"]
+)
+def test_paper_configs_plan_every_round_with_pairrm(tmp_path, paper):
+    configfile = ROOT / "config" / "paper" / f"{paper}.yaml"
+    run = snakemake(tmp_path, "-n", "-p", "--configfile", str(configfile), "--config", "rounds=3")
+    assert run.returncode == 0, run.stderr[-3000:]
+    output = run.stdout + run.stderr
+    jobs = planned_jobs(output)
+    assert Counter(rule for rule, _, _ in jobs)["score"] == 3
+    judged = re.findall(r"scripts/(score|evaluate)\.py .*?--backend (\S+) --model (\S+)", output)
+    assert len(judged) == 6  # score and evaluate of rounds 1-3
+    assert set(judged) == {
+        ("score", "pairrm", "llm-blender/PairRM-hf"),
+        ("evaluate", "pairrm", "llm-blender/PairRM-hf"),
+    }
+    assert "--tau" not in output  # nothing leaks in from the CPU demo's config
+    assert "--per-round UCLA-AGI/data-mistral-7b-instruct-sppo-iter1" in output

@@ -50,7 +50,8 @@ class JudgeSettings:
     )
     batch_size: int = setting(32, "most sequences per forward pass")
     max_batch_tokens: int | None = setting(
-        None, "most padded tokens per forward pass; none: 16384 on a GPU, 2048 on a CPU"
+        None,
+        "most padded tokens per pass; none: 16384 on GPUs, one sequence on CPUs (relevance 4096)",
     )
     max_length: int | None = setting(None, "longest input in tokens; none: the backend's default")
     template: str | None = setting(
@@ -73,9 +74,12 @@ def build_judge(settings: JudgeSettings) -> PreferenceModel:
     device = resolve_device(settings.device)
     dtype = resolve_dtype(settings.dtype, device)
     folder = resolve_judge_folder(settings.model, settings.revision)
-    if settings.max_batch_tokens is None:
-        # Big batches keep a GPU busy; on a CPU one long sequence already saturates the cores,
-        # and padding and attention memory only cost (benchmarks/pairrm_throughput.py).
-        settings = replace(settings, max_batch_tokens=16384 if device.type == "cuda" else 2048)
     module = importlib.import_module(BACKENDS[settings.backend])
+    if settings.max_batch_tokens is None:
+        # Big batches keep a GPU busy. On a CPU one long sequence of a large model already
+        # saturates the cores and batching only adds padding and attention memory
+        # (benchmarks/pairrm_throughput.py); small models set their own CPU budget.
+        cpu_budget = getattr(module, "CPU_MAX_BATCH_TOKENS", 1)
+        budget = 16384 if device.type == "cuda" else cpu_budget
+        settings = replace(settings, max_batch_tokens=budget)
     return module.build(settings, folder, device, dtype)

@@ -20,6 +20,7 @@ from sppoflow.preference.batching import length_sorted_batches, pad
 
 DEFAULT_TAU = 0.05
 DEFAULT_MAX_LENGTH = 256
+CPU_MAX_BATCH_TOKENS = 4096  # a 22M-parameter encoder needs batches to use a CPU well
 
 
 class RelevanceJudge(PointwisePreferenceModel):
