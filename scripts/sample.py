@@ -1,9 +1,11 @@
 #!/usr/bin/env python
-"""sample stage: K responses per prompt from a round's policy (transformers backend).
+"""sample stage: K responses per prompt from a round's policy (transformers or vLLM).
 
 Reads a prompts table (prompt_id, prompt) and writes a samples table with token counts and
-finish reasons. The model's chat template is applied once; generation is batched with left
-padding and seeded. Also used, with --k 1, to generate the evaluation responses.
+finish reasons. The model's chat template is applied once; generation is seeded. The
+transformers backend batches with left padding; the vLLM backend (--backend vllm, its own
+environment envs/vllm.yaml) sends each prompt's K samples as one request and spans
+--tensor-parallel-size GPUs. Also used, with --k 1, to generate the evaluation responses.
 
 Example:
     python scripts/sample.py --model results/iter0/model --k 4 \\
@@ -25,6 +27,12 @@ def main(args) -> None:
     if settings.k < 1:
         raise UserError(f"--k must be 1 or more, got {settings.k}")
     prompts = read_table(args.prompts, PROMPTS)
+    if settings.backend == "vllm":
+        from sppoflow.vllm_generation import generate_vllm
+
+        samples = generate_vllm(args.model, prompts, settings, args.system_prompt)
+        write_table(samples, args.out, SAMPLES)
+        return
     device = resolve_device(settings.device)
     model, tokenizer = load_policy(args.model, resolve_dtype(settings.dtype, device))
     model.to(device).eval()

@@ -4,8 +4,10 @@
 Reads the round's samples (for the exact sampled token ids), pairs and response win rates,
 precomputes the reference log-probabilities once, trains with transformers' Trainer and
 writes the model (safetensors + tokenizer) and a per-step log. An interrupted run with the
-same inputs resumes from --state-dir (when --checkpoint-steps is set). For several GPUs,
-start it with `accelerate launch scripts/train.py ...`.
+same inputs resumes from --state-dir (when --checkpoint-steps is set). For several GPUs (or
+CPU processes), start it with `accelerate launch --num_processes N scripts/train.py ...`,
+optionally with --config_file config/accelerate/deepspeed_zero3.yaml or fsdp.yaml; set
+--global-batch-size to keep the optimizer step the same whatever N is.
 
 Example:
     python scripts/train.py --model results/iter0/model --samples results/iter1/samples.parquet \\
@@ -20,7 +22,7 @@ import _bootstrap  # noqa: F401
 from sppoflow.cli import add_settings, parser_for, run_stage, settings_from
 from sppoflow.models import load_policy
 from sppoflow.tables import PAIRS, RESPONSES, SAMPLES, read_table
-from sppoflow.training import TrainSettings, build_examples, fingerprint, prepare_state_dir, train
+from sppoflow.training import TrainSettings, build_examples, fingerprint, train
 
 
 def main(args) -> None:
@@ -29,12 +31,20 @@ def main(args) -> None:
     samples = read_table(args.samples, SAMPLES)
     pairs = read_table(args.pairs_table, PAIRS)
     responses = read_table(args.responses, RESPONSES)
-    state_dir = Path(args.state_dir)
     inputs = [Path(args.samples), Path(args.pairs_table), Path(args.responses)]
-    prepare_state_dir(state_dir, fingerprint(inputs, settings, Path(args.model)))
+    run_id = fingerprint(inputs, settings, Path(args.model))
     model, tokenizer = load_policy(args.model)  # fp32 weights; precision is autocast
     examples = build_examples(tokenizer, samples, pairs, responses, settings, args.system_prompt)
-    train(model, tokenizer, examples, settings, state_dir, Path(args.out), Path(args.log))
+    train(
+        model,
+        tokenizer,
+        examples,
+        settings,
+        Path(args.state_dir),
+        Path(args.out),
+        Path(args.log),
+        run_id=run_id,
+    )
 
 
 def build_parser():

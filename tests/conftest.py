@@ -24,6 +24,16 @@ BAD_CONFIGS = [
     ({"sample": {"k": 1}}, "config error: sample.k: 1 is less than the minimum of 2"),
     ({"judge": {"backend": "oracle"}}, "config error: judge.backend: 'oracle' is not one of"),
     ({"train": {"loss": "dpo"}}, "config error: train.loss: 'dpo' is not one of"),
+    ({"sample": {"backend": "tgi"}}, "config error: sample.backend: 'tgi' is not one of"),
+    (
+        {"train": {"accelerate_config": "absent.yaml"}},
+        "config error: train.accelerate_config: absent.yaml does not exist",
+    ),
+    (
+        {"resources": {"train": {"gpus": -1}}},
+        "config error: resources.train.gpus: -1 is less than the minimum of 0",
+    ),
+    ({"train": {"lora": {"r": 0}}}, "config error: train.lora.r: 0 is less than the minimum of 1"),
 ]
 
 

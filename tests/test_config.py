@@ -33,18 +33,28 @@ def test_shipped_config_is_valid_and_complete():
 @pytest.mark.parametrize(
     ("section", "settings_type", "skip"),
     [
-        ("sample", SamplingSettings, {"backend"}),
-        ("evaluate", SamplingSettings, {"k"}),
+        ("sample", SamplingSettings, {"tensor_parallel_size"}),  # the job's GPU count
+        (
+            "evaluate",
+            SamplingSettings,
+            {"k", "backend", "gpu_memory_utilization", "tensor_parallel_size"},
+        ),
         ("judge", JudgeSettings, set()),
         ("aggregate", AggregateSettings, set()),
-        ("train", TrainSettings, set()),
+        ("train", TrainSettings, {"accelerate_config"}),  # read by the launcher, not the stage
         ("prompts", PoolSettings, set()),
     ],
 )
 def test_schema_and_stage_settings_agree(section, settings_type, skip):
     """Every stage flag has a config key and every key a flag (so nothing is silently ignored)."""
-    schema = load_schema()["properties"][section]["properties"]
-    fields = {f.name: f.default for f in dataclasses.fields(settings_type)}
+    schema = dict(load_schema()["properties"][section]["properties"])
+    if "lora" in schema:  # train.lora.<key> is the flag --lora-<key> (enabled: --lora)
+        for key, sub in schema.pop("lora")["properties"].items():
+            schema["lora" if key == "enabled" else f"lora_{key}"] = sub
+    fields = {
+        f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        for f in dataclasses.fields(settings_type)
+    }
     if section == "prompts":  # the pool's settings are a subset of the section
         assert set(fields) <= set(schema)
         return

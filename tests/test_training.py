@@ -19,10 +19,10 @@ from sppoflow.training import (
 N_PROMPTS = 6
 
 
-def round_tables(tokenizer):
+def round_tables(tokenizer, n_prompts=N_PROMPTS):
     """Samples of 3 responses per prompt and their aggregates, as the stages would write them."""
     rows = []
-    for n in range(N_PROMPTS):
+    for n in range(n_prompts):
         for k in range(3):
             text = f"answer {k} to question {n}" + " more" * k
             ids = tokenizer(text, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
@@ -35,7 +35,7 @@ def round_tables(tokenizer):
     samples["finish_reason"] = "stop"
     prefs = [
         (f"p{n}", i, j, float(j - i))
-        for n in range(N_PROMPTS)
+        for n in range(n_prompts)
         for i in range(3)
         for j in range(3)
         if i != j
@@ -185,3 +185,42 @@ def test_gradient_checkpointing_gives_the_same_losses(tmp_path, tiny_model_dir, 
         tmp_path / "b", tiny_model_dir, embedded_tokenizer, gradient_checkpointing=True
     )
     assert checkpointed.loss.tolist() == pytest.approx(plain.loss.tolist(), rel=1e-4)
+
+
+def test_lora_trains_adapters_only_and_saves_a_plain_merged_model(
+    tmp_path, tiny_model_dir, embedded_tokenizer
+):
+    out, log = run_training(
+        tmp_path,
+        tiny_model_dir,
+        embedded_tokenizer,
+        epochs=4,
+        learning_rate=1e-2,
+        lora=True,
+        lora_r=4,
+        lora_alpha=8.0,
+        lora_target_modules=["q_proj", "v_proj"],
+    )
+    assert log.logratio_winner.iloc[0] == pytest.approx(0.0, abs=1e-4)  # B = 0 at the start
+    assert log.loss.iloc[-4:].mean() < log.loss.iloc[:3].mean()
+    assert not list(out.glob("adapter_*"))  # merged: the next round loads a plain model
+    trained, _ = load_policy(out)
+    start, _ = load_policy(tiny_model_dir)
+    after, before = trained.state_dict(), start.state_dict()
+    assert after.keys() == before.keys()
+    changed = {name for name in before if not torch.equal(after[name], before[name])}
+    assert changed and all(n.endswith(("q_proj.weight", "v_proj.weight")) for n in changed)
+
+
+def test_lora_names_unknown_layers(tmp_path, tiny_model_dir, embedded_tokenizer):
+    with pytest.raises(UserError, match=r"target_modules \['query'\] are not layers"):
+        run_training(
+            tmp_path, tiny_model_dir, embedded_tokenizer, lora=True, lora_target_modules=["query"]
+        )
+
+
+def test_global_batch_size_sets_the_accumulation_steps():
+    assert settings(batch_size=2, global_batch_size=8).accumulation_steps(2) == 2
+    assert settings(batch_size=2, gradient_accumulation_steps=3).accumulation_steps(4) == 3
+    with pytest.raises(UserError, match=r"global_batch_size=6 is not a multiple of .* 4 x 1"):
+        settings(batch_size=4, global_batch_size=6).accumulation_steps(1)

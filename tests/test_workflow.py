@@ -29,8 +29,8 @@ SNAKEFILE = ROOT / "workflow" / "Snakefile"
 BIN = Path(sys.executable).parent
 
 
-def snakemake(workdir, *args):
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+def snakemake(workdir, *args, env=None):
+    env = {**os.environ, **(env or {}), "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
     return subprocess.run(
         [str(BIN / "snakemake"), "-s", str(SNAKEFILE), *args],
         capture_output=True,
@@ -214,6 +214,20 @@ def test_two_rounds_on_a_tiny_model_then_nothing_to_do_then_one_more_round(
     again = snakemake(tmp_path, "--configfile", "config.yaml", "--cores", "2")
     assert again.returncode == 0
     assert "Nothing to be done" in again.stdout + again.stderr
+
+    # where a job runs and how big it is never re-runs it
+    bigger = {**config, "resources": {"train": {"gpus": 2, "mem_mb": 64000, "runtime": 60}}}
+    (tmp_path / "bigger.yaml").write_text(yaml.safe_dump(bigger))
+    moved = snakemake(tmp_path, "-n", "--configfile", "bigger.yaml", "--resources", "gpu=4")
+    assert moved.returncode == 0 and "Nothing to be done" in moved.stdout + moved.stderr
+    # a training setting re-runs training from round 1 on, but not round 1's sampling
+    changed = {**config, "train": {**config["train"], "learning_rate": 2.0e-3}}
+    (tmp_path / "changed.yaml").write_text(yaml.safe_dump(changed))
+    replan = snakemake(tmp_path, "-n", "--configfile", "changed.yaml")
+    assert replan.returncode == 0, replan.stderr
+    rerun = Counter(rule for rule, _, _ in planned_jobs(replan.stdout + replan.stderr))
+    assert rerun["train"] == 2 and rerun["sample"] == 1 and "prompt_pool" not in rerun
+    assert "Params have changed since last execution" in replan.stdout + replan.stderr
 
     more = snakemake(tmp_path, "--configfile", "config.yaml", "--config", "rounds=3", "-n")
     assert more.returncode == 0, more.stderr

@@ -25,6 +25,8 @@ S = TypeVar("S")
 def setting(default: Any, help: str, choices: Sequence[str] | None = None) -> Any:
     """A dataclass field with the help text (and choices) its command-line flag shows."""
     metadata = {"help": help, "choices": list(choices) if choices else None}
+    if isinstance(default, list):
+        return dataclasses.field(default_factory=lambda: list(default), metadata=metadata)
     return dataclasses.field(default=default, metadata=metadata)
 
 
@@ -56,6 +58,17 @@ def add_settings(parser: argparse.ArgumentParser, settings_type: type) -> None:
     for field in dataclasses.fields(settings_type):
         kind, optional = _scalar_type(hints[field.name])
         help_text = field.metadata.get("help", "") + " (default: %(default)s)"
+        if typing.get_origin(kind) is list:
+            (item,) = typing.get_args(kind)
+            group.add_argument(
+                _flag(field.name),
+                type=item,
+                nargs="+",
+                default=field.default_factory(),
+                metavar=field.name.upper(),
+                help=help_text,
+            )
+            continue
         if kind is bool:
             group.add_argument(
                 _flag(field.name),

@@ -15,7 +15,17 @@ import yaml
 
 from sppoflow.errors import UserError
 
-SCHEMA = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
+ROOT = Path(__file__).resolve().parents[2]
+SCHEMA = ROOT / "workflow" / "schemas" / "config.schema.yaml"
+
+
+def shipped_file(path: str) -> Path | None:
+    """``path`` as given if it exists, else the file this project ships there (e.g.
+    config/accelerate/fsdp.yaml when running from another folder); None if neither exists."""
+    for candidate in (Path(path), ROOT / path):
+        if candidate.is_file():
+            return candidate.resolve()
+    return None
 
 
 def _with_defaults(validator_class):
@@ -65,7 +75,15 @@ def check_consistency(config: dict) -> None:
     """Rules that span keys, which the schema cannot say."""
     from sppoflow.training import TrainSettings
 
-    TrainSettings(**config["train"]).check()
+    train = {k: v for k, v in config["train"].items() if k not in ("lora", "accelerate_config")}
+    lora = config["train"]["lora"]
+    train.update({("lora" if k == "enabled" else f"lora_{k}"): v for k, v in lora.items()})
+    TrainSettings(**train).check()
+    accelerate_config = config["train"]["accelerate_config"]
+    if accelerate_config and shipped_file(accelerate_config) is None:
+        raise UserError(
+            f"config error: train.accelerate_config: {accelerate_config} does not exist"
+        )
     per_round = config["prompts"]["per_round"]
     if per_round and len(per_round) < config["rounds"]:
         raise UserError(

@@ -1,4 +1,8 @@
-"""Sample responses from a policy with transformers: batched, left-padded, seeded."""
+"""Sample responses from a policy with transformers: batched, left-padded, seeded.
+
+The vLLM backend (``sppoflow.vllm_generation``) writes the same SAMPLES table; both share
+``sample_record`` so a response is cut, decoded and counted the same way.
+"""
 
 from __future__ import annotations
 
@@ -15,9 +19,14 @@ from sppoflow.preference.batching import pad
 
 log = logging.getLogger(__name__)
 
+BACKENDS = ("transformers", "vllm")
+
 
 @dataclass
 class SamplingSettings:
+    backend: str = setting(
+        "transformers", "transformers (CPU or GPU) or vllm (GPU, envs/vllm.yaml)", BACKENDS
+    )
     k: int = setting(4, "responses per prompt (K >= 2 for training; evaluation uses 1)")
     temperature: float = setting(0.7, "sampling temperature; 0 means greedy decoding")
     top_p: float = setting(0.9, "nucleus sampling mass")
@@ -25,7 +34,9 @@ class SamplingSettings:
     batch_size: int = setting(32, "sequences generated together")
     seed: int = setting(0, "seed; the same seed and batch size give the same samples")
     dtype: str = setting("auto", "weights' precision", ["auto", "float32", "bfloat16", "float16"])
-    device: str = setting("auto", "torch device: auto, cpu, cuda, cuda:1, ...")
+    device: str = setting("auto", "torch device: auto, cpu, cuda, cuda:1, ... (transformers)")
+    tensor_parallel_size: int = setting(1, "GPUs one vLLM engine spans (vllm; 0 counts as 1)")
+    gpu_memory_utilization: float = setting(0.9, "share of each GPU's memory vLLM may use")
 
 
 def cut_at_stop(tokens: list[int], stops: set[int]) -> tuple[list[int], str]:
@@ -35,6 +46,33 @@ def cut_at_stop(tokens: list[int], stops: set[int]) -> tuple[list[int], str]:
             return tokens[: n + 1], "stop"
     # No stop token: generation ran to max_new_tokens (pads only follow a stop token).
     return tokens, "length"
+
+
+def sample_record(
+    tokenizer,
+    prompt_id: str,
+    prompt: str,
+    index: int,
+    prompt_tokens: int,
+    kept: list[int],
+    reason: str,
+) -> dict:
+    """One row of the SAMPLES table."""
+    return {
+        "prompt_id": prompt_id,
+        "prompt": prompt,
+        "response_idx": index,
+        "response": tokenizer.decode(kept, skip_special_tokens=True).strip(),
+        "response_token_ids": kept,
+        "prompt_tokens": prompt_tokens,
+        "response_tokens": len(kept),
+        "finish_reason": reason,
+    }
+
+
+def samples_frame(records: list[dict]) -> pd.DataFrame:
+    frame = pd.DataFrame.from_records(records)
+    return frame.sort_values(["prompt_id", "response_idx"]).reset_index(drop=True)
 
 
 @torch.inference_mode()
@@ -76,18 +114,16 @@ def generate(
         for (row, sample), tokens in zip(batch, generated, strict=True):
             kept, reason = cut_at_stop(tokens, stops)
             records.append(
-                {
-                    "prompt_id": prompts["prompt_id"].iat[row],
-                    "prompt": prompts["prompt"].iat[row],
-                    "response_idx": sample,
-                    "response": tokenizer.decode(kept, skip_special_tokens=True).strip(),
-                    "response_token_ids": kept,
-                    "prompt_tokens": len(encoded[row]),
-                    "response_tokens": len(kept),
-                    "finish_reason": reason,
-                }
+                sample_record(
+                    tokenizer,
+                    prompts["prompt_id"].iat[row],
+                    prompts["prompt"].iat[row],
+                    sample,
+                    len(encoded[row]),
+                    kept,
+                    reason,
+                )
             )
         progress.update(len(batch))
     progress.close()
-    frame = pd.DataFrame.from_records(records)
-    return frame.sort_values(["prompt_id", "response_idx"]).reset_index(drop=True)
+    return samples_frame(records)

@@ -28,6 +28,7 @@ from sppoflow.chat import encode_prompts
 from sppoflow.cli import setting
 from sppoflow.devices import bf16_supported, resolve_device
 from sppoflow.errors import UserError, check_choice
+from sppoflow.lora import add_lora_adapters, save_merged
 from sppoflow.loss import LOSSES, pair_targets, sequence_logps, sppo_general_loss, sppo_pair_loss
 
 log = logging.getLogger(__name__)
@@ -66,6 +67,9 @@ class TrainSettings:
     epochs: float = setting(1.0, "passes over the round's data")
     batch_size: int = setting(8, "prompts per device per step")
     gradient_accumulation_steps: int = setting(1, "micro-batches per optimizer step")
+    global_batch_size: int | None = setting(
+        None, "prompts per optimizer step over all processes; sets the accumulation steps"
+    )
     max_length: int = setting(1024, "longest prompt + response, in tokens")
     max_prompt_length: int = setting(512, "longest prompt (cut from the left), in tokens")
     gradient_checkpointing: bool = setting(False, "recompute activations to save memory")
@@ -75,6 +79,14 @@ class TrainSettings:
     checkpoint_steps: int = setting(0, "save a resumable checkpoint every N steps; 0: never")
     seed: int = setting(42, "seed of shuffling and initialisation")
     device: str = setting("auto", "auto, cpu or cuda (multi-GPU: use accelerate launch)")
+    lora: bool = setting(False, "train LoRA adapters (PEFT) only; merged into the saved model")
+    lora_r: int = setting(16, "LoRA rank")
+    lora_alpha: float = setting(32.0, "LoRA scaling numerator (scale = alpha / r)")
+    lora_dropout: float = setting(0.0, "dropout on the adapters' input")
+    lora_target_modules: list[str] = setting(  # noqa: RUF009 (a default_factory field)
+        ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+        "linear layers that get adapters",
+    )
 
     def resolved_eta(self) -> float:
         if self.beta is not None:
@@ -98,6 +110,18 @@ class TrainSettings:
         if self.max_prompt_length >= self.max_length:
             raise UserError("train.max_prompt_length must be smaller than train.max_length")
         self.resolved_eta()
+
+    def accumulation_steps(self, processes: int) -> int:
+        """Micro-batches per optimizer step: from global_batch_size when it is set."""
+        if self.global_batch_size is None:
+            return self.gradient_accumulation_steps
+        per_step = self.batch_size * processes
+        if self.global_batch_size % per_step:
+            raise UserError(
+                f"train.global_batch_size={self.global_batch_size} is not a multiple of "
+                f"train.batch_size x processes = {self.batch_size} x {processes}"
+            )
+        return self.global_batch_size // per_step
 
 
 # -- data ------------------------------------------------------------------------------------
@@ -316,42 +340,55 @@ def prepare_state_dir(state_dir: Path, run_id: str) -> None:
     marker.write_text(run_id)
 
 
-def train(
-    model,
-    tokenizer,
-    examples: list[dict],
-    settings: TrainSettings,
-    state_dir: Path,
-    out_dir: Path,
-    log_path: Path,
-) -> dict:
-    """Train, publish the model to ``out_dir`` and the step log to ``log_path``."""
-    settings.check()
-    device = resolve_device(settings.device)
-    precision = resolve_precision(settings.precision, device)
-    for module in model.modules():  # the targets assume deterministic log-probabilities
-        if isinstance(module, torch.nn.Dropout):
-            module.p = 0.0
-    model.config.use_cache = False
-    collator = Collator(tokenizer.pad_token_id)
+def shard_reference_logps(
+    model, examples: list[dict], collator: Collator, args: TrainingArguments, precision: str
+) -> list[list[float]]:
+    """Reference log-probabilities, each process computing every world_size-th example.
 
-    ref_path = state_dir / "reference_logps.json"
-    if ref_path.exists():
-        refs = json.loads(ref_path.read_text())
+    The pass runs on the plain model before the Trainer wraps it (DDP, FSDP or DeepSpeed),
+    so it needs the model to fit on one device in the training precision.
+    """
+    rank, world = args.process_index, args.world_size
+    model.to(args.device)
+    mine = reference_logps(
+        model, examples[rank::world], collator, args.per_device_train_batch_size, precision
+    )
+    if world == 1:
+        return mine
+    shards: list[list[list[float]] | None] = [None] * world
+    torch.distributed.all_gather_object(shards, mine)
+    refs: list[list[float]] = [[] for _ in examples]
+    for shard_rank, shard in enumerate(shards):
+        for offset, values in enumerate(shard):
+            refs[shard_rank + offset * world] = values
+    return refs
+
+
+def load_or_compute_references(
+    model, examples, collator, args: TrainingArguments, precision: str, path: Path
+) -> None:
+    """Attach ``ref_logps`` to every example; kept in the state folder for a resume."""
+    if path.exists():
+        refs = json.loads(path.read_text())
     else:
-        model.to(device)
-        refs = reference_logps(model, examples, collator, settings.batch_size, precision)
-        ref_path.write_text(json.dumps(refs))
+        refs = shard_reference_logps(model, examples, collator, args, precision)
+        if args.process_index == 0:
+            partial = path.with_suffix(".partial")
+            partial.write_text(json.dumps(refs))
+            partial.replace(path)
+    if len(refs) != len(examples):
+        raise UserError(f"{path} holds {len(refs)} examples, not {len(examples)}: delete it")
     for example, ref in zip(examples, refs, strict=True):
         example["ref_logps"] = ref
 
-    steps_per_epoch = math.ceil(
-        len(examples) / (settings.batch_size * settings.gradient_accumulation_steps)
-    )
+
+def training_arguments(
+    settings: TrainSettings, state_dir: Path, device: torch.device, precision: str
+) -> TrainingArguments:
+    """Trainer arguments; creating them also sets up the process group under accelerate."""
     args = TrainingArguments(
         output_dir=str(state_dir / "checkpoints"),
         per_device_train_batch_size=settings.batch_size,
-        gradient_accumulation_steps=settings.gradient_accumulation_steps,
         num_train_epochs=settings.epochs,
         learning_rate=settings.learning_rate,
         lr_scheduler_type=settings.lr_scheduler,
@@ -372,8 +409,49 @@ def train(
         remove_unused_columns=False,
         report_to="none",
         dataloader_num_workers=0,
+        ddp_find_unused_parameters=False,
         disable_tqdm=False,
     )
+    args.gradient_accumulation_steps = settings.accumulation_steps(args.world_size)
+    return args
+
+
+def train(
+    model,
+    tokenizer,
+    examples: list[dict],
+    settings: TrainSettings,
+    state_dir: Path,
+    out_dir: Path,
+    log_path: Path,
+    run_id: str | None = None,
+) -> dict:
+    """Train, publish the model to ``out_dir`` and the step log to ``log_path``.
+
+    Runs as one process or as each of the processes ``accelerate launch`` starts; the
+    reference pass is shared out between them and the global batch stays the same. With a
+    ``run_id`` the state folder is kept for a resume only if it belongs to the same run.
+    """
+    settings.check()
+    device = resolve_device(settings.device)
+    precision = resolve_precision(settings.precision, device)
+    args = training_arguments(settings, state_dir, device, precision)
+    with args.main_process_first(local=False, desc="preparing the state folder"):
+        if args.process_index == 0:
+            if run_id is not None:
+                prepare_state_dir(state_dir, run_id)
+            state_dir.mkdir(parents=True, exist_ok=True)
+    for module in model.modules():  # the targets assume deterministic log-probabilities
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
+    model.config.use_cache = False
+    collator = Collator(tokenizer.pad_token_id)
+    load_or_compute_references(
+        model, examples, collator, args, precision, state_dir / "reference_logps.json"
+    )
+    if settings.lora:
+        model = add_lora_adapters(model, settings)
+
     trainer = SPPOTrainer(
         model=model,
         args=args,
@@ -386,23 +464,37 @@ def train(
     last = get_last_checkpoint(args.output_dir) if Path(args.output_dir).is_dir() else None
     if last:
         log.info("resuming from %s", last)
-    elif (state_dir / "train_log.csv").exists():
+    elif trainer.is_world_process_zero() and (state_dir / "train_log.csv").exists():
         (state_dir / "train_log.csv").unlink()  # a fresh start must not append to a stale log
+    global_batch = settings.batch_size * args.gradient_accumulation_steps * args.world_size
     log.info(
-        "training %d prompts, %d steps per epoch, precision %s, eta %g",
+        "training %d prompts on %d process(es)%s, global batch %d (%d x %d accumulation x %d), "
+        "%d steps per epoch, precision %s, eta %g%s",
         len(examples),
-        steps_per_epoch,
+        args.world_size,
+        f" ({torch.distributed.get_backend()})" if torch.distributed.is_initialized() else "",
+        global_batch,
+        settings.batch_size,
+        args.gradient_accumulation_steps,
+        args.world_size,
+        math.ceil(len(examples) / global_batch),
         precision,
         settings.resolved_eta(),
+        f", LoRA r={settings.lora_r}" if settings.lora else "",
     )
     result = trainer.train(resume_from_checkpoint=last)
-    trainer.save_model(str(out_dir))
+    if settings.lora:
+        save_merged(trainer, out_dir)
+    else:
+        trainer.save_model(str(out_dir))
     if trainer.is_world_process_zero():
         shutil.copyfile(state_dir / "train_log.csv", log_path)
         summary = {
             "settings": asdict(settings),
             "eta": settings.resolved_eta(),
             "precision": precision,
+            "processes": args.world_size,
+            "global_batch_size": global_batch,
             "examples": len(examples),
             "steps": result.global_step,
             "train_loss": result.training_loss,

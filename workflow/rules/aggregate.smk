@@ -19,6 +19,7 @@ rule aggregate:
     resources:
         mem_mb=4000,
         runtime=30,
+        **placement(),
     shell:
         "python {params.script} --samples {input.samples} --preferences {input.preferences}"
         " {params.args} --responses {output.responses} --pairs {output.pairs}"

@@ -9,8 +9,9 @@ SRC = Path(workflow.basedir).parent / "src"
 if str(SRC) not in sys.path:
     sys.path.insert(0, str(SRC))
 
-from sppoflow.config import load_schema, validate as validate_config
+from sppoflow.config import load_schema, shipped_file, validate as validate_config
 from sppoflow.errors import UserError
+from sppoflow.placement import placement as job_placement, runtime_for
 
 try:
     config.update(
@@ -87,14 +88,23 @@ def round_prompts_args(wildcards):
     return f"--round {wildcards.it} --n-per-round {'all' if n is None else n}"
 
 
+def engine_flags():
+    """The generation engine (vLLM's tensor parallel size comes from the job's GPUs, in the
+    shell command, so that changing the GPU count does not re-run anything)."""
+    sample = config["sample"]
+    return flags({k: sample[k] for k in ("backend", "gpu_memory_utilization")})
+
+
 def sample_args(wildcards):
     settings = dict(config["sample"])
     settings["seed"] = settings["seed"] + 1000 * int(wildcards.it)
-    return f"{flags(settings, skip=('backend',))} {system_prompt_flag()}"
+    skip = ("backend", "gpu_memory_utilization")
+    return f"{flags(settings, skip=skip)} {engine_flags()} {system_prompt_flag()}"
 
 
 def eval_generate_args(wildcards):
-    return f"{flags({**config['evaluate'], 'k': 1})} {system_prompt_flag()}"
+    evaluate = flags({**config["evaluate"], "k": 1})
+    return f"{evaluate} {engine_flags()} {system_prompt_flag()}"
 
 
 def judge_args(wildcards):
@@ -106,13 +116,42 @@ def aggregate_args(wildcards):
 
 
 def train_args(wildcards):
-    return f"{flags(config['train'])} {system_prompt_flag()}"
+    train = config["train"]
+    lora = {("lora" if k == "enabled" else f"lora_{k}"): v for k, v in train["lora"].items()}
+    settings = flags(train, skip=("lora", "accelerate_config"))
+    return f"{settings} {flags(lora)} {system_prompt_flag()}"
+
+
+def train_launch(wildcards):
+    """One process per GPU; DDP unless train.accelerate_config names DeepSpeed or FSDP."""
+    accelerate_config = config["train"]["accelerate_config"]
+    if not accelerate_config:
+        return ""
+    return f"--accelerate-config {shlex.quote(str(shipped_file(accelerate_config)))}"
 
 
 def round_files(pattern):
     return [pattern.format(it=it) for it in ROUNDS]
 
 
-def gpu_runtime(wildcards, attempt):
-    """Minutes for a GPU job; each retry gets more."""
-    return 120 * attempt
+def generation_env():
+    """vLLM pins its own torch and transformers, so its rules get their own environment."""
+    return "../../envs/vllm.yaml" if config["sample"]["backend"] == "vllm" else "../../envs/torch.yaml"
+
+
+def gpus(stage):
+    return config["resources"][stage]["gpus"]
+
+
+def placement(stage=None):
+    """slurm_account / slurm_partition / gpu_model from SPPO_SLURM_* (see sppoflow.placement)."""
+    return job_placement(gpus(stage) if stage else 0)
+
+
+def mem_mb(stage):
+    return config["resources"][stage]["mem_mb"]
+
+
+def runtime(stage):
+    """Minutes for a job of ``stage``, growing with each retry."""
+    return runtime_for(config["resources"][stage]["runtime"])

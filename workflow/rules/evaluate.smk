@@ -14,17 +14,19 @@ rule eval_generate:
         "results/iter{it}/benchmarks/eval_generate.tsv"
     params:
         args=eval_generate_args,
+        with_gpus=script("with_gpus"),
         script=script("sample"),
     conda:
-        "../../envs/torch.yaml"
+        generation_env()
     threads: 8
     resources:
-        gpu=1,
-        mem_mb=16000,
-        runtime=gpu_runtime,
+        gpu=gpus("evaluate"),
+        mem_mb=mem_mb("evaluate"),
+        runtime=runtime("evaluate"),
+        **placement("evaluate"),
     shell:
-        "python {params.script} --model {input.model} --prompts {input.prompts} --out {output}"
-        " {params.args} --threads {threads} > {log} 2>&1"
+        "python {params.with_gpus} {resources.gpu} -- python {params.script} --model {input.model} --prompts {input.prompts} --out {output}"
+        " {params.args} --tensor-parallel-size {resources.gpu} --threads {threads} > {log} 2>&1"
 
 
 rule evaluate:
@@ -41,6 +43,7 @@ rule evaluate:
         "results/iter{it}/benchmarks/evaluate.tsv"
     params:
         args=judge_args,
+        with_gpus=script("with_gpus"),
         script=script("evaluate"),
     wildcard_constraints:
         it=r"[1-9]\d*",
@@ -48,10 +51,11 @@ rule evaluate:
         "../../envs/torch.yaml"
     threads: 8
     resources:
-        gpu=1,
-        mem_mb=16000,
-        runtime=gpu_runtime,
+        gpu=gpus("evaluate"),
+        mem_mb=mem_mb("evaluate"),
+        runtime=runtime("evaluate"),
+        **placement("evaluate"),
     shell:
-        "python {params.script} --round {wildcards.it} --responses {input.responses}"
+        "python {params.with_gpus} {resources.gpu} -- python {params.script} --round {wildcards.it} --responses {input.responses}"
         " --base {input.base} --previous {input.previous} --judgements {output.judgements}"
         " --metrics {output.metrics} {params.args} --threads {threads} > {log} 2>&1"

@@ -12,7 +12,8 @@ rule base_model:
         "../../envs/torch.yaml"
     threads: 4
     resources:
-        mem_mb=8000,
+        mem_mb=mem_mb("sample"),  # the whole model in fp32
         runtime=60,
+        **placement(),
     shell:
         "python {params.script} {params.args} --threads {threads} --out {output} > {log} 2>&1"

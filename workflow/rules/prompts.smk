@@ -17,6 +17,7 @@ rule prompt_pool:
     resources:
         mem_mb=4000,
         runtime=30,
+        **placement(),
     shell:
         "python {params.script} pool {params.args} --pool {output.pool} --eval {output.eval}"
         " > {log} 2>&1"
@@ -40,5 +41,6 @@ rule round_prompts:
     resources:
         mem_mb=2000,
         runtime=10,
+        **placement(),
     shell:
         "python {params.script} round --pool {input} {params.args} --out {output} > {log} 2>&1"

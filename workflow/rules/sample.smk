@@ -10,14 +10,16 @@ rule sample:
         "results/iter{it}/benchmarks/sample.tsv"
     params:
         args=sample_args,
+        with_gpus=script("with_gpus"),
         script=script("sample"),
     conda:
-        "../../envs/torch.yaml"
+        generation_env()
     threads: 8
     resources:
-        gpu=1,
-        mem_mb=16000,
-        runtime=gpu_runtime,
+        gpu=gpus("sample"),
+        mem_mb=mem_mb("sample"),
+        runtime=runtime("sample"),
+        **placement("sample"),
     shell:
-        "python {params.script} --model {input.model} --prompts {input.prompts} --out {output}"
-        " {params.args} --threads {threads} > {log} 2>&1"
+        "python {params.with_gpus} {resources.gpu} -- python {params.script} --model {input.model} --prompts {input.prompts} --out {output}"
+        " {params.args} --tensor-parallel-size {resources.gpu} --threads {threads} > {log} 2>&1"

@@ -9,14 +9,16 @@ rule score:
         "results/iter{it}/benchmarks/score.tsv"
     params:
         args=judge_args,
+        with_gpus=script("with_gpus"),
         script=script("score"),
     conda:
         "../../envs/torch.yaml"
     threads: 8
     resources:
-        gpu=1,
-        mem_mb=16000,
-        runtime=gpu_runtime,
+        gpu=gpus("score"),
+        mem_mb=mem_mb("score"),
+        runtime=runtime("score"),
+        **placement("score"),
     shell:
-        "python {params.script} --samples {input} --out {output} {params.args}"
+        "python {params.with_gpus} {resources.gpu} -- python {params.script} --samples {input} --out {output} {params.args}"
         " --threads {threads} > {log} 2>&1"

@@ -19,6 +19,7 @@ rule summary:
     resources:
         mem_mb=2000,
         runtime=10,
+        **placement(),
     shell:
         "python {params.script} --metrics {input.metrics} --stats {input.stats}"
         " --logs {input.logs} --judgements {input.judgements} --out {output.metrics}"

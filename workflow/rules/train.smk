@@ -1,5 +1,7 @@
 # Resumable state lives in results/iter{it}/train_state, which is not a declared output:
 # Snakemake deletes declared outputs before a job starts, and a retried job should resume.
+# A job with several GPUs runs one process per GPU through accelerate launch
+# (train.accelerate_config: DDP, DeepSpeed ZeRO-3 or FSDP).
 
 
 rule train:
@@ -17,19 +19,23 @@ rule train:
         "results/iter{it}/benchmarks/train.tsv"
     params:
         args=train_args,
+        launch=train_launch,
         state="results/iter{it}/train_state",
+        with_gpus=script("with_gpus"),
         script=script("train"),
     wildcard_constraints:
         it=r"[1-9]\d*",
     conda:
-        "../../envs/torch.yaml"
+        "../../envs/train.yaml"
     threads: 8
     resources:
-        gpu=1,
-        mem_mb=32000,
-        runtime=gpu_runtime,
+        gpu=gpus("train"),
+        mem_mb=mem_mb("train"),
+        runtime=runtime("train"),
+        **placement("train"),
     shell:
-        "python {params.script} --model {input.model} --samples {input.samples}"
+        "python {params.with_gpus} {resources.gpu} --process-per-gpu {params.launch} --"
+        " {params.script} --model {input.model} --samples {input.samples}"
         " --pairs-table {input.pairs} --responses {input.responses}"
         " --out {output.model} --log {output.log} --state-dir {params.state}"
         " {params.args} --threads {threads} > {log} 2>&1"

@@ -112,3 +112,16 @@ class PairwisePreferenceModel(PreferenceModel):
         prob = (sigmoid(forward) + sigmoid(-backward)) / 2
         flipped = (forward > 0) == (backward > 0)
         return Comparison(prob, flipped=flipped)
+
+
+def build_pointwise(judge_type, settings, folder, device, dtype, default_tau, default_max_length):
+    """A pointwise judge from the judge settings; unset tau and max_length take its defaults."""
+    return judge_type(
+        folder,
+        tau=settings.tau or default_tau,
+        batch_size=settings.batch_size,
+        max_batch_tokens=settings.max_batch_tokens,
+        max_length=settings.max_length or default_max_length,
+        device=device,
+        dtype=dtype,
+    )

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from transformers import AutoModel, AutoTokenizer
 
-from sppoflow.preference.base import PointwisePreferenceModel
+from sppoflow.preference.base import PointwisePreferenceModel, build_pointwise
 from sppoflow.preference.batching import length_sorted_batches, pad
 
 DEFAULT_TAU = 0.05
@@ -75,12 +75,6 @@ class RelevanceJudge(PointwisePreferenceModel):
 
 
 def build(settings, folder: Path, device: torch.device, dtype: torch.dtype) -> RelevanceJudge:
-    return RelevanceJudge(
-        folder,
-        tau=settings.tau or DEFAULT_TAU,
-        batch_size=settings.batch_size,
-        max_batch_tokens=settings.max_batch_tokens,
-        max_length=settings.max_length or DEFAULT_MAX_LENGTH,
-        device=device,
-        dtype=dtype,
+    return build_pointwise(
+        RelevanceJudge, settings, folder, device, dtype, DEFAULT_TAU, DEFAULT_MAX_LENGTH
     )

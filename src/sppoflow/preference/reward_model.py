@@ -15,7 +15,7 @@ import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from sppoflow.errors import UserError, first_line
-from sppoflow.preference.base import PointwisePreferenceModel
+from sppoflow.preference.base import PointwisePreferenceModel, build_pointwise
 from sppoflow.preference.batching import length_sorted_batches, pad
 
 DEFAULT_TAU = 1.0
@@ -94,12 +94,6 @@ class RewardModelJudge(PointwisePreferenceModel):
 
 
 def build(settings, folder: Path, device: torch.device, dtype: torch.dtype) -> RewardModelJudge:
-    return RewardModelJudge(
-        folder,
-        tau=settings.tau or DEFAULT_TAU,
-        batch_size=settings.batch_size,
-        max_batch_tokens=settings.max_batch_tokens,
-        max_length=settings.max_length or DEFAULT_MAX_LENGTH,
-        device=device,
-        dtype=dtype,
+    return build_pointwise(
+        RewardModelJudge, settings, folder, device, dtype, DEFAULT_TAU, DEFAULT_MAX_LENGTH
     )

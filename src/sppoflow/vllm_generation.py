@@ -1,0 +1,130 @@
+"""Sample responses with vLLM: the same SAMPLES table as the transformers backend.
+
+vLLM pins its own torch and transformers, so it lives in its own environment
+(``envs/vllm.yaml``); this module imports it only when the backend is asked for. The chat
+template is rendered once by ``sppoflow.chat`` and vLLM gets token ids, so it never adds a
+second BOS. Each prompt is one request for all K samples, with a seed derived from the
+prompt id: a prompt's samples do not depend on which other prompts share the engine.
+"""
+
+from __future__ import annotations
+
+import logging
+import zlib
+
+import pandas as pd
+
+from sppoflow.chat import encode_prompts
+from sppoflow.errors import UserError
+from sppoflow.generation import SamplingSettings, cut_at_stop, sample_record, samples_frame
+
+log = logging.getLogger(__name__)
+
+VLLM_MISSING = (
+    "the vllm backend needs the vllm package, which pins its own torch and transformers and so "
+    "lives in its own environment: run the workflow with --sdm conda (the GPU rules then use "
+    "envs/vllm.yaml), or create it by hand with `conda env create -f envs/vllm.yaml`; "
+    "sample.backend=transformers needs no extra install"
+)
+
+VLLM_DTYPES = {"auto": "auto", "float32": "float32", "bfloat16": "bfloat16", "float16": "float16"}
+
+
+def import_vllm():
+    try:
+        import vllm
+    except ImportError as error:
+        raise UserError(f"{VLLM_MISSING} ({error})") from None
+    return vllm
+
+
+def request_seed(seed: int, prompt_id: str) -> int:
+    """A per-prompt seed: stable across runs, batch composition and prompt order."""
+    return (zlib.crc32(str(prompt_id).encode()) ^ (seed * 2654435761)) % (2**31 - 1)
+
+
+def stop_ids(tokenizer, model_folder: str) -> set[int]:
+    """EOS ids of the model's generation config and of its tokenizer, as in the HF backend."""
+    from transformers import GenerationConfig
+
+    stops = set()
+    try:
+        eos = GenerationConfig.from_pretrained(model_folder).eos_token_id
+        stops.update(eos if isinstance(eos, list) else [eos] if eos is not None else [])
+    except OSError:
+        log.info("%s has no generation_config.json; stopping on the tokenizer's EOS", model_folder)
+    if tokenizer.eos_token_id is not None:
+        stops.add(tokenizer.eos_token_id)
+    return stops
+
+
+def kept_tokens(output, stops: set[int]) -> tuple[list[int], str]:
+    """The response's ids up to and including the stop token, and the finish reason.
+
+    vLLM may leave a stop token out of ``token_ids``; it is put back so that training
+    teaches the policy to stop, exactly as with the transformers backend.
+    """
+    kept, reason = cut_at_stop(list(output.token_ids), stops)
+    if reason == "length" and output.finish_reason == "stop":
+        stop = output.stop_reason if isinstance(output.stop_reason, int) else min(stops)
+        kept, reason = [*kept, stop], "stop"
+    return kept, reason
+
+
+def generate_vllm(
+    model_folder: str,
+    prompts: pd.DataFrame,
+    settings: SamplingSettings,
+    system_prompt: str | None = None,
+) -> pd.DataFrame:
+    """K responses for each row of ``prompts`` (prompt_id, prompt): a SAMPLES table."""
+    vllm = import_vllm()
+    from transformers import AutoTokenizer
+
+    if settings.dtype not in VLLM_DTYPES:
+        raise UserError(f"unknown dtype '{settings.dtype}' (choose {', '.join(VLLM_DTYPES)})")
+    tokenizer = AutoTokenizer.from_pretrained(model_folder)
+    encoded = encode_prompts(tokenizer, prompts["prompt"].tolist(), system_prompt)
+    stops = stop_ids(tokenizer, model_folder)
+    longest = max(len(ids) for ids in encoded) + settings.max_new_tokens
+    engine = vllm.LLM(
+        model=model_folder,
+        tokenizer=model_folder,
+        tensor_parallel_size=max(1, settings.tensor_parallel_size),
+        dtype=VLLM_DTYPES[settings.dtype],
+        gpu_memory_utilization=settings.gpu_memory_utilization,
+        max_model_len=longest,
+        seed=settings.seed,
+    )
+    params = [
+        vllm.SamplingParams(
+            n=settings.k,
+            temperature=settings.temperature,
+            top_p=settings.top_p if settings.temperature > 0 else 1.0,
+            max_tokens=settings.max_new_tokens,
+            seed=request_seed(settings.seed, pid),
+            stop_token_ids=sorted(stops),
+            skip_special_tokens=True,
+        )
+        for pid in prompts["prompt_id"]
+    ]
+    requests = [{"prompt_token_ids": ids} for ids in encoded]
+    outputs = engine.generate(requests, sampling_params=params, use_tqdm=True)
+    records = []
+    for row, result in enumerate(outputs):
+        if len(result.outputs) != settings.k:
+            raise RuntimeError(f"vLLM returned {len(result.outputs)} samples, not {settings.k}")
+        for index, output in enumerate(result.outputs):
+            kept, reason = kept_tokens(output, stops)
+            records.append(
+                sample_record(
+                    tokenizer,
+                    prompts["prompt_id"].iat[row],
+                    prompts["prompt"].iat[row],
+                    index,
+                    len(encoded[row]),
+                    kept,
+                    reason,
+                )
+            )
+    return samples_frame(records)

@@ -1,0 +1,224 @@
+"""Cluster scale without a cluster: what the SLURM executor would be asked for, the local GPU
+limits, per-rule environments and the accelerate configs."""
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import yaml
+from test_workflow import snakemake
+
+from conftest import ROOT
+
+PAPER = ROOT / "config" / "paper" / "mistral-7b-instruct-v0.2.yaml"
+GPU_RULES = {"sample", "score", "train", "eval_generate", "evaluate"}
+CPU_RULES = {"base_model", "prompt_pool", "round_prompts", "aggregate", "summary"}
+SLURM_ENV = {"SPPO_SLURM_ACCOUNT": "sppo-lab", "SPPO_SLURM_PARTITION": "cpu",
+             "SPPO_SLURM_GPU_PARTITION": "gpu", "SPPO_SLURM_GPU_MODEL": "h100"}  # fmt: skip
+
+
+def planned_resources(output: str) -> dict[str, list[dict[str, str]]]:
+    """rule -> the resources of each of its jobs, as a dry run reports them."""
+    found: dict[str, list[dict[str, str]]] = {}
+    for block in re.split(r"\n(?=(?:local)?rule \w+:)", output):
+        head = re.match(r"(?:local)?rule (\w+):", block)
+        line = re.search(r"^\s+resources: (.*)$", block, re.M)
+        if head and line:
+            pairs = (item.split("=", 1) for item in line.group(1).split(", "))
+            found.setdefault(head.group(1), []).append(dict(pairs))
+    return found
+
+
+def dry_run(tmp_path, *args, env=None):
+    (tmp_path / "config").symlink_to(ROOT / "config")
+    run = snakemake(tmp_path, "-n", "-p", "--cores", "64", *args, env=env)
+    assert run.returncode == 0, (run.stdout + run.stderr)[-4000:]
+    return run.stdout + run.stderr
+
+
+def sbatch_call(rule: str, resources: dict[str, str]) -> str:
+    """The sbatch command the SLURM executor plugin builds from a job's resources."""
+    from snakemake_executor_plugin_slurm.submit_string import get_submit_command
+    from snakemake_executor_plugin_slurm.utils import set_gres_string
+
+    values = {k: int(v) if v.isdigit() else v for k, v in resources.items()}
+
+    class Resources(SimpleNamespace):
+        def get(self, key, default=None):
+            return getattr(self, key, default)
+
+    job = SimpleNamespace(
+        resources=Resources(**values), threads=8, name=rule, is_group=lambda: False
+    )
+    params = {
+        "run_uuid": "uuid",
+        "slurm_logfile": "log",
+        "comment_str": rule,
+        "workdir": None,
+        "account": f"-A {values.get('slurm_account', '')}",
+        "partition": f"-p {values.get('slurm_partition', '')}",
+    }
+    return get_submit_command(job, params) + set_gres_string(job)
+
+
+def test_slurm_profile_asks_for_gpus_only_where_the_model_runs(tmp_path):
+    output = dry_run(
+        tmp_path,
+        "--workflow-profile", str(ROOT / "workflow" / "profiles" / "slurm"),
+        "--sdm", "env-modules",  # the profile's conda: no conda on the test machine
+        "--configfile", str(PAPER),
+        "--config", "rounds=3",
+        env=SLURM_ENV,
+    )  # fmt: skip
+    assert "Using workflow specific profile" in output and "profiles/slurm" in output
+    planned = planned_resources(output)
+    assert set(planned) == GPU_RULES | CPU_RULES | {"all"}
+    paper = yaml.safe_load(PAPER.read_text())["resources"]
+    stage = {"eval_generate": "evaluate"}
+    for rule in GPU_RULES:
+        want = paper[stage.get(rule, rule)]
+        for job in planned[rule]:
+            assert int(job["gpu"]) == want["gpus"], rule
+            assert int(job["mem_mb"]) == want["mem_mb"], rule
+            assert int(job["runtime"]) == want["runtime"], rule  # first attempt
+            assert job["slurm_partition"] == "gpu" and job["gpu_model"] == "h100"
+            call = sbatch_call(rule, job)
+            assert f"--gpus=h100:{want['gpus']}" in call, call
+            assert f"--mem {want['mem_mb']}" in call and f"-t {want['runtime']}" in call
+            assert "-A sppo-lab" in call and "-p gpu" in call
+    for rule in CPU_RULES:
+        for job in planned[rule]:
+            assert "gpu" not in job and "gpu_model" not in job, rule
+            assert int(job["runtime"]) > 0 and int(job["mem_mb"]) > 0
+            assert job["slurm_partition"] == "cpu"
+            call = sbatch_call(rule, job)
+            assert "--gpus" not in call and "--mem " in call and "-p cpu" in call
+    assert len(planned["train"]) == 3 and len(planned["sample"]) == 3
+    # training starts one process per GPU through accelerate, with the shipped ZeRO-3 config
+    assert re.search(
+        r"with_gpus\.py 8 --process-per-gpu --accelerate-config \S+/config/accelerate/"
+        r"deepspeed_zero3\.yaml -- \S+/scripts/train\.py .*--global-batch-size 64",
+        output,
+    )
+    # vLLM spans the job's GPUs
+    assert re.search(r"scripts/sample\.py .*--backend vllm .*--tensor-parallel-size 1", output)
+
+
+def test_runtime_grows_with_each_retry():
+    from sppoflow.placement import runtime_for
+
+    minutes = runtime_for(720)
+    assert [minutes(None, attempt) for attempt in (1, 2, 3)] == [720, 1440, 2160]
+
+
+def test_one_machine_caps_gpu_requests_at_its_gpu_count(tmp_path):
+    """The default workflow profile declares 1 GPU: the paper's 8-GPU training then runs on
+    the one GPU there is (one process; global_batch_size keeps the optimizer step)."""
+    output = dry_run(tmp_path, "--configfile", str(PAPER), "--config", "rounds=1")
+    assert "profiles/default" in output
+    assert planned_resources(output)["train"][0]["gpu"] == "1"
+    assert re.search(r"with_gpus\.py 1 --process-per-gpu", output)
+    (tmp_path / "eight").mkdir()
+    eight = dry_run(tmp_path / "eight", "--configfile", str(PAPER), "--config", "rounds=1",
+                    "--resources", "gpu=8")  # fmt: skip
+    assert planned_resources(eight)["train"][0]["gpu"] == "8"
+    assert planned_resources(eight)["sample"][0]["gpu"] == "1"
+
+
+def test_environment_files_pin_every_package():
+    files = {ROOT / "envs" / f"{name}.yaml" for name in ("torch", "train", "vllm", "data")}
+    for env in files:
+        spec = yaml.safe_load(env.read_text())
+        assert spec["name"].startswith("sppo-") and "conda-forge" in spec["channels"]
+        deps = spec["dependencies"]
+        pip = next(d["pip"] for d in deps if isinstance(d, dict))
+        conda = [d for d in deps if isinstance(d, str)]
+        assert all(re.fullmatch(r"[\w.-]+=[\w.]+", d) for d in conda), (env, conda)
+        assert all(re.fullmatch(r"[\w.\[\]-]+==[\w.]+", d) for d in pip), (env, pip)
+    vllm = yaml.safe_load((ROOT / "envs" / "vllm.yaml").read_text())["dependencies"][-1]["pip"]
+    assert "vllm==0.33.0" in vllm and "torch==2.14.0" in vllm  # vLLM's own torch
+
+
+def conda_envs_of_rules(tmp_path, config: dict) -> dict[str, str]:
+    """rule -> the env file Snakemake resolves for it (through its API: no conda needed)."""
+    from snakemake.api import SnakemakeApi
+    from snakemake.settings.types import (
+        ConfigSettings,
+        OutputSettings,
+        ResourceSettings,
+        StorageSettings,
+    )
+
+    (tmp_path / "config").symlink_to(ROOT / "config")
+    with SnakemakeApi(OutputSettings()) as api:
+        workflow = api.workflow(
+            resource_settings=ResourceSettings(cores=1),
+            config_settings=ConfigSettings(config=config),
+            storage_settings=StorageSettings(),
+            snakefile=ROOT / "workflow" / "Snakefile",
+            workdir=tmp_path,
+        )
+        return {
+            r.name: Path(str(r.conda_env)).name for r in workflow._workflow.rules if r.conda_env
+        }
+
+
+@pytest.mark.parametrize("backend", ["transformers", "vllm"])
+def test_each_rule_gets_its_environment(tmp_path, backend):
+    envs = conda_envs_of_rules(tmp_path, {"sample": {"backend": backend}})
+    generation = "vllm.yaml" if backend == "vllm" else "torch.yaml"
+    assert envs == {
+        "base_model": "torch.yaml",
+        "prompt_pool": "data.yaml",
+        "round_prompts": "data.yaml",
+        "sample": generation,
+        "eval_generate": generation,
+        "score": "torch.yaml",
+        "evaluate": "torch.yaml",
+        "train": "train.yaml",
+        "aggregate": "data.yaml",
+        "summary": "data.yaml",
+    }
+
+
+@pytest.mark.parametrize("name", ["multi_gpu", "deepspeed_zero3", "fsdp"])
+def test_accelerate_configs_load(name):
+    from accelerate.commands.config.config_args import load_config_from_file
+
+    config = load_config_from_file(str(ROOT / "config" / "accelerate" / f"{name}.yaml"))
+    kind = {"multi_gpu": "MULTI_GPU", "deepspeed_zero3": "DEEPSPEED", "fsdp": "FSDP"}[name]
+    assert config.distributed_type.value == kind and config.num_machines == 1
+    if name == "deepspeed_zero3":
+        assert config.deepspeed_config["zero_stage"] == 3
+        assert config.deepspeed_config["zero3_save_16bit_model"] is True
+
+
+def test_with_gpus_help_and_plain_run():
+    script = str(ROOT / "scripts" / "with_gpus.py")
+    shown = subprocess.run([sys.executable, script, "--help"], capture_output=True, text=True)
+    assert shown.returncode == 0 and "CUDA_VISIBLE_DEVICES" in shown.stdout
+    ran = subprocess.run(
+        [sys.executable, script, "0", "--", sys.executable, "-c",
+         "import os; print(repr(os.environ['CUDA_VISIBLE_DEVICES']))"],
+        capture_output=True, text=True, env={"PATH": "/usr/bin:/bin"},
+    )  # fmt: skip
+    assert ran.returncode == 0 and ran.stdout.strip() == "''"
+    failed = subprocess.run([sys.executable, script, "1", "--", "false"], capture_output=True)
+    assert failed.returncode == 1  # the command's exit code comes back
+    show_argv = ["-c", "import sys; print(sys.argv)"]
+    one_process = subprocess.run(
+        [sys.executable, script, "1", "--process-per-gpu", "--", *show_argv],
+        capture_output=True,
+        text=True,
+    )
+    assert one_process.returncode == 0 and one_process.stdout.strip() == "['-c']"
+
+
+def test_paper_resources_are_in_the_schema():
+    schema = yaml.safe_load((ROOT / "workflow/schemas/config.schema.yaml").read_text())
+    stages = schema["properties"]["resources"]["properties"]
+    assert set(stages) == {"sample", "score", "train", "evaluate"}
+    assert Path(ROOT / "workflow" / "profiles" / "default" / "config.yaml").is_file()

@@ -1,0 +1,84 @@
+"""Local GPU assignment: concurrent jobs get disjoint devices; the scheduler's choice wins."""
+
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import ROOT
+from sppoflow.errors import UserError
+from sppoflow.gpu_slots import claimed_gpus, process_per_gpu
+
+SCRIPT = str(ROOT / "scripts" / "with_gpus.py")
+SHOW = "import os, time; print(os.environ['CUDA_VISIBLE_DEVICES'], flush=True); time.sleep(3)"
+
+
+@pytest.fixture
+def four_gpus(monkeypatch, tmp_path):
+    monkeypatch.setenv("SPPO_GPU_COUNT", "4")
+    monkeypatch.setenv("SPPO_GPU_LOCK_DIR", str(tmp_path / "locks"))
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    return tmp_path
+
+
+def test_concurrent_jobs_get_disjoint_devices(four_gpus):
+    jobs = [
+        subprocess.Popen(
+            [sys.executable, SCRIPT, "2", "--", sys.executable, "-c", SHOW],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    seen = [job.communicate(timeout=60)[0].strip() for job in jobs]
+    assert all(job.returncode == 0 for job in jobs)
+    devices = [set(s.split(",")) for s in seen]
+    assert all(len(d) == 2 for d in devices)
+    assert devices[0].isdisjoint(devices[1]) and devices[0] | devices[1] == {"0", "1", "2", "3"}
+
+
+def test_a_job_waits_until_devices_are_free(four_gpus):
+    with claimed_gpus(4) as held:
+        assert held == "0,1,2,3"
+        start = time.monotonic()
+        waiting = subprocess.Popen(
+            [sys.executable, SCRIPT, "1", "--", sys.executable, "-c", SHOW],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        time.sleep(2)
+        assert waiting.poll() is None  # still waiting: every GPU is held
+    out, _ = waiting.communicate(timeout=60)
+    assert out.strip() == "0" and time.monotonic() - start >= 2
+
+
+def test_the_schedulers_choice_and_cpu_machines_are_left_alone(four_gpus, monkeypatch):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "5,6")  # e.g. SLURM chose
+    with claimed_gpus(2) as visible:
+        assert visible is None
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
+    monkeypatch.setenv("SPPO_GPU_COUNT", "0")
+    with claimed_gpus(1) as visible:
+        assert visible is None
+    with claimed_gpus(0) as visible:
+        assert visible == ""  # asked for no GPU: sees none
+
+
+def test_asking_for_more_gpus_than_the_machine_has_is_an_error(four_gpus):
+    with pytest.raises(UserError, match="asks for 5 GPUs but this machine has 4"), claimed_gpus(5):
+        pass
+
+
+def test_one_process_per_gpu_goes_through_accelerate():
+    assert process_per_gpu(1, ["train.py", "--x"], None) == [sys.executable, "train.py", "--x"]
+    assert process_per_gpu(0, ["train.py"], "ds.yaml") == [sys.executable, "train.py"]
+    assert process_per_gpu(4, ["train.py"], None)[:4] == [
+        "accelerate", "launch", "--multi_gpu", "--num_processes"
+    ]  # fmt: skip
+    launched = process_per_gpu(8, ["train.py", "--x"], "ds.yaml")
+    assert launched == [
+        "accelerate", "launch", "--config_file", "ds.yaml", "--num_processes", "8",
+        "--num_machines", "1", "train.py", "--x",
+    ]  # fmt: skip
