@@ -9,13 +9,14 @@ from types import SimpleNamespace
 
 import pytest
 import yaml
-from test_workflow import snakemake
 
 from conftest import ROOT
+from test_workflow import snakemake
 
 PAPER = ROOT / "config" / "paper" / "mistral-7b-instruct-v0.2.yaml"
 GPU_RULES = {"sample", "score", "train", "eval_generate", "evaluate"}
 CPU_RULES = {"base_model", "prompt_pool", "round_prompts", "aggregate", "summary"}
+CPU_RULES |= {"round_figures", "report_figures", "export_alpaca_eval", "duckdb_views"}
 SLURM_ENV = {"SPPO_SLURM_ACCOUNT": "sppo-lab", "SPPO_SLURM_PARTITION": "cpu",
              "SPPO_SLURM_GPU_PARTITION": "gpu", "SPPO_SLURM_GPU_MODEL": "h100"}  # fmt: skip
 
@@ -181,6 +182,8 @@ def test_each_rule_gets_its_environment(tmp_path, backend):
         "train": "train.yaml",
         "aggregate": "data.yaml",
         "summary": "data.yaml",
+        **dict.fromkeys(["round_figures", "report_figures", "export_alpaca_eval"], "data.yaml"),
+        "duckdb_views": "data.yaml",
     }
 
 

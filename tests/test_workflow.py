@@ -77,6 +77,10 @@ def test_dry_run_of_three_rounds_plans_the_sppo_graph(default_workdir):
         "eval_generate": 4,
         "evaluate": 3,
         "summary": 1,
+        "round_figures": 3,
+        "report_figures": 1,
+        "export_alpaca_eval": 4,
+        "duckdb_views": 1,
         "all": 1,
     }
     producer = {out: rule for rule, _, outs in jobs for out in outs}
@@ -151,14 +155,20 @@ TINY_CONFIG = {
 }
 
 
-@pytest.mark.slow
-def test_two_rounds_on_a_tiny_model_then_nothing_to_do_then_one_more_round(
-    tmp_path, tiny_model_dir
-):
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory, tiny_model_dir):
+    """A 2-round run of the whole workflow on the tiny model, shared by the tests below."""
+    folder = tmp_path_factory.mktemp("tiny-run")
     config = {**TINY_CONFIG, "policy": {"model": str(tiny_model_dir)}}
-    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
-    run = snakemake(tmp_path, "--configfile", "config.yaml", "--cores", "2")
+    (folder / "config.yaml").write_text(yaml.safe_dump(config))
+    run = snakemake(folder, "--configfile", "config.yaml", "--cores", "2")
     assert run.returncode == 0, run.stderr[-5000:]
+    return folder, config
+
+
+@pytest.mark.slow
+def test_two_rounds_on_a_tiny_model_then_nothing_to_do_then_one_more_round(tiny_run):
+    tmp_path, config = tiny_run
     results = tmp_path / "results"
 
     pool = read_table(results / "prompts/pool.parquet", PROMPT_POOL)
@@ -241,10 +251,15 @@ def test_two_rounds_on_a_tiny_model_then_nothing_to_do_then_one_more_round(
         "eval_generate": 1,
         "evaluate": 1,
         "summary": 1,
+        "round_figures": 1,
+        "report_figures": 1,
+        "export_alpaca_eval": 1,
+        "duckdb_views": 1,
         "all": 1,
     }
+    across_rounds = ("summary", "report_figures", "duckdb_views", "all")
     assert all(
-        "iter3" in " ".join(outs) or rule in ("summary", "all") or "train_iter3" in outs[0]
+        "iter3" in " ".join(outs) or rule in across_rounds or "train_iter3" in outs[0]
         for rule, _, outs in jobs
     )
 
@@ -267,3 +282,110 @@ def test_paper_configs_plan_every_round_with_pairrm(tmp_path, paper):
     }
     assert "--tau" not in output  # nothing leaks in from the CPU demo's config
     assert "--per-round UCLA-AGI/data-mistral-7b-instruct-sppo-iter1" in output
+
+
+REPORT_ITEMS = {  # category -> labels of its items (the per-round ones once per round)
+    "1. Did it work": [
+        "win rate per round",
+        "win rate table",
+        "length and length-controlled win rate",
+    ],
+    "2. Training": ["training curves", "estimated win rates p_w, p_l"],
+    "3. What the judge rewards": ["judge against length, repetition, order"],
+    "4. Examples": ["example responses"],
+    "5. Run": ["config and versions"],
+}
+REPORT_FILES = [
+    *("win_rates.png", "win_rates.html", "length.png", "judge_rewards.png"),
+    *("examples.html", "config.html", "training.png", "win_rate_estimates.png"),
+]
+
+
+@pytest.fixture(scope="module")
+def tiny_report(tiny_run):
+    folder, _ = tiny_run
+    run = snakemake(folder, "--configfile", "config.yaml", "--report", "results/report.html")
+    assert run.returncode == 0, run.stderr[-3000:]
+    return folder / "results" / "report.html"
+
+
+@pytest.mark.slow
+def test_report_holds_every_item(tiny_run, tiny_report):
+    folder, _ = tiny_run
+    results = folder / "results"
+    for it in (1, 2):
+        for name in ("training.png", "win_rate_estimates.png"):
+            assert (results / f"iter{it}/report" / name).stat().st_size > 10_000
+    page = tiny_report.read_text()
+    for category, labels in REPORT_ITEMS.items():
+        assert category in page
+        assert all(label in page for label in labels), category
+    assert all(name in page for name in REPORT_FILES)
+    assert "Round 1" in page and "Round 2" in page  # per-round subcategories
+    assert "length-controlled" in page and "swap places" in page  # the captions
+    table = (results / "report/win_rates.html").read_text()
+    assert "length-controlled" in table and "base model" in table and "round 1" in table
+    examples = (results / "report/examples.html").read_text()
+    assert examples.count("<tr>") == 1 + 6 and "<th>round 2</th>" in examples
+    versions = (results / "report/config.html").read_text()
+    assert "transformers" in versions and "snakemake" in versions and "k: 3" in versions
+    metrics = json.loads((results / "iter2/eval/metrics.json").read_text())["vs_base"]
+    assert 0 <= metrics["lc_win_rate_ci_low"] <= metrics["lc_win_rate"] <= 1
+
+
+@pytest.mark.slow
+def test_exports_for_alpaca_eval_and_duckdb(tiny_run):
+    from sppoflow.exports import query
+
+    folder, _ = tiny_run
+    results = folder / "results"
+    for it in (0, 1, 2):
+        records = json.loads((results / f"export/alpaca_eval_iter{it}.json").read_text())
+        responses = read_table(results / f"iter{it}/eval/responses.parquet", SAMPLES)
+        assert len(records) == len(responses) == 6
+        assert {r["generator"] for r in records} == {f"sppo-iter{it}"}
+        assert set(responses.prompt) == {r["instruction"] for r in records}
+        assert set(responses.response) == {r["output"] for r in records}
+    cwd = os.getcwd()
+    os.chdir(folder)  # the views read the parquet files relative to the run folder
+    try:
+        database = Path("results/sppo.duckdb")
+        rates = query(database, "SELECT * FROM win_rates")
+        assert len(rates) == 4 and set(rates["round"]) == {1, 2}
+        counts = query(database, "SELECT round, count(*) AS n FROM samples GROUP BY 1 ORDER BY 1")
+        assert counts["n"].tolist() == [18, 18]
+        steps = query(database, "SELECT round, max(step) AS steps FROM train_log GROUP BY 1")
+        assert len(steps) == 2
+        tables = set(query(database, "SELECT view_name FROM duckdb_views() WHERE NOT internal")
+                     ["view_name"])  # fmt: skip
+        assert {"samples", "preferences", "pairs", "responses", "eval_judgements"} <= tables
+    finally:
+        os.chdir(cwd)
+
+
+@pytest.mark.slow
+def test_report_renders_in_headless_chromium(tiny_report, tmp_path):
+    """Open the report as a reader would, show each plot and check it is drawn."""
+    import shutil
+
+    if not (shutil.which("chromium") and shutil.which("chromedriver")):
+        pytest.skip("needs Debian's chromium and chromium-driver (the test command installs them)")
+    from browser import open_report, show_item, shown_plot_stats
+
+    with open_report(tiny_report) as browser:
+        shown = [
+            ("1. Did it work", None, "win rate per round"),
+            ("1. Did it work", None, "length and length-controlled win rate"),
+            ("2. Training", "Round 1", "training curves"),
+            ("3. What the judge rewards", None, "judge against length, repetition, order"),
+        ]
+        for category, subcategory, label in shown:
+            image = show_item(browser, category, subcategory, label)
+            width, height = browser.execute_script(
+                "return [arguments[0].naturalWidth, arguments[0].naturalHeight]", image
+            )
+            assert width > 300 and height > 150, label  # decoded: not a broken image
+            shot = tmp_path / f"{label[:20].replace(' ', '_')}.png"
+            browser.save_screenshot(str(shot))
+            colours, dark_share = shown_plot_stats(shot, image.rect)
+            assert colours > 20 and 0.001 < dark_share < 0.5, (label, colours, dark_share)

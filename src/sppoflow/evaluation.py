@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from sppoflow.errors import UserError
+from sppoflow.length_control import length_controlled_win_rate
 from sppoflow.preference import PreferenceModel
 
 TIE_TOLERANCE = 1e-6
@@ -127,11 +128,20 @@ def summarise(judgements: pd.DataFrame, round_number: int, judge_name: str) -> d
     for opponent, rows in judgements.groupby("opponent", sort=False):
         win_rate, win_low, win_high = mean_with_ci(rows["outcome"].to_numpy())
         prob, prob_low, prob_high = mean_with_ci(rows["prob"].to_numpy())
+        lc = length_controlled_win_rate(
+            rows["outcome"].to_numpy(),
+            rows["tokens"].to_numpy(),
+            rows["opponent_tokens"].to_numpy(),
+        )
         metrics[f"vs_{opponent}"] = {
             "n_prompts": len(rows),
             "win_rate": win_rate,
             "win_rate_ci_low": win_low,
             "win_rate_ci_high": win_high,
+            "lc_win_rate": lc.win_rate,
+            "lc_win_rate_ci_low": lc.ci_low,
+            "lc_win_rate_ci_high": lc.ci_high,
+            "length_coef": lc.length_coef,
             "wins": int((rows["outcome"] == 1).sum()),
             "ties": int((rows["outcome"] == 0.5).sum()),
             "losses": int((rows["outcome"] == 0).sum()),

@@ -28,6 +28,8 @@ def round_row(metrics_path: Path, stats_path: Path, log_path: Path) -> dict:
         row[f"win_rate_vs_{opponent}"] = m["win_rate"]
         row[f"win_rate_vs_{opponent}_ci_low"] = m["win_rate_ci_low"]
         row[f"win_rate_vs_{opponent}_ci_high"] = m["win_rate_ci_high"]
+        for key in ("lc_win_rate", "lc_win_rate_ci_low", "lc_win_rate_ci_high", "length_coef"):
+            row[f"{key}_vs_{opponent}"] = m.get(key)
         row[f"mean_prob_vs_{opponent}"] = m["mean_prob"]
     base = metrics["vs_base"]
     row.update(

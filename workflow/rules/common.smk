@@ -1,6 +1,7 @@
 # Helpers shared by the rules: config validation, paths, and the command-line flags each
 # stage script receives. No rules here.
 
+import json
 import shlex
 import sys
 from pathlib import Path

@@ -1,0 +1,82 @@
+#!/usr/bin/env python
+"""report stage: the figures and tables `snakemake --report` shows.
+
+  round    one round's training curves and the distribution of its estimated win rates
+  summary  win rates per round (plot and table), response length and the length-controlled
+           win rate, what the judge rewards, example responses, the config and versions
+
+Examples:
+    python scripts/report.py round --round 1 --train-log results/iter1/train_log.csv \\
+        --pairs results/iter1/pairs.parquet --stats results/iter1/aggregate_stats.parquet \\
+        --training results/iter1/report/training.png \\
+        --estimates results/iter1/report/win_rate_estimates.png
+    python scripts/report.py summary --metrics results/iter*/eval/metrics.json \\
+        --judgements results/iter*/eval/judgements.parquet \\
+        --responses results/iter*/eval/responses.parquet --out-dir results/report
+"""
+
+import argparse
+import json
+from pathlib import Path
+
+import _bootstrap  # noqa: F401
+
+from sppoflow import report
+from sppoflow.cli import run_stage
+from sppoflow.errors import UserError
+
+SUMMARY_FILES = ("win_rates.png", "win_rates.html", "length.png", "judge_rewards.png",
+                 "examples.html", "config.html")  # fmt: skip
+
+
+def round_figures(args) -> None:
+    report.training_curves(Path(args.train_log), args.round, Path(args.training))
+    report.win_rate_estimates(Path(args.pairs), Path(args.stats), args.round, Path(args.estimates))
+
+
+def summary_figures(args) -> None:
+    metrics = report.read_metrics([Path(p) for p in args.metrics])
+    rounds = [m["round"] for m in metrics]
+    if len(args.judgements) != len(rounds) or len(args.responses) != len(rounds) + 1:
+        raise UserError(
+            "give one --judgements file per round and --responses for round 0 (the base "
+            "model) then every round, in round order"
+        )
+    out = Path(args.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    report.win_rates(metrics, out / "win_rates.png", out / "win_rates.html")
+    report.lengths(metrics, out / "length.png")
+    report.judge_rewards([Path(p) for p in args.judgements], rounds, out / "judge_rewards.png")
+    responses = [Path(p) for p in args.responses]
+    report.examples(responses[0], responses[1:], rounds, out / "examples.html")
+    config = json.loads(args.config_json) if args.config_json else {}
+    report.config_page(config, out / "config.html")
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    one = commands.add_parser("round", help="one round's figures")
+    one.add_argument("--round", type=int, required=True)
+    one.add_argument("--train-log", required=True, help="train_log.csv of the round")
+    one.add_argument("--pairs", required=True, help="pairs.parquet of the round")
+    one.add_argument("--stats", required=True, help="aggregate_stats.parquet of the round")
+    one.add_argument("--training", required=True, help="training curves PNG to write")
+    one.add_argument("--estimates", required=True, help="win-rate distribution PNG to write")
+    one.set_defaults(run=round_figures)
+    every = commands.add_parser("summary", help="figures and tables across rounds")
+    every.add_argument("--metrics", nargs="+", required=True, help="eval metrics per round")
+    every.add_argument("--judgements", nargs="+", required=True, help="eval judgements per round")
+    every.add_argument(
+        "--responses", nargs="+", required=True, help="eval responses: base model, then rounds"
+    )
+    every.add_argument("--config-json", default=None, help="the run's config, as JSON text")
+    every.add_argument("--out-dir", required=True, help=f"folder for {', '.join(SUMMARY_FILES)}")
+    every.set_defaults(run=summary_figures)
+    return parser
+
+
+if __name__ == "__main__":
+    run_stage(lambda args: args.run(args), build_parser())
