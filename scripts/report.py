@@ -12,7 +12,8 @@ Examples:
         --estimates results/iter1/report/win_rate_estimates.png
     python scripts/report.py summary --metrics results/iter*/eval/metrics.json \\
         --judgements results/iter*/eval/judgements.parquet \\
-        --responses results/iter*/eval/responses.parquet --out-dir results/report
+        --responses results/iter*/eval/responses.parquet --models results/iter[1-9]*/model \\
+        --out-dir results/report
 """
 
 import argparse
@@ -37,10 +38,14 @@ def round_figures(args) -> None:
 def summary_figures(args) -> None:
     metrics = report.read_metrics([Path(p) for p in args.metrics])
     rounds = [m["round"] for m in metrics]
-    if len(args.judgements) != len(rounds) or len(args.responses) != len(rounds) + 1:
+    if (
+        len(args.judgements) != len(rounds)
+        or len(args.responses) != len(rounds) + 1
+        or (args.models and len(args.models) != len(rounds))
+    ):
         raise UserError(
-            "give one --judgements file per round and --responses for round 0 (the base "
-            "model) then every round, in round order"
+            "give one --judgements file (and --models folder) per round and --responses for "
+            "round 0 (the base model) then every round, in round order"
         )
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -50,7 +55,12 @@ def summary_figures(args) -> None:
     responses = [Path(p) for p in args.responses]
     report.examples(responses[0], responses[1:], rounds, out / "examples.html")
     config = json.loads(args.config_json) if args.config_json else {}
-    report.config_page(config, out / "config.html")
+    training = {}
+    for round_number, model in zip(rounds, args.models or [], strict=False):
+        summary = Path(model) / "sppo_training.json"
+        if summary.is_file():
+            training[round_number] = json.loads(summary.read_text())
+    report.config_page(config, out / "config.html", training)
 
 
 def build_parser():
@@ -71,6 +81,12 @@ def build_parser():
     every.add_argument("--judgements", nargs="+", required=True, help="eval judgements per round")
     every.add_argument(
         "--responses", nargs="+", required=True, help="eval responses: base model, then rounds"
+    )
+    every.add_argument(
+        "--models",
+        nargs="+",
+        default=None,
+        help="trained model folders per round (their sppo_training.json gives the versions)",
     )
     every.add_argument("--config-json", default=None, help="the run's config, as JSON text")
     every.add_argument("--out-dir", required=True, help=f"folder for {', '.join(SUMMARY_FILES)}")

@@ -147,5 +147,16 @@ def test_report_script_needs_one_file_per_round(tmp_path):
         capture_output=True, text=True,
     )  # fmt: skip
     assert run.returncode == 2
-    assert "one --judgements file per round" in run.stderr
+    assert "one --judgements file (and --models folder) per round" in run.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_config_page_shows_the_config_and_each_environments_versions(tmp_path):
+    out = tmp_path / "config.html"
+    training = {1: {"versions": {"torch": "9.9.9", "deepspeed": "0.1"}}, 2: {}}
+    report.config_page({"rounds": 2, "judge": {"backend": "pairrm"}}, out, training)
+    page = out.read_text()
+    assert "backend: pairrm" in page and "rounds: 2" in page
+    assert "<th>report job</th><th>round 1 training</th><th>round 2 training</th>" in page
+    torch_row = page.split("<td>torch</td>")[1].split("</tr>")[0]
+    assert "9.9.9" in torch_row and "not recorded" in torch_row  # round 2 recorded none

@@ -329,6 +329,7 @@ def test_report_holds_every_item(tiny_run, tiny_report):
     assert examples.count("<tr>") == 1 + 6 and "<th>round 2</th>" in examples
     versions = (results / "report/config.html").read_text()
     assert "transformers" in versions and "snakemake" in versions and "k: 3" in versions
+    assert "round 2 training" in versions  # the trainer's environment, from sppo_training.json
     metrics = json.loads((results / "iter2/eval/metrics.json").read_text())["vs_base"]
     assert 0 <= metrics["lc_win_rate_ci_low"] <= metrics["lc_win_rate"] <= 1
 

@@ -7,7 +7,6 @@ the report with a caption (workflow/report/*.rst). Plots are PNG (matplotlib, no
 from __future__ import annotations
 
 import html
-import importlib.metadata
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,9 +21,8 @@ import yaml
 
 from sppoflow.summary import rank_correlation
 from sppoflow.tables import EVAL_JUDGEMENTS, PAIRS, SAMPLES, read_table
+from sppoflow.versions import package_versions
 
-PACKAGES = ("torch", "transformers", "accelerate", "snakemake", "duckdb", "pandas", "numpy")
-PACKAGES += ("peft", "vllm", "deepspeed", "sppo-workflow")
 STYLE = {"figure.dpi": 110, "axes.spines.top": False, "axes.spines.right": False}
 
 
@@ -256,24 +254,23 @@ def examples(
     out.write_text(_page("Example responses", body))
 
 
-def package_versions() -> dict[str, str]:
-    versions = {}
-    for name in PACKAGES:
-        try:
-            versions[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            versions[name] = "not installed"
-    return versions
-
-
-def config_page(config: dict, out: Path) -> None:
-    versions = "".join(
-        f"<tr><td>{html.escape(k)}</td><td>{html.escape(v)}</td></tr>"
-        for k, v in package_versions().items()
+def config_page(config: dict, out: Path, training: dict[int, dict] | None = None) -> None:
+    """The validated config, and package versions: of this report job and, from each round's
+    model/sppo_training.json, of the environment that trained it (rules may differ in env)."""
+    columns = {"report job": package_versions()}
+    for round_number, summary in sorted((training or {}).items()):
+        columns[f"round {round_number} training"] = summary.get("versions", {})
+    names = list(dict.fromkeys(name for versions in columns.values() for name in versions))
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
+    rows = "".join(
+        f"<tr><td>{html.escape(name)}</td>"
+        + "".join(f"<td>{html.escape(v.get(name, 'not recorded'))}</td>" for v in columns.values())
+        + "</tr>"
+        for name in names
     )
     body = (
         "<h3>Config (validated, defaults filled in)</h3>"
         f"<pre>{html.escape(yaml.safe_dump(config, sort_keys=False))}</pre>"
-        f"<h3>Package versions of the report job</h3><table>{versions}</table>"
+        f"<h3>Package versions</h3><table><tr><th>package</th>{head}</tr>{rows}</table>"
     )
     out.write_text(_page("Config and versions", body))

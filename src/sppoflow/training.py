@@ -30,6 +30,7 @@ from sppoflow.devices import bf16_supported, resolve_device
 from sppoflow.errors import UserError, check_choice
 from sppoflow.lora import add_lora_adapters, save_merged
 from sppoflow.loss import LOSSES, pair_targets, sequence_logps, sppo_general_loss, sppo_pair_loss
+from sppoflow.versions import package_versions
 
 log = logging.getLogger(__name__)
 
@@ -498,6 +499,7 @@ def train(
             "examples": len(examples),
             "steps": result.global_step,
             "train_loss": result.training_loss,
+            "versions": package_versions(),
         }
         (Path(out_dir) / "sppo_training.json").write_text(json.dumps(summary, indent=2) + "\n")
         shutil.rmtree(state_dir)

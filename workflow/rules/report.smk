@@ -46,6 +46,7 @@ rule report_figures:
         metrics=round_files("results/iter{it}/eval/metrics.json"),
         judgements=round_files("results/iter{it}/eval/judgements.parquet"),
         responses=["results/iter0/eval/responses.parquet", *round_files("results/iter{it}/eval/responses.parquet")],
+        models=round_files("results/iter{it}/model"),
     output:
         win_rates=report(
             "results/report/win_rates.png",
@@ -100,7 +101,7 @@ rule report_figures:
         **placement(),
     shell:
         "python {params.script} summary --metrics {input.metrics}"
-        " --judgements {input.judgements} --responses {input.responses}"
+        " --judgements {input.judgements} --responses {input.responses} --models {input.models}"
         " --config-json {params.config} --out-dir results/report > {log} 2>&1"
 
 
