@@ -4,10 +4,12 @@
 Reads the round's samples (for the exact sampled token ids), pairs and response win rates,
 precomputes the reference log-probabilities once, trains with transformers' Trainer and
 writes the model (safetensors + tokenizer) and a per-step log. An interrupted run with the
-same inputs resumes from --state-dir (when --checkpoint-steps is set). For several GPUs (or
-CPU processes), start it with `accelerate launch --num_processes N scripts/train.py ...`,
-optionally with --config_file config/accelerate/deepspeed_zero3.yaml or fsdp.yaml; set
---global-batch-size to keep the optimizer step the same whatever N is.
+same inputs resumes from --state-dir (when --checkpoint-steps is set). SIGTERM or SIGUSR1 (a
+SLURM time limit, scancel, preemption) saves a checkpoint after the current optimizer step
+and exits with 128 + the signal's number; running the same command again resumes from it.
+For several GPUs (or CPU processes), start it with `accelerate launch --num_processes N
+scripts/train.py ...`, optionally with --config_file config/accelerate/deepspeed_zero3.yaml or
+fsdp.yaml; set --global-batch-size to keep the optimizer step the same whatever N is.
 
 Example:
     python scripts/train.py --model results/iter0/model --samples results/iter1/samples.parquet \\
@@ -15,6 +17,7 @@ Example:
         --out /tmp/model --log /tmp/train_log.csv --state-dir /tmp/train_state
 """
 
+import sys
 from pathlib import Path
 
 import _bootstrap  # noqa: F401
@@ -22,7 +25,7 @@ import _bootstrap  # noqa: F401
 from sppoflow.cli import add_settings, parser_for, run_stage, settings_from
 from sppoflow.models import load_policy
 from sppoflow.tables import PAIRS, RESPONSES, SAMPLES, read_table
-from sppoflow.training import TrainSettings, build_examples, fingerprint, train
+from sppoflow.training import TrainingStopped, TrainSettings, build_examples, fingerprint, train
 
 
 def main(args) -> None:
@@ -35,16 +38,20 @@ def main(args) -> None:
     run_id = fingerprint(inputs, settings, Path(args.model))
     model, tokenizer = load_policy(args.model)  # fp32 weights; precision is autocast
     examples = build_examples(tokenizer, samples, pairs, responses, settings, args.system_prompt)
-    train(
-        model,
-        tokenizer,
-        examples,
-        settings,
-        Path(args.state_dir),
-        Path(args.out),
-        Path(args.log),
-        run_id=run_id,
-    )
+    try:
+        train(
+            model,
+            tokenizer,
+            examples,
+            settings,
+            Path(args.state_dir),
+            Path(args.out),
+            Path(args.log),
+            run_id=run_id,
+        )
+    except TrainingStopped as stopped:
+        print(f"stopped: {stopped}", file=sys.stderr)
+        sys.exit(128 + stopped.signum)
 
 
 def build_parser():

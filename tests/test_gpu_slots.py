@@ -82,3 +82,32 @@ def test_one_process_per_gpu_goes_through_accelerate():
         "accelerate", "launch", "--config_file", "ds.yaml", "--num_processes", "8",
         "--num_machines", "1", "train.py", "--x",
     ]  # fmt: skip
+
+
+def test_a_sigterm_reaches_the_command_and_the_wrapper_waits_for_it(tmp_path):
+    """What a SLURM time limit does to a GPU job: the trainer inside must get the signal and
+    the time to save, not be orphaned by a wrapper that died first."""
+    import signal
+
+    done = tmp_path / "saved"
+    trap = (
+        "import signal, sys, time, pathlib\n"
+        "def save(signum, frame):\n"
+        "    time.sleep(1)\n"
+        f"    pathlib.Path({str(done)!r}).write_text('saved')\n"
+        "    sys.exit(143)\n"
+        "signal.signal(signal.SIGTERM, save)\n"
+        "print('ready', flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    wrapper = subprocess.Popen(
+        [sys.executable, SCRIPT, "0", "--", sys.executable, "-c", trap],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert wrapper.stdout.readline().strip() == "ready"
+    wrapper.send_signal(signal.SIGTERM)
+    assert wrapper.wait(timeout=30) == 143  # the command's status, after it saved
+    assert done.read_text() == "saved"
+    assert "passing SIGTERM on to the command" in wrapper.stderr.read()

@@ -10,8 +10,10 @@ from sppoflow.models import load_policy
 from sppoflow.training import (
     LOG_COLUMNS,
     SPPOTrainer,
+    TrainingStopped,
     TrainSettings,
     build_examples,
+    last_complete_checkpoint,
     prepare_state_dir,
     train,
 )
@@ -142,6 +144,93 @@ def test_interrupted_training_resumes_from_its_checkpoint(
     monkeypatch.setattr(SPPOTrainer, "compute_loss", original)
     _, log = run_training(tmp_path, tiny_model_dir, embedded_tokenizer, checkpoint_steps=1)
     assert log.step.tolist() == [1, 2, 3]  # the log goes on where it stopped
+
+
+def weights(folder):
+    from safetensors.torch import load_file
+
+    return load_file(folder / "model.safetensors")
+
+
+def assert_same_weights(a, b):
+    first, second = weights(a), weights(b)
+    assert first.keys() == second.keys()
+    assert all(torch.equal(first[k], second[k]) for k in first)
+
+
+def test_a_resume_after_a_crash_logs_each_step_once_and_ends_where_a_straight_run_does(
+    tmp_path, tiny_model_dir, embedded_tokenizer, monkeypatch
+):
+    """Checkpoints every 2 steps, a crash after step 5 was logged: the resume starts from the
+    checkpoint of step 4 and redoes step 5, which must not appear twice in the log."""
+    straight, straight_log = run_training(
+        tmp_path / "straight", tiny_model_dir, embedded_tokenizer, batch_size=1
+    )
+    assert straight_log.step.tolist() == [1, 2, 3, 4, 5, 6]
+    original = SPPOTrainer.compute_loss
+
+    def crash_in_step_6(self, *args, **kwargs):
+        if self.state.global_step == 5:
+            raise RuntimeError("node lost")
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(SPPOTrainer, "compute_loss", crash_in_step_6)
+    run = tmp_path / "crashed"
+    with pytest.raises(RuntimeError, match="node lost"):
+        run_training(run, tiny_model_dir, embedded_tokenizer, batch_size=1, checkpoint_steps=2)
+    assert pd.read_csv(run / "state" / "train_log.csv").step.tolist() == [1, 2, 3, 4, 5]
+    monkeypatch.setattr(SPPOTrainer, "compute_loss", original)
+    out, log = run_training(run, tiny_model_dir, embedded_tokenizer, batch_size=1,
+                            checkpoint_steps=2)  # fmt: skip
+    assert log.step.tolist() == [1, 2, 3, 4, 5, 6]
+    assert log.loss.tolist() == straight_log.loss.tolist()
+    assert_same_weights(out, straight)
+
+
+def test_sigterm_saves_a_checkpoint_and_the_rerun_resumes_to_the_same_weights(
+    tmp_path, tiny_model_dir, embedded_tokenizer, monkeypatch
+):
+    """What a SLURM time limit does: SIGTERM in step 3 (no periodic checkpoints at all)."""
+    import os
+    import signal
+
+    straight, straight_log = run_training(
+        tmp_path / "straight", tiny_model_dir, embedded_tokenizer, batch_size=1
+    )
+    original = SPPOTrainer.compute_loss
+
+    def time_limit_in_step_3(self, *args, **kwargs):
+        if self.state.global_step == 2:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(SPPOTrainer, "compute_loss", time_limit_in_step_3)
+    run = tmp_path / "limited"
+    with pytest.raises(TrainingStopped, match="stopped by SIGTERM at step 3 of 6") as stopped:
+        run_training(run, tiny_model_dir, embedded_tokenizer, batch_size=1)
+    assert stopped.value.signum == signal.SIGTERM
+    assert (run / "state/checkpoints/checkpoint-3/trainer_state.json").is_file()
+    assert not (run / "model").exists()  # nothing published from an unfinished run
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler is put back
+    monkeypatch.setattr(SPPOTrainer, "compute_loss", original)
+    out, log = run_training(run, tiny_model_dir, embedded_tokenizer, batch_size=1)
+    assert log.step.tolist() == [1, 2, 3, 4, 5, 6]
+    assert log.loss.tolist() == straight_log.loss.tolist()
+    assert_same_weights(out, straight)
+
+
+def test_a_checkpoint_cut_short_while_saving_is_skipped(tmp_path):
+    folder = tmp_path / "checkpoints"
+    for step in (2, 4):
+        (folder / f"checkpoint-{step}").mkdir(parents=True)
+        (folder / f"checkpoint-{step}" / "trainer_state.json").write_text("{}")
+    (folder / "checkpoint-6").mkdir()  # killed before its trainer_state.json was written
+    (folder / "checkpoint-6" / "model.safetensors").write_bytes(b"half")
+    assert last_complete_checkpoint(folder) == folder / "checkpoint-4"
+    assert (folder / "checkpoint-6").exists()
+    assert last_complete_checkpoint(folder, remove_partial=True) == folder / "checkpoint-4"
+    assert not (folder / "checkpoint-6").exists()
+    assert last_complete_checkpoint(tmp_path / "absent") is None
 
 
 def test_state_of_a_different_run_is_cleared(tmp_path):

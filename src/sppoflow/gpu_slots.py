@@ -12,6 +12,7 @@ import fcntl
 import logging
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -103,11 +104,32 @@ def process_per_gpu(n: int, script: list[str], accelerate_config: str | None) ->
     ]
 
 
+FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1)
+
+
 def run_with_gpus(n: int, command: list[str]) -> int:
-    """Run ``command`` on ``n`` GPUs of its own; return its exit code."""
+    """Run ``command`` on ``n`` GPUs of its own; return its exit code.
+
+    A SIGTERM, SIGINT or SIGUSR1 (a SLURM time limit, scancel, Ctrl-C) is passed on to the
+    command and this waits for it to end: the trainer saves a checkpoint on SIGTERM, and a
+    wrapper that died first would let the job step end and kill it halfway through saving.
+    """
     with claimed_gpus(n) as visible:
         env = dict(os.environ)
         if visible is not None:
             env["CUDA_VISIBLE_DEVICES"] = visible
             log.info("CUDA_VISIBLE_DEVICES=%s", visible or "(none)")
-        return subprocess.call(command, env=env)
+        elif env.get("CUDA_VISIBLE_DEVICES") is not None:
+            log.info("CUDA_VISIBLE_DEVICES=%s (set by the scheduler)", env["CUDA_VISIBLE_DEVICES"])
+        child = subprocess.Popen(command, env=env)
+
+        def forward(signum, frame):
+            log.info("passing %s on to the command", signal.Signals(signum).name)
+            child.send_signal(signum)
+
+        previous = {signum: signal.signal(signum, forward) for signum in FORWARDED}
+        try:
+            return child.wait()
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)

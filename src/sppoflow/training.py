@@ -14,7 +14,9 @@ import hashlib
 import json
 import logging
 import math
+import re
 import shutil
+import signal
 from collections import defaultdict
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -22,7 +24,6 @@ from pathlib import Path
 import pandas as pd
 import torch
 from transformers import Trainer, TrainerCallback, TrainingArguments
-from transformers.trainer_utils import get_last_checkpoint
 
 from sppoflow.chat import encode_prompts
 from sppoflow.cli import setting
@@ -311,6 +312,111 @@ class CsvLogCallback(TrainerCallback):
             writer.writerow({**logs, "step": state.global_step})
 
 
+class StopOnSignal(TrainerCallback):
+    """SIGTERM or SIGUSR1 (a time limit, ``scancel``, preemption): finish the optimizer step,
+    save a checkpoint and stop, so that the job's retry resumes from that step.
+
+    SLURM signals every process of a job, but a multi-process run may get the signal in
+    different steps on different ranks; they agree at the end of each step (an all-reduce of
+    the flag) and save the same step together.
+    """
+
+    SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
+
+    def __init__(self, world_size: int, device: torch.device) -> None:
+        self.world_size = world_size
+        self.device = device
+        self.received = 0
+        self.stopped_at: int | None = None
+        self.previous: dict = {}
+
+    def _note(self, signum, frame) -> None:
+        if not self.received:
+            log.warning("got %s: saving a checkpoint after this step", signal.Signals(signum).name)
+        self.received = signum
+
+    def agreed(self) -> int:
+        """The signal any process got (0: none), the same on every process."""
+        if self.world_size == 1:
+            return self.received
+        flag = torch.tensor([self.received], device=self.device)
+        torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+        return int(flag.item())
+
+    def on_step_end(self, args, state, control, **kwargs):
+        signum = self.agreed()
+        if signum:
+            self.received = signum
+            self.stopped_at = state.global_step
+            control.should_save = True
+            control.should_training_stop = True
+
+    def __enter__(self) -> StopOnSignal:
+        self.previous = {signum: signal.signal(signum, self._note) for signum in self.SIGNALS}
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for signum, handler in self.previous.items():
+            signal.signal(signum, handler)
+
+
+class TrainingStopped(Exception):
+    """Training stopped on a signal after saving a checkpoint; a rerun resumes from it."""
+
+    def __init__(self, signum: int, step: int, max_steps: int, checkpoint: Path | None) -> None:
+        self.signum = signum
+        name = signal.Signals(signum).name
+        where = (
+            f"checkpoint {checkpoint}" if checkpoint else "no checkpoint (stopped before step 1)"
+        )
+        super().__init__(
+            f"stopped by {name} at step {step} of {max_steps}; {where}: "
+            "running the job again resumes from there"
+        )
+
+
+CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
+
+
+def last_complete_checkpoint(folder: Path, remove_partial: bool = False) -> Path | None:
+    """The newest checkpoint the Trainer finished writing (its trainer_state.json is written
+    last); a newer, partial one (a job killed while saving) is skipped, and removed if asked."""
+    if not folder.is_dir():
+        return None
+    found = sorted(
+        (int(m.group(1)), path)
+        for path in folder.iterdir()
+        if path.is_dir() and (m := CHECKPOINT.match(path.name))
+    )
+    for _, path in reversed(found):
+        if (path / "trainer_state.json").is_file():
+            return path
+        log.warning("ignoring %s: it was not completely written", path)
+        if remove_partial:
+            shutil.rmtree(path, ignore_errors=True)
+    return None
+
+
+def truncate_log(path: Path, last_step: int) -> None:
+    """Drop the rows of steps after ``last_step`` (logged before a crash, to be redone)."""
+    if not path.exists():
+        return
+    with path.open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    kept = [row for row in rows if int(row["step"]) <= last_step]
+    if len(kept) == len(rows):
+        return
+    log.info(
+        "dropping %d log row(s) after step %d: they are redone", len(rows) - len(kept), last_step
+    )
+    partial = path.with_suffix(".partial")
+    with partial.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=LOG_COLUMNS, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(kept)
+    partial.replace(path)
+
+
 def resolve_precision(precision: str, device: torch.device) -> str:
     if precision == "auto":
         return "bf16" if bf16_supported(device) else "fp32"
@@ -432,58 +538,39 @@ def train(
     Runs as one process or as each of the processes ``accelerate launch`` starts; the
     reference pass is shared out between them and the global batch stays the same. With a
     ``run_id`` the state folder is kept for a resume only if it belongs to the same run.
+    A SIGTERM or SIGUSR1 saves a checkpoint and raises :class:`TrainingStopped`.
     """
     settings.check()
     device = resolve_device(settings.device)
     precision = resolve_precision(settings.precision, device)
     args = training_arguments(settings, state_dir, device, precision)
-    with args.main_process_first(local=False, desc="preparing the state folder"):
-        if args.process_index == 0:
-            if run_id is not None:
-                prepare_state_dir(state_dir, run_id)
-            state_dir.mkdir(parents=True, exist_ok=True)
-    for module in model.modules():  # the targets assume deterministic log-probabilities
-        if isinstance(module, torch.nn.Dropout):
-            module.p = 0.0
-    model.config.use_cache = False
-    collator = Collator(tokenizer.pad_token_id)
-    load_or_compute_references(
-        model, examples, collator, args, precision, state_dir / "reference_logps.json"
-    )
-    if settings.lora:
-        model = add_lora_adapters(model, settings)
-
-    trainer = SPPOTrainer(
-        model=model,
-        args=args,
-        train_dataset=examples,
-        data_collator=collator,
-        processing_class=tokenizer,
-        callbacks=[CsvLogCallback(state_dir / "train_log.csv")],
-        sppo=settings,
-    )
-    last = get_last_checkpoint(args.output_dir) if Path(args.output_dir).is_dir() else None
-    if last:
-        log.info("resuming from %s", last)
-    elif trainer.is_world_process_zero() and (state_dir / "train_log.csv").exists():
-        (state_dir / "train_log.csv").unlink()  # a fresh start must not append to a stale log
-    global_batch = settings.batch_size * args.gradient_accumulation_steps * args.world_size
-    log.info(
-        "training %d prompts on %d process(es)%s, global batch %d (%d x %d accumulation x %d), "
-        "%d steps per epoch, precision %s, eta %g%s",
-        len(examples),
-        args.world_size,
-        f" ({torch.distributed.get_backend()})" if torch.distributed.is_initialized() else "",
-        global_batch,
-        settings.batch_size,
-        args.gradient_accumulation_steps,
-        args.world_size,
-        math.ceil(len(examples) / global_batch),
-        precision,
-        settings.resolved_eta(),
-        f", LoRA r={settings.lora_r}" if settings.lora else "",
-    )
-    result = trainer.train(resume_from_checkpoint=last)
+    with StopOnSignal(args.world_size, args.device) as stop:
+        trainer = build_trainer(
+            model, tokenizer, examples, settings, state_dir, args, precision, stop, run_id
+        )
+        last = resume_point(trainer, state_dir)
+        global_batch = settings.batch_size * args.gradient_accumulation_steps * args.world_size
+        log.info(
+            "training %d prompts on %d process(es)%s, global batch %d (%d x %d accumulation "
+            "x %d), %d steps per epoch, precision %s, eta %g%s",
+            len(examples),
+            args.world_size,
+            f" ({torch.distributed.get_backend()})" if torch.distributed.is_initialized() else "",
+            global_batch,
+            settings.batch_size,
+            args.gradient_accumulation_steps,
+            args.world_size,
+            math.ceil(len(examples) / global_batch),
+            precision,
+            settings.resolved_eta(),
+            f", LoRA r={settings.lora_r}" if settings.lora else "",
+        )
+        result = trainer.train(resume_from_checkpoint=str(last) if last else None)
+        if stop.stopped_at is not None and result.global_step < trainer.state.max_steps:
+            checkpoint = Path(args.output_dir) / f"checkpoint-{stop.stopped_at}"
+            raise TrainingStopped(
+                stop.received, stop.stopped_at, trainer.state.max_steps, checkpoint
+            )
     if settings.lora:
         save_merged(trainer, out_dir)
     else:
@@ -504,3 +591,58 @@ def train(
         (Path(out_dir) / "sppo_training.json").write_text(json.dumps(summary, indent=2) + "\n")
         shutil.rmtree(state_dir)
     return {"steps": result.global_step, "train_loss": result.training_loss}
+
+
+def build_trainer(
+    model,
+    tokenizer,
+    examples: list[dict],
+    settings: TrainSettings,
+    state_dir: Path,
+    args: TrainingArguments,
+    precision: str,
+    stop: StopOnSignal,
+    run_id: str | None,
+) -> SPPOTrainer:
+    """The state folder, the reference log-probabilities and the trainer over the policy."""
+    with args.main_process_first(local=False, desc="preparing the state folder"):
+        if args.process_index == 0:
+            if run_id is not None:
+                prepare_state_dir(state_dir, run_id)
+            state_dir.mkdir(parents=True, exist_ok=True)
+    for module in model.modules():  # the targets assume deterministic log-probabilities
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
+    model.config.use_cache = False
+    collator = Collator(tokenizer.pad_token_id)
+    load_or_compute_references(
+        model, examples, collator, args, precision, state_dir / "reference_logps.json"
+    )
+    if stop.agreed():  # signalled during the reference pass: that is saved, training not begun
+        raise TrainingStopped(stop.received, 0, 0, None)
+    if settings.lora:
+        model = add_lora_adapters(model, settings)
+    return SPPOTrainer(
+        model=model,
+        args=args,
+        train_dataset=examples,
+        data_collator=collator,
+        processing_class=tokenizer,
+        callbacks=[CsvLogCallback(state_dir / "train_log.csv"), stop],
+        sppo=settings,
+    )
+
+
+def resume_point(trainer: SPPOTrainer, state_dir: Path) -> Path | None:
+    """The checkpoint to resume from, if any; the step log is cut back to it, so that no step
+    appears twice, and a fresh start does not append to a stale log."""
+    main_process = trainer.is_world_process_zero()
+    last = last_complete_checkpoint(Path(trainer.args.output_dir), remove_partial=main_process)
+    step_log = state_dir / "train_log.csv"
+    if last:
+        log.info("resuming from %s", last)
+        if main_process:
+            truncate_log(step_log, int(CHECKPOINT.match(last.name).group(1)))
+    elif main_process and step_log.exists():
+        step_log.unlink()
+    return last
