@@ -1,0 +1,63 @@
+"""Every per-rule environment (envs/*.yaml) resolves: its pip packages, pins included, are
+installable together on its Python, according to the package index.
+
+conda itself cannot run on the machines this project is built and tested on, so the conda part
+of an env (python, pip and, for envs/torch.yaml, llama-cpp-python from conda-forge) is only
+checked for pins (tests/test_cluster.py); the pip part is resolved by pip's dry run against
+PyPI, which downloads package metadata and installs nothing.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import urllib.request
+
+import pytest
+import yaml
+
+from conftest import ROOT
+
+ENVS = sorted((ROOT / "envs").glob("*.yaml"))
+
+
+def pip_section(env_file):
+    spec = yaml.safe_load(env_file.read_text())
+    python = next(d.split("=", 1)[1] for d in spec["dependencies"] if str(d).startswith("python="))
+    pip = next(d["pip"] for d in spec["dependencies"] if isinstance(d, dict))
+    return python, pip
+
+
+@pytest.fixture(scope="module")
+def package_index():
+    try:
+        urllib.request.urlopen("https://pypi.org/simple/pip/", timeout=20).close()
+    except OSError as error:
+        pytest.skip(f"the package index is not reachable: {error}")
+
+
+@pytest.mark.parametrize("env_file", ENVS, ids=[e.stem for e in ENVS])
+def test_environment_resolves(env_file, package_index, tmp_path):
+    python, packages = pip_section(env_file)
+    here = f"{sys.version_info.major}.{sys.version_info.minor}"
+    if python != here:
+        pytest.skip(f"{env_file.name} is for Python {python}; this is Python {here}")
+    requirements = tmp_path / "requirements.txt"
+    requirements.write_text("\n".join(packages) + "\n")
+    report = tmp_path / "report.json"
+    resolved = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed", "--quiet",
+         "--report", str(report), "-r", str(requirements)],
+        capture_output=True, text=True,
+        env={**os.environ, "PIP_CONSTRAINT": ""},  # not this machine's pip constraints
+    )  # fmt: skip
+    errors = [line for line in resolved.stderr.splitlines() if not line.startswith("WARNING")]
+    assert resolved.returncode == 0, f"{env_file.name} does not resolve:\n" + "\n".join(errors)
+    installed = {
+        item["metadata"]["name"].lower().replace("_", "-"): item["metadata"]["version"]
+        for item in json.loads(report.read_text())["install"]
+    }
+    for pin in packages:
+        name, version = pin.split("==")
+        name = name.split("[")[0].lower().replace("_", "-")
+        assert installed[name].split("+")[0] == version, (pin, installed[name])
