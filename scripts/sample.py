@@ -6,6 +6,9 @@ finish reasons. The model's chat template is applied once; generation is seeded.
 transformers backend batches with left padding; the vLLM backend (--backend vllm, its own
 environment envs/vllm.yaml) sends each prompt's K samples as one request and spans
 --tensor-parallel-size GPUs. Also used, with --k 1, to generate the evaluation responses.
+With --shards N, --shard s generates its share only (transformers: generation batches s,
+s + N, ... of the plan over all prompts, so the shards' rows equal one job's; vLLM: prompts
+s, s + N, ..., each seeded by its prompt id); scripts/gather.py joins the shards.
 
 Example:
     python scripts/sample.py --model results/iter0/model --k 4 \\
@@ -14,11 +17,12 @@ Example:
 
 import _bootstrap  # noqa: F401
 
-from sppoflow.cli import add_settings, parser_for, run_stage, settings_from
+from sppoflow.cli import add_settings, add_shard_arguments, parser_for, run_stage, settings_from
 from sppoflow.devices import resolve_device, resolve_dtype
 from sppoflow.errors import UserError
 from sppoflow.generation import SamplingSettings, generate
 from sppoflow.models import load_policy
+from sppoflow.shards import check_shard
 from sppoflow.tables import PROMPTS, SAMPLES, read_table, write_table
 
 
@@ -26,17 +30,19 @@ def main(args) -> None:
     settings = settings_from(SamplingSettings, args)
     if settings.k < 1:
         raise UserError(f"--k must be 1 or more, got {settings.k}")
+    check_shard(args.shard, args.shards)
     prompts = read_table(args.prompts, PROMPTS)
+    shard = {"shard": args.shard, "shards": args.shards}
     if settings.backend == "vllm":
         from sppoflow.vllm_generation import generate_vllm
 
-        samples = generate_vllm(args.model, prompts, settings, args.system_prompt)
+        samples = generate_vllm(args.model, prompts, settings, args.system_prompt, **shard)
         write_table(samples, args.out, SAMPLES)
         return
     device = resolve_device(settings.device)
     model, tokenizer = load_policy(args.model, resolve_dtype(settings.dtype, device))
     model.to(device).eval()
-    samples = generate(model, tokenizer, prompts, settings, args.system_prompt)
+    samples = generate(model, tokenizer, prompts, settings, args.system_prompt, **shard)
     write_table(samples, args.out, SAMPLES)
 
 
@@ -47,6 +53,7 @@ def build_parser():
     parser.add_argument("--out", required=True, help="samples parquet to write")
     parser.add_argument("--system-prompt", default=None, help="system message, if any")
     add_settings(parser, SamplingSettings)
+    add_shard_arguments(parser, "generation batches (vllm: prompts)")
     return parser
 
 

@@ -4,9 +4,10 @@
 Reads the round's samples (for the exact sampled token ids), pairs and response win rates,
 precomputes the reference log-probabilities once, trains with transformers' Trainer and
 writes the model (safetensors + tokenizer) and a per-step log. An interrupted run with the
-same inputs resumes from --state-dir (when --checkpoint-steps is set). SIGTERM or SIGUSR1 (a
-SLURM time limit, scancel, preemption) saves a checkpoint after the current optimizer step
-and exits with 128 + the signal's number; running the same command again resumes from it.
+same inputs resumes from the last checkpoint in --state-dir: one is saved every
+--checkpoint-steps steps, and on SIGTERM or SIGUSR1 (a SLURM time limit, scancel, preemption)
+after the current optimizer step, the process then exiting with 128 + the signal's number
+(under accelerate launch the launcher's status is non-zero).
 For several GPUs (or CPU processes), start it with `accelerate launch --num_processes N
 scripts/train.py ...`, optionally with --config_file config/accelerate/deepspeed_zero3.yaml or
 fsdp.yaml; set --global-batch-size to keep the optimizer step the same whatever N is.

@@ -5,7 +5,8 @@ Snakemake's gpu resource keeps the GPU count of running jobs within the machine'
 pick devices; this claims N free GPUs (a lock file each) and runs the command with
 CUDA_VISIBLE_DEVICES set to them. Under SLURM (CUDA_VISIBLE_DEVICES already set) or without
 GPUs the command runs unchanged; N = 0 hides every GPU. With --process-per-gpu the command is
-a Python script, started once per GPU through `accelerate launch` when N > 1.
+a Python script, started once per GPU through `accelerate launch` when N > 1. The wrapper waits
+for the command when it is signalled (SIGTERM at a time limit), so that the trainer can save.
 
 Examples:
     python scripts/with_gpus.py 2 -- python scripts/sample.py --model ... --backend vllm \\
@@ -21,7 +22,7 @@ import sys
 import _bootstrap  # noqa: F401
 
 from sppoflow.errors import UserError
-from sppoflow.gpu_slots import process_per_gpu, run_with_gpus
+from sppoflow.gpu_slots import launcher_environment, process_per_gpu, run_with_gpus
 
 
 def main() -> None:
@@ -46,13 +47,15 @@ def main() -> None:
         parser.error("no command given (put it after --)")
     if args.gpus < 0:
         parser.error(f"gpus must be 0 or more, got {args.gpus}")
+    extra_env = {}
     if args.process_per_gpu:
         command = process_per_gpu(args.gpus, command, args.accelerate_config or None)
+        extra_env = launcher_environment() if args.gpus > 1 else {}
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s with_gpus: %(message)s"
     )
     try:
-        sys.exit(run_with_gpus(args.gpus, command))
+        sys.exit(run_with_gpus(args.gpus, command, extra_env))
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)

@@ -8,13 +8,17 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_DATASETS_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = ROOT / "scripts"
+SNAKEFILE = ROOT / "workflow" / "Snakefile"
+BIN = Path(sys.executable).parent
 sys.path.insert(0, str(ROOT / "src"))
 
 
@@ -93,3 +97,66 @@ def fake_hub_cache(cache: Path, repo_id: str, files_from: Path) -> None:
     (repo / "refs" / "main").write_text(commit)
     for f in files_from.iterdir():
         (snapshot / f.name).write_bytes(f.read_bytes())
+
+
+def snakemake(workdir, *args, env=None, clean_env=False):
+    """Run the workflow's Snakefile in ``workdir`` with this environment's snakemake (in
+    ``env`` alone with ``clean_env``, else in this process's environment plus ``env``)."""
+    env = {**({} if clean_env else os.environ), **(env or {})}
+    env["PATH"] = f"{BIN}{os.pathsep}{os.environ['PATH']}"
+    return subprocess.run(
+        [str(BIN / "snakemake"), "-s", str(SNAKEFILE), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=workdir,
+    )
+
+
+# A 2-round run small enough for a 2-core CPU: 6 prompts a round, K = 3, 12 new tokens.
+# Judge chunks of 2 prompts, so that a round's scoring has 3 chunks to share out in shards.
+TINY_CONFIG = {
+    "rounds": 2,
+    "prompts": {
+        "source": str(ROOT / "config/prompts/instructions.jsonl"),
+        "n_eval": 6,
+        "n_per_round": 6,
+    },
+    "sample": {"k": 3, "max_new_tokens": 12, "batch_size": 4, "device": "cpu"},
+    "judge": {"device": "cpu", "prompts_per_chunk": 2},
+    "train": {
+        "eta": 10,
+        "learning_rate": 1.0e-3,
+        "batch_size": 1,
+        "max_length": 128,
+        "max_prompt_length": 96,
+        "device": "cpu",
+    },
+    "evaluate": {"max_new_tokens": 12, "batch_size": 4, "device": "cpu"},
+}
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory, tiny_model_dir):
+    """A 2-round run of the whole workflow on the tiny model, on this machine (default
+    profile), shared by the workflow, report and cluster tests."""
+    folder = tmp_path_factory.mktemp("tiny-run")
+    config = {**TINY_CONFIG, "policy": {"model": str(tiny_model_dir)}}
+    (folder / "config.yaml").write_text(yaml.safe_dump(config))
+    run = snakemake(folder, "--configfile", "config.yaml", "--cores", "2")
+    assert run.returncode == 0, run.stderr[-5000:]
+    return folder, config
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster(tmp_path_factory):
+    """A real one-node SLURM cluster with two fake GPUs (tests/slurm_cluster.py), started for
+    the session and stopped by its daemons' pids at the end."""
+    from slurm_cluster import ClusterUnavailable, start
+
+    try:
+        cluster = start(tmp_path_factory.mktemp("slurm"))
+    except ClusterUnavailable as reason:
+        pytest.skip(f"no local SLURM cluster here: {reason}")
+    yield cluster
+    cluster.stop()

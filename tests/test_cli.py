@@ -9,6 +9,7 @@ import pytest
 from conftest import ROOT, SCRIPTS
 
 STAGES = ["base_model", "prompts", "sample", "score", "aggregate", "train", "evaluate", "summary"]
+STAGES += ["fetch", "gather"]
 
 
 def run_script(name, *args, cwd=ROOT):

@@ -4,19 +4,20 @@ limits, per-rule environments and the accelerate configs."""
 import re
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 import yaml
 
-from conftest import ROOT
-from test_workflow import snakemake
+from conftest import ROOT, snakemake
 
 PAPER = ROOT / "config" / "paper" / "mistral-7b-instruct-v0.2.yaml"
 GPU_RULES = {"sample", "score", "train", "eval_generate", "evaluate"}
-CPU_RULES = {"base_model", "prompt_pool", "round_prompts", "aggregate", "summary"}
-CPU_RULES |= {"round_figures", "report_figures", "export_alpaca_eval", "duckdb_views"}
+LOCAL_RULES = {"fetch_model", "prompt_pool", "round_prompts", "aggregate"}
+LOCAL_RULES |= {"summary", "round_figures", "report_figures", "export_alpaca_eval", "duckdb_views"}
+GATHER_RULES = {"gather_samples", "gather_preferences", "gather_eval_responses"}
 SLURM_ENV = {"SPPO_SLURM_ACCOUNT": "sppo-lab", "SPPO_SLURM_PARTITION": "cpu",
              "SPPO_SLURM_GPU_PARTITION": "gpu", "SPPO_SLURM_GPU_MODEL": "h100"}  # fmt: skip
 
@@ -66,17 +67,18 @@ def sbatch_call(rule: str, resources: dict[str, str]) -> str:
 
 
 def test_slurm_profile_asks_for_gpus_only_where_the_model_runs(tmp_path):
+    """The paper's plan under the SLURM profile, without conda (the profile no longer needs
+    it): every model job's sbatch line, as the SLURM plugin's own builder writes it."""
     output = dry_run(
         tmp_path,
         "--workflow-profile", str(ROOT / "workflow" / "profiles" / "slurm"),
-        "--sdm", "env-modules",  # the profile's conda: no conda on the test machine
         "--configfile", str(PAPER),
         "--config", "rounds=3",
         env=SLURM_ENV,
     )  # fmt: skip
     assert "Using workflow specific profile" in output and "profiles/slurm" in output
     planned = planned_resources(output)
-    assert set(planned) == GPU_RULES | CPU_RULES | {"all"}
+    assert set(planned) == GPU_RULES | LOCAL_RULES | GATHER_RULES | {"base_model", "all"}
     paper = yaml.safe_load(PAPER.read_text())["resources"]
     stage = {"eval_generate": "evaluate"}
     for rule in GPU_RULES:
@@ -89,23 +91,54 @@ def test_slurm_profile_asks_for_gpus_only_where_the_model_runs(tmp_path):
             call = sbatch_call(rule, job)
             assert f"--gpus=h100:{want['gpus']}" in call, call
             assert f"--mem {want['mem_mb']}" in call and f"-t {want['runtime']}" in call
-            assert "-A sppo-lab" in call and "-p gpu" in call
-    for rule in CPU_RULES:
-        for job in planned[rule]:
-            assert "gpu" not in job and "gpu_model" not in job, rule
-            assert int(job["runtime"]) > 0 and int(job["mem_mb"]) > 0
-            assert job["slurm_partition"] == "cpu"
-            call = sbatch_call(rule, job)
-            assert "--gpus" not in call and "--mem " in call and "-p cpu" in call
-    assert len(planned["train"]) == 3 and len(planned["sample"]) == 3
+            assert "-A sppo-lab" in call and "-p gpu" in call and "--nodes=1" in call
+            assert "--ntasks-per-gpu" not in call  # it would split an srun into one task per GPU
+    train_line = "-t 720 --mem 400000 --nodes=1 --cpus-per-task=8 --gpus=h100:8"
+    assert train_line in sbatch_call("train", planned["train"][0])
+    assert train_line in (ROOT / "README.md").read_text()  # the line the README shows
+    [base_model] = planned["base_model"]
+    call = sbatch_call("base_model", base_model)
+    assert "--gpus" not in call and "--mem " in call and "-p cpu" in call
+    for rule in LOCAL_RULES | GATHER_RULES:  # run on the submit host: no slurm placement
+        assert all("slurm_partition" not in job for job in planned[rule]), rule
+    assert local_rules(tmp_path, {"shards": 8}) == LOCAL_RULES | GATHER_RULES
+    assert len(planned["train"]) == 3 and len(planned["sample"]) == 3 * 8
     # training starts one process per GPU through accelerate, with the shipped ZeRO-3 config
     assert re.search(
         r"with_gpus\.py 8 --process-per-gpu --accelerate-config \S+/config/accelerate/"
         r"deepspeed_zero3\.yaml -- \S+/scripts/train\.py .*--global-batch-size 64",
         output,
     )
-    # vLLM spans the job's GPUs
+    # vLLM spans the job's GPUs; the shards split the work
     assert re.search(r"scripts/sample\.py .*--backend vllm .*--tensor-parallel-size 1", output)
+    assert re.search(r"scripts/score\.py .*--shard 7 --shards 8", output)
+
+
+def local_rules(tmp_path, config: dict) -> set[str]:
+    """Rules that run on the submit host, never as sbatch jobs (Snakemake's own list)."""
+    return set(workflow_of(tmp_path / "local", config)._localrules)
+
+
+def sbatch_jobs(tmp_path, config: dict) -> Counter:
+    """rule -> jobs that the SLURM profile submits with sbatch, for the paper's 3 rounds."""
+    folder = tmp_path / f"plan-{config.get('shards', 1)}"
+    folder.mkdir()
+    output = dry_run(folder, "--workflow-profile", str(ROOT / "workflow/profiles/slurm"),
+                     "--configfile", str(PAPER), "--config", "rounds=3",
+                     *(f"{k}={v}" for k, v in config.items()))  # fmt: skip
+    planned = Counter(re.findall(r"^(?:local)?rule (\w+):", output, re.M))
+    local = local_rules(tmp_path / f"rules-{config.get('shards', 1)}", config)
+    return Counter({r: n for r, n in planned.items() if r not in local and r != "all"})
+
+
+def test_only_model_jobs_are_submitted_to_slurm(tmp_path):
+    one = sbatch_jobs(tmp_path, {"shards": 1})
+    assert one == {"base_model": 1, "sample": 3, "score": 3, "train": 3, "eval_generate": 4,
+                   "evaluate": 3}  # fmt: skip
+    assert sum(one.values()) == 17  # 34 before the small jobs ran on the submit host
+    eight = sbatch_jobs(tmp_path, {"shards": 8})
+    assert eight == {"base_model": 1, "sample": 24, "score": 24, "train": 3,
+                     "eval_generate": 32, "evaluate": 3}  # fmt: skip
 
 
 def test_runtime_grows_with_each_retry():
@@ -143,8 +176,8 @@ def test_environment_files_pin_every_package():
     assert "vllm==0.33.0" in vllm and "torch==2.14.0" in vllm  # vLLM's own torch
 
 
-def conda_envs_of_rules(tmp_path, config: dict) -> dict[str, str]:
-    """rule -> the env file Snakemake resolves for it (through its API: no conda needed)."""
+def workflow_of(folder: Path, config: dict):
+    """The parsed workflow, through Snakemake's API (no conda, no jobs)."""
     from snakemake.api import SnakemakeApi
     from snakemake.settings.types import (
         ConfigSettings,
@@ -153,23 +186,28 @@ def conda_envs_of_rules(tmp_path, config: dict) -> dict[str, str]:
         StorageSettings,
     )
 
-    (tmp_path / "config").symlink_to(ROOT / "config")
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "config").symlink_to(ROOT / "config")
     with SnakemakeApi(OutputSettings()) as api:
         workflow = api.workflow(
             resource_settings=ResourceSettings(cores=1),
             config_settings=ConfigSettings(config=config),
             storage_settings=StorageSettings(),
             snakefile=ROOT / "workflow" / "Snakefile",
-            workdir=tmp_path,
+            workdir=folder,
         )
-        return {
-            r.name: Path(str(r.conda_env)).name for r in workflow._workflow.rules if r.conda_env
-        }
+        return workflow._workflow
+
+
+def conda_envs_of_rules(tmp_path, config: dict) -> dict[str, str]:
+    """rule -> the env file Snakemake resolves for it (through its API: no conda needed)."""
+    workflow = workflow_of(tmp_path, config)
+    return {r.name: Path(str(r.conda_env)).name for r in workflow.rules if r.conda_env}
 
 
 @pytest.mark.parametrize("backend", ["transformers", "vllm"])
 def test_each_rule_gets_its_environment(tmp_path, backend):
-    envs = conda_envs_of_rules(tmp_path, {"sample": {"backend": backend}})
+    envs = conda_envs_of_rules(tmp_path, {"sample": {"backend": backend}, "shards": 2})
     generation = "vllm.yaml" if backend == "vllm" else "torch.yaml"
     assert envs == {
         "base_model": "torch.yaml",
@@ -184,6 +222,8 @@ def test_each_rule_gets_its_environment(tmp_path, backend):
         "summary": "data.yaml",
         **dict.fromkeys(["round_figures", "report_figures", "export_alpaca_eval"], "data.yaml"),
         "duckdb_views": "data.yaml",
+        "fetch_model": "data.yaml",
+        **dict.fromkeys(GATHER_RULES, "data.yaml"),
     }
 
 

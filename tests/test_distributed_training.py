@@ -8,9 +8,11 @@ torch.distributed uses gloo.
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -20,6 +22,7 @@ from safetensors.torch import load_file
 
 from conftest import ROOT
 from sppoflow.tables import PAIRS, RESPONSES, SAMPLES, write_table
+from sppoflow.training import COMPLETE
 from test_training import round_tables
 
 BIN = Path(sys.executable).parent
@@ -120,3 +123,77 @@ def test_one_process_accumulates_to_the_global_batch(tmp_path, tiny_model_dir, r
     log_one = pd.read_csv(one / "train_log.csv")
     log_acc = pd.read_csv(acc / "train_log.csv")
     assert log_acc.loss.to_numpy() == pytest.approx(log_one.loss.to_numpy(), rel=1e-4, abs=1e-5)
+
+
+def wrapped_launch(tmp_path, model_dir, tables, name, extra_env=None):
+    """Two training processes the way the workflow starts them: scripts/with_gpus.py 2
+    --process-per-gpu (accelerate launch with the launcher settings), on fake GPUs 0,1."""
+    out = tmp_path / name
+    command = [
+        sys.executable, str(ROOT / "scripts" / "with_gpus.py"), "2", "--process-per-gpu", "--",
+        str(ROOT / "scripts" / "train.py"),
+        "--model", str(model_dir), "--samples", str(tables["samples"]),
+        "--pairs-table", str(tables["pairs"]), "--responses", str(tables["responses"]),
+        "--out", str(out / "model"), "--log", str(out / "train_log.csv"),
+        "--state-dir", str(out / "state"), "--batch-size", "1", "--global-batch-size", "2",
+        "--epochs", "1", "--eta", "10", "--learning-rate", "1e-3", "--warmup-ratio", "0",
+        "--precision", "fp32", "--device", "cpu", "--max-length", "64",
+        "--max-prompt-length", "32", "--threads", "1",
+    ]  # fmt: skip
+    path = f"{BIN}{os.pathsep}{os.environ['PATH']}"
+    env = {**os.environ, "PATH": path, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": "0,1"}
+    env.update(extra_env or {})
+    env.pop("ACCELERATE_CONFIG_FILE", None)
+    process = subprocess.Popen(
+        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True,
+    )  # fmt: skip
+    return out, process
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("signum", "whom"),
+    [(signal.SIGTERM, "every process, as SLURM does"), (signal.SIGUSR1, "the wrapper alone")],
+)
+def test_two_processes_stop_on_a_signal_together_and_resume(
+    tmp_path, tiny_model_dir, round_files, signum, whom
+):
+    import psutil
+
+    straight, process = wrapped_launch(tmp_path, tiny_model_dir, round_files, "straight")
+    assert process.wait(timeout=600) == 0, process.stderr.read()[-3000:]
+    slow = {"PYTHONPATH": str(ROOT / "tests" / "slurm_faults"), "SPPO_FAULT_SLOW_TRAINING": "2"}
+    if whom.startswith("every"):
+        slow["SLURM_JOB_ID"] = "1"  # the wrapper leaves the signalling to the scheduler
+    out, process = wrapped_launch(tmp_path, tiny_model_dir, round_files, "stopped", slow)
+    step_log = out / "state" / "train_log.csv"
+    deadline = time.monotonic() + 300
+    while not (step_log.exists() and len(pd.read_csv(step_log)) >= 1):
+        assert process.poll() is None and time.monotonic() < deadline, process.stderr.read()
+        time.sleep(0.5)
+    wrapper = psutil.Process(process.pid)
+    targets = (
+        [wrapper, *wrapper.children(recursive=True)] if whom.startswith("every") else [wrapper]
+    )
+    for target in targets:
+        target.send_signal(signum)
+    code = process.wait(timeout=300)
+    stderr = process.stderr.read()
+    assert code != 0, stderr[-3000:]
+    checkpoints = sorted((out / "state" / "checkpoints").glob("checkpoint-*"))
+    assert len(checkpoints) == 1, stderr[-3000:]  # both ranks saved the same step, once
+    saved = checkpoints[0]
+    assert (saved / COMPLETE).read_text() == "2 process(es)\n"
+    assert {p.name for p in saved.glob("rng_state_*.pth")} == {"rng_state_0.pth", "rng_state_1.pth"}
+    assert f"got {signal.Signals(signum).name}: saving a checkpoint" in stderr
+
+    _, process = wrapped_launch(tmp_path, tiny_model_dir, round_files, "stopped")
+    assert process.wait(timeout=600) == 0, process.stderr.read()[-3000:]
+    assert f"resuming from {saved}" in process.stderr.read()
+    log, straight_log = pd.read_csv(out / "train_log.csv"), pd.read_csv(straight / "train_log.csv")
+    assert log.step.tolist() == straight_log.step.tolist() == [1, 2, 3, 4]
+    assert log.loss.to_numpy() == pytest.approx(straight_log.loss.to_numpy(), rel=1e-6, abs=1e-7)
+    resumed = load_file(out / "model" / "model.safetensors")
+    for name, tensor in load_file(straight / "model" / "model.safetensors").items():
+        torch.testing.assert_close(resumed[name], tensor, rtol=1e-6, atol=1e-7)

@@ -8,6 +8,7 @@ from sppoflow.aggregate import AggregateSettings, aggregate
 from sppoflow.errors import UserError
 from sppoflow.models import load_policy
 from sppoflow.training import (
+    COMPLETE,
     LOG_COLUMNS,
     SPPOTrainer,
     TrainingStopped,
@@ -209,7 +210,7 @@ def test_sigterm_saves_a_checkpoint_and_the_rerun_resumes_to_the_same_weights(
     with pytest.raises(TrainingStopped, match="stopped by SIGTERM at step 3 of 6") as stopped:
         run_training(run, tiny_model_dir, embedded_tokenizer, batch_size=1)
     assert stopped.value.signum == signal.SIGTERM
-    assert (run / "state/checkpoints/checkpoint-3/trainer_state.json").is_file()
+    assert (run / "state/checkpoints/checkpoint-3" / COMPLETE).is_file()
     assert not (run / "model").exists()  # nothing published from an unfinished run
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler is put back
     monkeypatch.setattr(SPPOTrainer, "compute_loss", original)
@@ -223,9 +224,9 @@ def test_a_checkpoint_cut_short_while_saving_is_skipped(tmp_path):
     folder = tmp_path / "checkpoints"
     for step in (2, 4):
         (folder / f"checkpoint-{step}").mkdir(parents=True)
-        (folder / f"checkpoint-{step}" / "trainer_state.json").write_text("{}")
-    (folder / "checkpoint-6").mkdir()  # killed before its trainer_state.json was written
-    (folder / "checkpoint-6" / "model.safetensors").write_bytes(b"half")
+        (folder / f"checkpoint-{step}" / COMPLETE).write_text("1 process(es)")
+    (folder / "checkpoint-6").mkdir()  # killed before every process had written its part
+    (folder / "checkpoint-6" / "trainer_state.json").write_text("{}")
     assert last_complete_checkpoint(folder) == folder / "checkpoint-4"
     assert (folder / "checkpoint-6").exists()
     assert last_complete_checkpoint(folder, remove_partial=True) == folder / "checkpoint-4"

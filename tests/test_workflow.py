@@ -4,8 +4,6 @@ random model in a temp directory."""
 import json
 import os
 import re
-import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 
@@ -13,7 +11,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import BAD_CONFIGS, ROOT
+from conftest import BAD_CONFIGS, ROOT, snakemake
 from sppoflow.tables import (
     EVAL_JUDGEMENTS,
     PAIRS,
@@ -24,20 +22,6 @@ from sppoflow.tables import (
     SAMPLES,
     read_table,
 )
-
-SNAKEFILE = ROOT / "workflow" / "Snakefile"
-BIN = Path(sys.executable).parent
-
-
-def snakemake(workdir, *args, env=None):
-    env = {**os.environ, **(env or {}), "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
-    return subprocess.run(
-        [str(BIN / "snakemake"), "-s", str(SNAKEFILE), *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=workdir,
-    )
 
 
 def planned_jobs(output):
@@ -67,6 +51,7 @@ def test_dry_run_of_three_rounds_plans_the_sppo_graph(default_workdir):
     jobs = planned_jobs(run.stdout + run.stderr)
     counts = Counter(rule for rule, _, _ in jobs)
     assert counts == {
+        "fetch_model": 2,
         "base_model": 1,
         "prompt_pool": 1,
         "round_prompts": 3,
@@ -100,6 +85,13 @@ def test_dry_run_of_three_rounds_plans_the_sppo_graph(default_workdir):
         train_in = inputs_of("train", f"results/iter{it}/model")
         assert train_in[f"results/iter{it - 1}/model"] == "train"
         assert train_in[f"results/iter{it}/pairs.parquet"] == "aggregate"
+    # hub models are fetched (on the submit host) before the jobs that read them
+    assert inputs_of("base_model", "results/iter0/model") == {
+        "results/hub/policy.json": "fetch_model"
+    }
+    assert inputs_of("score", "results/iter2/preferences.parquet")["results/hub/judge.json"] == (
+        "fetch_model"
+    )
     evaluate_in = inputs_of("evaluate", "results/iter3/eval/metrics.json")
     assert evaluate_in["results/iter0/eval/responses.parquet"] == "eval_generate"
     assert evaluate_in["results/iter2/eval/responses.parquet"] == "eval_generate"
@@ -132,38 +124,6 @@ def test_lint_is_clean(default_workdir):
     run = snakemake(default_workdir, "--lint")
     assert run.returncode == 0, run.stdout + run.stderr
     assert "Congratulations" in run.stdout + run.stderr
-
-
-TINY_CONFIG = {
-    "rounds": 2,
-    "prompts": {
-        "source": str(ROOT / "config/prompts/instructions.jsonl"),
-        "n_eval": 6,
-        "n_per_round": 6,
-    },
-    "sample": {"k": 3, "max_new_tokens": 12, "batch_size": 16, "device": "cpu"},
-    "judge": {"device": "cpu"},
-    "train": {
-        "eta": 10,
-        "learning_rate": 1.0e-3,
-        "batch_size": 2,
-        "max_length": 128,
-        "max_prompt_length": 96,
-        "device": "cpu",
-    },
-    "evaluate": {"max_new_tokens": 12, "batch_size": 16, "device": "cpu"},
-}
-
-
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory, tiny_model_dir):
-    """A 2-round run of the whole workflow on the tiny model, shared by the tests below."""
-    folder = tmp_path_factory.mktemp("tiny-run")
-    config = {**TINY_CONFIG, "policy": {"model": str(tiny_model_dir)}}
-    (folder / "config.yaml").write_text(yaml.safe_dump(config))
-    run = snakemake(folder, "--configfile", "config.yaml", "--cores", "2")
-    assert run.returncode == 0, run.stderr[-5000:]
-    return folder, config
 
 
 @pytest.mark.slow
@@ -273,9 +233,11 @@ def test_paper_configs_plan_every_round_with_pairrm(tmp_path, paper):
     assert run.returncode == 0, run.stderr[-3000:]
     output = run.stdout + run.stderr
     jobs = planned_jobs(output)
-    assert Counter(rule for rule, _, _ in jobs)["score"] == 3
+    counts = Counter(rule for rule, _, _ in jobs)
+    assert counts["score"] == counts["sample"] == 3 * 8  # 8 shards per round, as the authors
+    assert counts["gather_preferences"] == 3 and counts["train"] == 3
     judged = re.findall(r"scripts/(score|evaluate)\.py .*?--backend (\S+) --model (\S+)", output)
-    assert len(judged) == 6  # score and evaluate of rounds 1-3
+    assert len(judged) == 3 * 8 + 3  # the score shards and evaluate of rounds 1-3
     assert set(judged) == {
         ("score", "pairrm", "llm-blender/PairRM-hf"),
         ("evaluate", "pairrm", "llm-blender/PairRM-hf"),

@@ -104,6 +104,20 @@ def parser_for(description: str) -> argparse.ArgumentParser:
     return parser
 
 
+def add_shard_arguments(parser: argparse.ArgumentParser, unit: str) -> None:
+    """--shard/--shards: this job does shard s of N of the stage's work (see sppoflow.shards)."""
+    group = parser.add_argument_group("data-parallel shards")
+    group.add_argument(
+        "--shard", type=int, default=0, help="this job's shard, 0..shards-1 (default: 0)"
+    )
+    group.add_argument(
+        "--shards",
+        type=int,
+        default=1,
+        help=f"number of shards; shard s takes {unit} s, s + shards, ... (default: 1)",
+    )
+
+
 def configure_threads(threads: int | None) -> None:
     """Limit torch's intra-op threads to the cores Snakemake gave the job."""
     if threads is None:

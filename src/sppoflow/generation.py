@@ -16,6 +16,8 @@ from tqdm.auto import tqdm
 from sppoflow.chat import encode_prompts, stop_token_ids
 from sppoflow.cli import setting
 from sppoflow.preference.batching import pad
+from sppoflow.shards import take_shard
+from sppoflow.tables import SAMPLES
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +73,7 @@ def sample_record(
 
 
 def samples_frame(records: list[dict]) -> pd.DataFrame:
-    frame = pd.DataFrame.from_records(records)
+    frame = pd.DataFrame.from_records(records, columns=list(SAMPLES.columns))
     return frame.sort_values(["prompt_id", "response_idx"]).reset_index(drop=True)
 
 
@@ -82,22 +84,34 @@ def generate(
     prompts: pd.DataFrame,
     settings: SamplingSettings,
     system_prompt: str | None = None,
+    shard: int = 0,
+    shards: int = 1,
 ) -> pd.DataFrame:
-    """K responses for each row of ``prompts`` (prompt_id, prompt): a SAMPLES table."""
+    """K responses for each row of ``prompts`` (prompt_id, prompt): a SAMPLES table.
+
+    The batches (and the seed of each) are planned over all prompts; shard s of N generates
+    batches s, s + N, ..., so the N shards together write exactly the rows one job would.
+    """
     encoded = encode_prompts(tokenizer, prompts["prompt"].tolist(), system_prompt)
     jobs = [(row, sample) for row in range(len(prompts)) for sample in range(settings.k)]
     # Longest prompts first: batches of similar length waste little padding, and a batch
     # that does not fit in memory fails at once rather than at the end.
     jobs.sort(key=lambda job: -len(encoded[job[0]]))
+    batches = [
+        jobs[start : start + settings.batch_size]
+        for start in range(0, len(jobs), settings.batch_size)
+    ]
+    mine = take_shard(list(enumerate(batches)), shard, shards)
     stops = stop_token_ids(model, tokenizer)
     pad_id = tokenizer.pad_token_id
     device = next(model.parameters()).device
     do_sample = settings.temperature > 0
     sampling = {"temperature": settings.temperature, "top_p": settings.top_p} if do_sample else {}
     records = []
-    progress = tqdm(total=len(jobs), desc="generating", unit="seq", mininterval=5)
-    for batch_number, start in enumerate(range(0, len(jobs), settings.batch_size)):
-        batch = jobs[start : start + settings.batch_size]
+    progress = tqdm(
+        total=sum(len(b) for _, b in mine), desc="generating", unit="seq", mininterval=5
+    )
+    for batch_number, batch in mine:
         ids, mask = pad([encoded[row] for row, _ in batch], pad_id, left=True)
         torch.manual_seed(settings.seed + batch_number)
         output = model.generate(

@@ -104,32 +104,56 @@ def process_per_gpu(n: int, script: list[str], accelerate_config: str | None) ->
     ]
 
 
-FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1)
+def launcher_environment(environ: dict[str, str] = os.environ) -> dict[str, str]:
+    """Settings of torchrun (under ``accelerate launch``) for a trainer that saves on a signal:
+    it passes SIGUSR1 on as well (by default it dies of it), and waits up to 10 minutes, not
+    30 s, for the processes to save before it kills them. The user's own values win."""
+    wanted = {
+        "PET_SIGNALS_TO_HANDLE": "SIGTERM,SIGINT,SIGHUP,SIGQUIT,SIGUSR1",
+        "TORCH_ELASTIC_SHUTDOWN_TIMEOUT": "600",
+    }
+    return {key: environ.get(key, value) for key, value in wanted.items()}
 
 
-def run_with_gpus(n: int, command: list[str]) -> int:
+FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1)
+
+
+def run_with_gpus(n: int, command: list[str], extra_env: dict[str, str] | None = None) -> int:
     """Run ``command`` on ``n`` GPUs of its own; return its exit code.
 
-    A SIGTERM, SIGINT or SIGUSR1 (a SLURM time limit, scancel, Ctrl-C) is passed on to the
-    command and this waits for it to end: the trainer saves a checkpoint on SIGTERM, and a
-    wrapper that died first would let the job step end and kill it halfway through saving.
+    This waits for the command even when it is signalled (a SLURM time limit, scancel,
+    Ctrl-C): the trainer saves a checkpoint on SIGTERM, and a wrapper that died first would let
+    the job end and kill it halfway through saving. In a SLURM job the scheduler signals every
+    process of the job itself; elsewhere the command runs in a session of its own and gets
+    SIGTERM, SIGINT, SIGHUP and SIGUSR1 from here, once.
     """
+    under_slurm = "SLURM_JOB_ID" in os.environ
     with claimed_gpus(n) as visible:
-        env = dict(os.environ)
+        env = {**os.environ, **(extra_env or {})}
         if visible is not None:
             env["CUDA_VISIBLE_DEVICES"] = visible
             log.info("CUDA_VISIBLE_DEVICES=%s", visible or "(none)")
         elif env.get("CUDA_VISIBLE_DEVICES") is not None:
             log.info("CUDA_VISIBLE_DEVICES=%s (set by the scheduler)", env["CUDA_VISIBLE_DEVICES"])
-        child = subprocess.Popen(command, env=env)
+        started: list[subprocess.Popen] = []
+        pending: list[int] = []
 
         def forward(signum, frame):
-            log.info("passing %s on to the command", signal.Signals(signum).name)
-            child.send_signal(signum)
+            name = signal.Signals(signum).name
+            if under_slurm:
+                log.info("got %s; SLURM gives it to the command too: waiting for it", name)
+            elif started:
+                log.info("passing %s on to the command", name)
+                started[0].send_signal(signum)
+            else:
+                pending.append(signum)
 
         previous = {signum: signal.signal(signum, forward) for signum in FORWARDED}
         try:
-            return child.wait()
+            started.append(subprocess.Popen(command, env=env, start_new_session=not under_slurm))
+            for signum in pending:
+                started[0].send_signal(signum)
+            return started[0].wait()
         finally:
             for signum, handler in previous.items():
                 signal.signal(signum, handler)

@@ -376,11 +376,24 @@ class TrainingStopped(Exception):
 
 
 CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
+COMPLETE = "sppo_checkpoint_complete"
+
+
+class MarkCompleteCheckpoints(TrainerCallback):
+    """Mark a checkpoint complete once every process has written its part (model, optimizer
+    shards, RNG state), so that a job killed while saving never resumes from half of one."""
+
+    def on_save(self, args, state, control, **kwargs):
+        if args.world_size > 1:
+            torch.distributed.barrier()
+        if state.is_world_process_zero:
+            folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+            (folder / COMPLETE).write_text(f"{args.world_size} process(es)\n")
 
 
 def last_complete_checkpoint(folder: Path, remove_partial: bool = False) -> Path | None:
-    """The newest checkpoint the Trainer finished writing (its trainer_state.json is written
-    last); a newer, partial one (a job killed while saving) is skipped, and removed if asked."""
+    """The newest checkpoint marked complete; a newer, partial one (a job killed while
+    saving) is skipped, and removed if asked."""
     if not folder.is_dir():
         return None
     found = sorted(
@@ -389,7 +402,7 @@ def last_complete_checkpoint(folder: Path, remove_partial: bool = False) -> Path
         if path.is_dir() and (m := CHECKPOINT.match(path.name))
     )
     for _, path in reversed(found):
-        if (path / "trainer_state.json").is_file():
+        if (path / COMPLETE).is_file():
             return path
         log.warning("ignoring %s: it was not completely written", path)
         if remove_partial:
@@ -549,48 +562,73 @@ def train(
             model, tokenizer, examples, settings, state_dir, args, precision, stop, run_id
         )
         last = resume_point(trainer, state_dir)
-        global_batch = settings.batch_size * args.gradient_accumulation_steps * args.world_size
-        log.info(
-            "training %d prompts on %d process(es)%s, global batch %d (%d x %d accumulation "
-            "x %d), %d steps per epoch, precision %s, eta %g%s",
-            len(examples),
-            args.world_size,
-            f" ({torch.distributed.get_backend()})" if torch.distributed.is_initialized() else "",
-            global_batch,
-            settings.batch_size,
-            args.gradient_accumulation_steps,
-            args.world_size,
-            math.ceil(len(examples) / global_batch),
-            precision,
-            settings.resolved_eta(),
-            f", LoRA r={settings.lora_r}" if settings.lora else "",
-        )
+        log_plan(args, settings, len(examples), precision)
         result = trainer.train(resume_from_checkpoint=str(last) if last else None)
         if stop.stopped_at is not None and result.global_step < trainer.state.max_steps:
             checkpoint = Path(args.output_dir) / f"checkpoint-{stop.stopped_at}"
             raise TrainingStopped(
                 stop.received, stop.stopped_at, trainer.state.max_steps, checkpoint
             )
+        # still under the handler: a signal now must not cut the publishing short
+        record = {"precision": precision, "examples": len(examples)}
+        publish(trainer, settings, result, state_dir, out_dir, log_path, record)
+    return {"steps": result.global_step, "train_loss": result.training_loss}
+
+
+def global_batch_size(args: TrainingArguments, settings: TrainSettings) -> int:
+    return settings.batch_size * args.gradient_accumulation_steps * args.world_size
+
+
+def log_plan(
+    args: TrainingArguments, settings: TrainSettings, examples: int, precision: str
+) -> None:
+    global_batch = global_batch_size(args, settings)
+    log.info(
+        "training %d prompts on %d process(es)%s, global batch %d (%d x %d accumulation "
+        "x %d), %d steps per epoch, precision %s, eta %g%s",
+        examples,
+        args.world_size,
+        f" ({torch.distributed.get_backend()})" if torch.distributed.is_initialized() else "",
+        global_batch,
+        settings.batch_size,
+        args.gradient_accumulation_steps,
+        args.world_size,
+        math.ceil(examples / global_batch),
+        precision,
+        settings.resolved_eta(),
+        f", LoRA r={settings.lora_r}" if settings.lora else "",
+    )
+
+
+def publish(
+    trainer: SPPOTrainer,
+    settings: TrainSettings,
+    result,
+    state_dir: Path,
+    out_dir: Path,
+    log_path: Path,
+    record: dict,
+) -> None:
+    """Write the trained model, its step log and sppo_training.json; clear the state."""
     if settings.lora:
         save_merged(trainer, out_dir)
     else:
         trainer.save_model(str(out_dir))
-    if trainer.is_world_process_zero():
-        shutil.copyfile(state_dir / "train_log.csv", log_path)
-        summary = {
-            "settings": asdict(settings),
-            "eta": settings.resolved_eta(),
-            "precision": precision,
-            "processes": args.world_size,
-            "global_batch_size": global_batch,
-            "examples": len(examples),
-            "steps": result.global_step,
-            "train_loss": result.training_loss,
-            "versions": package_versions(),
-        }
-        (Path(out_dir) / "sppo_training.json").write_text(json.dumps(summary, indent=2) + "\n")
-        shutil.rmtree(state_dir)
-    return {"steps": result.global_step, "train_loss": result.training_loss}
+    if not trainer.is_world_process_zero():
+        return
+    shutil.copyfile(state_dir / "train_log.csv", log_path)
+    summary = {
+        "settings": asdict(settings),
+        "eta": settings.resolved_eta(),
+        **record,
+        "processes": trainer.args.world_size,
+        "global_batch_size": global_batch_size(trainer.args, settings),
+        "steps": result.global_step,
+        "train_loss": result.training_loss,
+        "versions": package_versions(),
+    }
+    (Path(out_dir) / "sppo_training.json").write_text(json.dumps(summary, indent=2) + "\n")
+    shutil.rmtree(state_dir)
 
 
 def build_trainer(
@@ -628,7 +666,7 @@ def build_trainer(
         train_dataset=examples,
         data_collator=collator,
         processing_class=tokenizer,
-        callbacks=[CsvLogCallback(state_dir / "train_log.csv"), stop],
+        callbacks=[CsvLogCallback(state_dir / "train_log.csv"), MarkCompleteCheckpoints(), stop],
         sppo=settings,
     )
 

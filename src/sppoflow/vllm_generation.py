@@ -17,6 +17,7 @@ import pandas as pd
 from sppoflow.chat import encode_prompts
 from sppoflow.errors import UserError
 from sppoflow.generation import SamplingSettings, cut_at_stop, sample_record, samples_frame
+from sppoflow.shards import take_shard
 
 log = logging.getLogger(__name__)
 
@@ -76,8 +77,17 @@ def generate_vllm(
     prompts: pd.DataFrame,
     settings: SamplingSettings,
     system_prompt: str | None = None,
+    shard: int = 0,
+    shards: int = 1,
 ) -> pd.DataFrame:
-    """K responses for each row of ``prompts`` (prompt_id, prompt): a SAMPLES table."""
+    """K responses for each row of ``prompts`` (prompt_id, prompt): a SAMPLES table.
+
+    Shard s of N takes prompts s, s + N, ...; with per-prompt seeds a prompt's samples do not
+    depend on the shard it falls in.
+    """
+    prompts = prompts.iloc[take_shard(range(len(prompts)), shard, shards)]
+    if prompts.empty:
+        return samples_frame([])
     vllm = import_vllm()
     from transformers import AutoTokenizer
 

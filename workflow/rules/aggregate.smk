@@ -13,13 +13,13 @@ rule aggregate:
     params:
         args=aggregate_args,
         script=script("aggregate"),
+    localrule: True
     conda:
         "../../envs/data.yaml"
     threads: 1
     resources:
         mem_mb=4000,
         runtime=30,
-        **placement(),
     shell:
         "python {params.script} --samples {input.samples} --preferences {input.preferences}"
         " {params.args} --responses {output.responses} --pairs {output.pairs}"

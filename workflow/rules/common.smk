@@ -2,6 +2,8 @@
 # stage script receives. No rules here.
 
 import json
+import os
+import re
 import shlex
 import sys
 from pathlib import Path
@@ -23,10 +25,33 @@ except UserError as error:
 
 ROUNDS = list(range(1, config["rounds"] + 1))
 PROMPT_FILE_TYPES = (".jsonl", ".json", ".csv", ".parquet")
+SHARDS = config["shards"]
+
+# Jobs never reach the hub: fetch_model and prompt_pool (local rules, run on the submit host)
+# first put what the run needs into the hub cache, with the hub settings Snakemake was started
+# with (HUB_ACCESS: `env` restoring them, unset ones unset); every other job runs offline and
+# reads from that cache. Cluster nodes need no internet and no token.
+shell.prefix("set -euo pipefail; export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1; ")
+
+
+def launch_hub_settings():
+    unset, assign = [], []
+    for name in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"):
+        value = os.environ.get(name)
+        if value is not None and re.fullmatch(r"[\w.-]*", value):
+            assign.append(f"{name}={value}")
+        else:
+            unset += ["-u", name]
+    return " ".join(["env", *unset, *assign])
+
+
+os.environ["SPPO_HUB_ACCESS"] = launch_hub_settings()
+HUB_ACCESS = "$SPPO_HUB_ACCESS"  # a constant: the user's settings must not re-run anything
 
 
 wildcard_constraints:
     it=r"\d+",
+    shard=r"\d+",
 
 
 def flags(settings, skip=()):
@@ -112,6 +137,11 @@ def judge_args(wildcards):
     return flags(config["judge"])
 
 
+def evaluate_judge_args(wildcards):
+    """The judge settings less the score stage's chunking, so that it never re-runs evaluate."""
+    return flags(config["judge"], skip=("prompts_per_chunk",))
+
+
 def aggregate_args(wildcards):
     return f"{flags(config['aggregate'])} --round {wildcards.it}"
 
@@ -129,6 +159,40 @@ def train_launch(wildcards):
     if not accelerate_config:
         return ""
     return f"--accelerate-config {shlex.quote(str(shipped_file(accelerate_config)))}"
+
+
+def fetch_args(wildcards):
+    """The model and revision of config section policy or judge."""
+    return flags({k: config[wildcards.role][k] for k in ("model", "revision")})
+
+
+# -- data-parallel shards (config shards): sample, score and eval_generate -------------------
+
+
+def stage_output(path, name):
+    """A sharded stage's output: ``path`` with one shard; otherwise the shard's own file,
+    temporary (gathered into ``path`` by a local rule, then deleted)."""
+    return path if SHARDS == 1 else temp(shard_file(name))
+
+
+def shard_file(name):
+    return f"results/iter{{it}}/shards/{name}.{{shard}}-of-{SHARDS}.parquet"
+
+
+def shard_files(name):
+    return expand(shard_file(name), shard=range(SHARDS), allow_missing=True)
+
+
+def job_file(path):
+    """A log or benchmark path of a job that may be one shard of several."""
+    if SHARDS == 1:
+        return path
+    stem, extension = path.rsplit(".", 1)
+    return f"{stem}.{{shard}}-of-{SHARDS}.{extension}"
+
+
+def shard_flags(wildcards):
+    return "" if SHARDS == 1 else f"--shard {wildcards.shard} --shards {SHARDS}"
 
 
 def round_files(pattern):

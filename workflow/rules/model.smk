@@ -1,4 +1,6 @@
 rule base_model:
+    input:
+        "results/hub/policy.json",
     output:
         directory("results/iter0/model"),
     log:

@@ -1,3 +1,7 @@
+# Prompt pools are built on the submit host (local rules): a dataset id is downloaded there,
+# once, and the cluster jobs read the pool's parquet files.
+
+
 rule prompt_pool:
     input:
         local_prompt_files,
@@ -11,15 +15,16 @@ rule prompt_pool:
     params:
         args=pool_args,
         script=script("prompts"),
+        hub=HUB_ACCESS,
+    localrule: True
     conda:
         "../../envs/data.yaml"
     threads: 1
     resources:
         mem_mb=4000,
         runtime=30,
-        **placement(),
     shell:
-        "python {params.script} pool {params.args} --pool {output.pool} --eval {output.eval}"
+        "{params.hub} python {params.script} pool {params.args} --pool {output.pool} --eval {output.eval}"
         " > {log} 2>&1"
 
 
@@ -35,12 +40,12 @@ rule round_prompts:
     params:
         args=round_prompts_args,
         script=script("prompts"),
+    localrule: True
     conda:
         "../../envs/data.yaml"
     threads: 1
     resources:
         mem_mb=2000,
         runtime=10,
-        **placement(),
     shell:
         "python {params.script} round --pool {input} {params.args} --out {output} > {log} 2>&1"

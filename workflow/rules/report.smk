@@ -28,13 +28,13 @@ rule round_figures:
         script=script("report"),
     wildcard_constraints:
         it=r"[1-9]\d*",
+    localrule: True
     conda:
         "../../envs/data.yaml"
     threads: 1
     resources:
         mem_mb=2000,
         runtime=10,
-        **placement(),
     shell:
         "python {params.script} round --round {wildcards.it} --train-log {input.log}"
         " --pairs {input.pairs} --stats {input.stats} --training {output.training}"
@@ -92,13 +92,13 @@ rule report_figures:
         config=lambda wildcards: shlex.quote(
             json.dumps({k: v for k, v in config.items() if k != "resources"})
         ),
+    localrule: True
     conda:
         "../../envs/data.yaml"
     threads: 1
     resources:
         mem_mb=2000,
         runtime=10,
-        **placement(),
     shell:
         "python {params.script} summary --metrics {input.metrics}"
         " --judgements {input.judgements} --responses {input.responses} --models {input.models}"
@@ -115,13 +115,13 @@ rule export_alpaca_eval:
     params:
         script=script("export"),
         generator=lambda wildcards: f"sppo-iter{wildcards.it}",
+    localrule: True
     conda:
         "../../envs/data.yaml"
     threads: 1
     resources:
         mem_mb=2000,
         runtime=10,
-        **placement(),
     shell:
         "python {params.script} alpaca --responses {input} --generator {params.generator}"
         " --out {output} > {log} 2>&1"
@@ -137,12 +137,12 @@ rule duckdb_views:
         "results/export/logs/duckdb.log",
     params:
         script=script("export"),
+    localrule: True
     conda:
         "../../envs/data.yaml"
     threads: 1
     resources:
         mem_mb=2000,
         runtime=10,
-        **placement(),
     shell:
         "python {params.script} duckdb --out {output} > {log} 2>&1"

@@ -1,15 +1,20 @@
+# With config shards > 1 each round's sampling is that many jobs, each generating every N-th
+# generation batch (vLLM: every N-th prompt), gathered into samples.parquet on the submit host.
+
+
 rule sample:
     input:
         model=previous_model,
         prompts="results/prompts/train_iter{it}.parquet",
     output:
-        "results/iter{it}/samples.parquet",
+        stage_output("results/iter{it}/samples.parquet", "samples"),
     log:
-        "results/iter{it}/logs/sample.log",
+        job_file("results/iter{it}/logs/sample.log"),
     benchmark:
-        "results/iter{it}/benchmarks/sample.tsv"
+        job_file("results/iter{it}/benchmarks/sample.tsv")
     params:
         args=sample_args,
+        shard=shard_flags,
         with_gpus=script("with_gpus"),
         script=script("sample"),
     conda:
@@ -21,5 +26,31 @@ rule sample:
         runtime=runtime("sample"),
         **placement("sample"),
     shell:
-        "python {params.with_gpus} {resources.gpu} -- python {params.script} --model {input.model} --prompts {input.prompts} --out {output}"
-        " {params.args} --tensor-parallel-size {resources.gpu} --threads {threads} > {log} 2>&1"
+        "exec python {params.with_gpus} {resources.gpu} -- python {params.script}"
+        " --model {input.model} --prompts {input.prompts} --out {output} {params.args}"
+        " {params.shard} --tensor-parallel-size {resources.gpu} --threads {threads} > {log} 2>&1"
+
+
+if SHARDS > 1:
+
+    rule gather_samples:
+        input:
+            prompts="results/prompts/train_iter{it}.parquet",
+            shards=shard_files("samples"),
+        output:
+            "results/iter{it}/samples.parquet",
+        log:
+            "results/iter{it}/logs/gather_samples.log",
+        params:
+            k=config["sample"]["k"],
+            script=script("gather"),
+        localrule: True
+        conda:
+            "../../envs/data.yaml"
+        threads: 1
+        resources:
+            mem_mb=8000,
+            runtime=30,
+        shell:
+            "python {params.script} samples {input.shards} --prompts {input.prompts}"
+            " --k {params.k} --out {output} > {log} 2>&1"

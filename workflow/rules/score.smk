@@ -1,14 +1,20 @@
+# With config shards > 1 each round's scoring is that many jobs, each judging every N-th chunk
+# of judge.prompts_per_chunk prompts, gathered into preferences.parquet on the submit host.
+
+
 rule score:
     input:
-        "results/iter{it}/samples.parquet",
+        samples="results/iter{it}/samples.parquet",
+        judge="results/hub/judge.json",
     output:
-        "results/iter{it}/preferences.parquet",
+        stage_output("results/iter{it}/preferences.parquet", "preferences"),
     log:
-        "results/iter{it}/logs/score.log",
+        job_file("results/iter{it}/logs/score.log"),
     benchmark:
-        "results/iter{it}/benchmarks/score.tsv"
+        job_file("results/iter{it}/benchmarks/score.tsv")
     params:
         args=judge_args,
+        shard=shard_flags,
         with_gpus=script("with_gpus"),
         script=script("score"),
     conda:
@@ -20,5 +26,30 @@ rule score:
         runtime=runtime("score"),
         **placement("score"),
     shell:
-        "python {params.with_gpus} {resources.gpu} -- python {params.script} --samples {input} --out {output} {params.args}"
+        "exec python {params.with_gpus} {resources.gpu} -- python {params.script}"
+        " --samples {input.samples} --out {output} {params.args} {params.shard}"
         " --threads {threads} > {log} 2>&1"
+
+
+if SHARDS > 1:
+
+    rule gather_preferences:
+        input:
+            samples="results/iter{it}/samples.parquet",
+            shards=shard_files("preferences"),
+        output:
+            "results/iter{it}/preferences.parquet",
+        log:
+            "results/iter{it}/logs/gather_preferences.log",
+        params:
+            script=script("gather"),
+        localrule: True
+        conda:
+            "../../envs/data.yaml"
+        threads: 1
+        resources:
+            mem_mb=8000,
+            runtime=30,
+        shell:
+            "python {params.script} preferences {input.shards} --samples {input.samples}"
+            " --out {output} > {log} 2>&1"

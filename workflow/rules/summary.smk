@@ -13,13 +13,13 @@ rule summary:
         "results/summary/benchmarks/summary.tsv"
     params:
         script=script("summary"),
+    localrule: True
     conda:
         "../../envs/data.yaml"
     threads: 1
     resources:
         mem_mb=2000,
         runtime=10,
-        **placement(),
     shell:
         "python {params.script} --metrics {input.metrics} --stats {input.stats}"
         " --logs {input.logs} --judgements {input.judgements} --out {output.metrics}"

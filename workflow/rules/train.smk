@@ -1,5 +1,7 @@
 # Resumable state lives in results/iter{it}/train_state, which is not a declared output:
 # Snakemake deletes declared outputs before a job starts, and a retried job should resume.
+# On SIGTERM (a SLURM time limit) the trainer saves a checkpoint there; `exec` lets the signal
+# reach the GPU wrapper, which passes it on and waits, instead of a shell that would die.
 # A job with several GPUs runs one process per GPU through accelerate launch
 # (train.accelerate_config: DDP, DeepSpeed ZeRO-3 or FSDP).
 
@@ -34,7 +36,7 @@ rule train:
         runtime=runtime("train"),
         **placement("train"),
     shell:
-        "python {params.with_gpus} {resources.gpu} --process-per-gpu {params.launch} --"
+        "exec python {params.with_gpus} {resources.gpu} --process-per-gpu {params.launch} --"
         " {params.script} --model {input.model} --samples {input.samples}"
         " --pairs-table {input.pairs} --responses {input.responses}"
         " --out {output.model} --log {output.log} --state-dir {params.state}"

@@ -54,6 +54,9 @@ class JudgeSettings:
         "most padded tokens per pass; none: 16384 on GPUs, one sequence on CPUs (relevance 4096)",
     )
     max_length: int | None = setting(None, "longest input in tokens; none: the backend's default")
+    prompts_per_chunk: int = setting(
+        256, "score stage: prompts judged together; a chunk is the unit of work of a shard"
+    )
     template: str | None = setting(
         None, "llm_judge: prompt template file with {instruction}, {response_a}, {response_b}"
     )

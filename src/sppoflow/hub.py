@@ -1,0 +1,104 @@
+"""Download the run's hub models once, on the submit host, before any cluster job starts.
+
+Compute nodes often have no internet, and a gated model needs a token that should stay on the
+machine the user works on; so the workflow's fetch rules (local rules) put every hub model the
+run needs into the hub cache (``HF_HOME``, which the compute nodes must see), and the model
+jobs run with ``HF_HUB_OFFLINE=1``, reading from that cache. The token is read by
+huggingface_hub from ``HF_TOKEN`` or ``huggingface-cli login``; it is never written anywhere.
+Embedded and local models need nothing and are only recorded.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+from sppoflow import embedded
+from sppoflow.errors import UserError, first_line
+from sppoflow.sources import resolve_source
+
+log = logging.getLogger(__name__)
+
+# Files a model job never reads: other frameworks' weights, raw consolidated checkpoints
+# (Llama's original/ folder alone is 16 GB; Mistral's consolidated.*), GGUF and ONNX exports.
+SKIPPED = [
+    "original/*",
+    "consolidated*",
+    "*.pth",
+    "*.gguf",
+    "*.onnx",
+    "onnx/*",
+    "*.h5",
+    "*.msgpack",
+    "*.ot",
+    "tf_model*",
+    "flax_model*",
+    "openvino/*",
+    "coreml/*",
+]
+TOKENIZER_AND_CONFIG = ["*.json", "*.model", "*.txt", "*.tiktoken", "tokenizer*", "*.jinja"]
+
+
+def hub_offline() -> bool:
+    from huggingface_hub import constants
+
+    return bool(constants.HF_HUB_OFFLINE)
+
+
+def download(repo: str, revision: str | None, allow: list[str] | None = None) -> Path:
+    """A hub repo's snapshot in the local cache (downloaded unless the hub is offline)."""
+    from huggingface_hub import HfApi, snapshot_download
+
+    ignore = list(SKIPPED)
+    try:
+        if not hub_offline() and allow is None:
+            files = HfApi().list_repo_files(repo, revision=revision)
+            if any(f.endswith(".safetensors") for f in files):
+                ignore += ["*.bin", "*.pt"]  # the same weights twice
+        folder = snapshot_download(
+            repo, revision=revision, allow_patterns=allow, ignore_patterns=ignore
+        )
+    except Exception as error:  # offline cache miss, unknown or gated repo, network: all here
+        hint = (
+            " (the hub is offline here, HF_HUB_OFFLINE=1, and the model is not in the cache)"
+            if hub_offline()
+            else " (a gated model needs HF_TOKEN or `huggingface-cli login` on this machine)"
+        )
+        raise UserError(f"cannot fetch {repo} from the hub: {first_line(error)}{hint}") from error
+    return Path(folder)
+
+
+def backbone_of(folder: Path) -> str | None:
+    """The hub id whose config and tokenizer a checkpoint borrows: the original PairRM layout
+    (llm-blender/PairRM) names its DeBERTa backbone instead of shipping its config."""
+    config = folder / "config.json"
+    if not config.is_file():
+        return None
+    raw = json.loads(config.read_text())
+    name = raw.get("model_name") if "ranker_type" in raw else None
+    if not name or Path(name).expanduser().exists():
+        return None
+    return name
+
+
+def fetch(reference: str, revision: str | None = None) -> dict:
+    """Make ``reference`` available offline; what was found, for the run's records."""
+    record = {"reference": reference, "revision": revision}
+    if embedded.is_embedded(reference):  # shipped in a package the model jobs' env holds
+        return {**record, "kind": "embedded"}
+    source = resolve_source(reference)
+    record["kind"] = source.kind
+    if source.kind != "hub":
+        return {**record, "folder": source.folder}
+    log.info("fetching %s (revision %s)", reference, revision or "main")
+    folder = download(reference, revision)
+    record.update(folder=str(folder), commit=folder.name)
+    backbone = backbone_of(folder)
+    if backbone:
+        log.info("%s borrows config and tokenizer from %s: fetching those", reference, backbone)
+        extra = download(backbone, None, allow=TOKENIZER_AND_CONFIG)
+        record["borrows"] = {"reference": backbone, "folder": str(extra), "commit": extra.name}
+    files = sorted(p.name for p in folder.iterdir())
+    log.info("%s at commit %s: %s", reference, folder.name, ", ".join(files))
+    return record

@@ -1,0 +1,261 @@
+"""The cluster path on a real SLURM controller: a one-node cluster with two fake GPUs
+(tests/slurm_cluster.py) runs the tiny 2-round workflow through workflow/profiles/slurm.
+
+What only a GPU would change is faked: torch runs on the CPU and ignores the fake devices in
+CUDA_VISIBLE_DEVICES. Everything else is real: sbatch, the SLURM executor plugin, its job
+step, squeue, time limits, SIGTERM, retries.
+"""
+
+import json
+import os
+import re
+import shutil
+import subprocess
+from collections import defaultdict
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from safetensors.torch import load_file
+
+from conftest import BIN, ROOT, TINY_CONFIG, snakemake
+
+pytestmark = pytest.mark.slow
+
+PROFILE = ROOT / "workflow" / "profiles" / "slurm"
+FAULTS = Path(__file__).parent / "slurm_faults"
+MODEL_RULES = {"base_model", "sample", "score", "train", "eval_generate", "evaluate"}
+SECONDS_PER_SLOW_STEP = 20  # 6 steps of round 1's training: past a 1-minute time limit
+
+
+def slurm_args(*extra: str) -> list[str]:
+    return [
+        "--workflow-profile", str(PROFILE),
+        "--slurm-status-command", "squeue",  # the test cluster has no accounting database
+        "--slurm-init-seconds-before-status-checks", "2",
+        "--slurm-keep-successful-logs",
+        "--max-threads", "2",  # the threads of the local run, so the numbers are the same
+        *extra,
+    ]  # fmt: skip
+
+
+def slurm_env(cluster, folder: Path) -> dict[str, str]:
+    return {
+        **cluster.env(),
+        "SPPO_SLURM_ACCOUNT": "sppo-test",
+        "SPPO_SLURM_PARTITION": "debug",
+        "PYTHONPATH": str(FAULTS),
+        "SPPO_FAULT_FAIL_FIRST": str(folder / "score-failed-once"),
+        "SPPO_FAULT_SLOW_FIRST_TRAINING": f"{folder / 'train-slowed'}:{SECONDS_PER_SLOW_STEP}",
+    }
+
+
+def jobs_by_rule(cluster, since: int = 0) -> dict[str, list[dict]]:
+    """SLURM's own records of the jobs submitted after job id ``since``, by rule name."""
+    found = defaultdict(list)
+    for job in cluster.jobs():
+        match = re.match(r"rule_(\w+?)(?:_wildcards_(\S+))?$", job.get("Comment", ""))
+        if match and int(job["JobId"]) > since:
+            found[match.group(1)].append({**job, "wildcards": match.group(2) or ""})
+    return found
+
+
+def last_job_id(cluster) -> int:
+    return max((int(job["JobId"]) for job in cluster.jobs()), default=0)
+
+
+@pytest.fixture(scope="module")
+def slurm_run(slurm_cluster, tiny_model_dir, tmp_path_factory):
+    """The tiny 2-round workflow through the SLURM profile, in 2 shards per stage, with
+    round 1's training slowed past its 1-minute time limit and the first score job failing."""
+    folder = tmp_path_factory.mktemp("slurm-run")
+    config = {
+        **TINY_CONFIG,
+        "policy": {"model": str(tiny_model_dir)},
+        "shards": 2,
+        "resources": {"train": {"runtime": 1}},
+    }
+    (folder / "config.yaml").write_text(yaml.safe_dump(config))
+    since = last_job_id(slurm_cluster)
+    with slurm_cluster.watch() as watcher:
+        run = snakemake(
+            folder, "--configfile", "config.yaml", *slurm_args(),
+            env=slurm_env(slurm_cluster, folder),
+        )  # fmt: skip
+    assert run.returncode == 0, (run.stdout + run.stderr)[-6000:]
+    return folder, run.stdout + run.stderr, jobs_by_rule(slurm_cluster, since), watcher.gpu_idx
+
+
+def weights(folder: Path) -> dict:
+    return load_file(folder / "model.safetensors")
+
+
+def assert_same_files(ours: Path, theirs: Path, names: list[str]) -> None:
+    for name in names:
+        a, b = pd.read_parquet(ours / name), pd.read_parquet(theirs / name)
+        pd.testing.assert_frame_equal(a, b, check_exact=True, obj=name)
+
+
+def test_every_model_job_is_an_sbatch_job_with_the_gpus_it_asked_for(slurm_run):
+    _, output, jobs, _ = slurm_run
+    assert set(jobs) == MODEL_RULES  # the small jobs ran on the submit host
+    assert "localrule aggregate" in output and "localrule gather_samples" in output
+    for rule, records in jobs.items():
+        for job in records:
+            assert job["Account"] == "sppo-test" and job["Partition"] == "debug", job
+            assert job["NumNodes"] == "1", job
+            asked = 0 if rule == "base_model" else 1
+            assert job["gpus"] == str(asked), (rule, job)  # allocated, from JOB_GRES
+    shards = defaultdict(int)
+    for rule in ("sample", "score", "eval_generate"):
+        for job in jobs[rule]:
+            if job["JobState"] == "COMPLETED":
+                shards[(rule, job["wildcards"].rsplit("_", 1)[0])] += 1
+    assert set(shards.values()) == {2}  # two shard jobs per stage and round
+    assert len(shards) == 2 + 2 + 3  # sample and score of rounds 1-2, eval of rounds 0-2
+
+
+def test_outputs_equal_a_local_run_bit_for_bit(slurm_run, tiny_run):
+    """Same config, one machine without SLURM and one shard per stage, against SLURM with two
+    shards per stage, a time-limited and resumed training and a retried score job."""
+    folder, _, _, _ = slurm_run
+    local, _ = tiny_run
+    assert_same_files(folder / "results/iter0", local / "results/iter0", ["eval/responses.parquet"])
+    for it in (1, 2):
+        ours, theirs = folder / f"results/iter{it}", local / f"results/iter{it}"
+        assert_same_files(ours, theirs, ["samples.parquet", "preferences.parquet",
+                                         "pairs.parquet", "eval/responses.parquet"])  # fmt: skip
+        a, b = weights(ours / "model"), weights(theirs / "model")
+        assert a.keys() == b.keys()
+        assert all(a[k].equal(b[k]) for k in a), f"round {it} weights differ"
+        log, local_log = pd.read_csv(ours / "train_log.csv"), pd.read_csv(theirs / "train_log.csv")
+        assert log.step.tolist() == list(range(1, len(log) + 1))  # every step once
+        assert log.loss.tolist() == local_log.loss.tolist()
+    assert not list(folder.glob("results/iter*/shards/*.parquet"))  # temporary, gathered
+
+
+def test_two_sample_shards_ran_at_once_on_different_gpus(slurm_run):
+    _, _, jobs, gpu_idx = slurm_run
+    shards = [j for j in jobs["sample"] if j["wildcards"].startswith("1_")]
+    assert len(shards) == 2
+    first, second = sorted(shards, key=lambda j: j["StartTime"])
+    assert second["StartTime"] < first["EndTime"], (first, second)  # side by side
+    seen = {gpu_idx.get(j["JobId"]) for j in shards}
+    assert seen == {"0", "1"}, gpu_idx  # SLURM gave each its own GPU
+
+
+def test_a_train_job_killed_by_its_time_limit_resumes_from_its_sigterm_checkpoint(slurm_run):
+    folder, _, jobs, _ = slurm_run
+    round_one = sorted(
+        (j for j in jobs["train"] if j["wildcards"] == "1"), key=lambda j: int(j["JobId"])
+    )
+    assert [j["JobState"] for j in round_one] == ["TIMEOUT", "COMPLETED"], round_one
+    assert [j["TimeLimit"] for j in round_one] == ["00:01:00", "00:02:00"]  # runtime x attempt
+    log = (folder / "results/iter1/logs/train.log").read_text()
+    resumed = re.search(r"resuming from \S+/train_state/checkpoints/checkpoint-(\d+)", log)
+    assert resumed, log[-3000:]
+    assert 1 <= int(resumed.group(1)) < 6  # saved on SIGTERM: no periodic checkpoints are set
+    assert not (folder / "results/iter1/train_state").exists()
+
+
+def test_a_job_that_fails_its_first_attempt_is_resubmitted(slurm_run):
+    folder, _, jobs, _ = slurm_run
+    states = defaultdict(list)
+    for job in sorted(jobs["score"], key=lambda j: int(j["JobId"])):
+        states[job["wildcards"]].append((job["JobState"], job["ExitCode"]))
+    failed = [w for w, s in states.items() if s[0] == ("FAILED", "1:0")]
+    assert len(failed) == 1, states
+    assert states[failed[0]] == [("FAILED", "1:0"), ("COMPLETED", "0:0")]
+    assert (folder / "score-failed-once").exists()
+
+
+def copy_run(folder: Path, tmp_path: Path) -> Path:
+    target = tmp_path / "run"
+    shutil.copytree(folder, target, symlinks=True)
+    return target
+
+
+def test_two_and_three_score_shards_give_the_same_preferences(slurm_run, slurm_cluster, tmp_path):
+    folder, _, _, _ = slurm_run
+    run = copy_run(folder, tmp_path)
+    before = pd.read_parquet(run / "results/iter1/preferences.parquet")
+    since = last_job_id(slurm_cluster)
+    rescored = snakemake(
+        run, "results/iter1/preferences.parquet", "--configfile", "config.yaml",
+        *slurm_args("--forcerun", "score", "--rerun-triggers", "mtime"),
+        "--config", "shards=3",
+        env={**slurm_cluster.env(), "SPPO_SLURM_PARTITION": "debug"},
+    )  # fmt: skip
+    assert rescored.returncode == 0, (rescored.stdout + rescored.stderr)[-4000:]
+    jobs = jobs_by_rule(slurm_cluster, since)
+    assert sorted(j["wildcards"] for j in jobs["score"]) == ["1_0", "1_1", "1_2"]
+    assert set(jobs) == {"score"}
+    after = pd.read_parquet(run / "results/iter1/preferences.parquet")
+    pd.testing.assert_frame_equal(before, after, check_exact=True)
+
+
+def test_a_two_gpu_train_job_gets_one_node_and_two_processes(slurm_run, slurm_cluster, tmp_path):
+    folder, _, _, _ = slurm_run
+    run = copy_run(folder, tmp_path)
+    one_process = weights(run / "results/iter1/model")
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    config["resources"]["train"]["gpus"] = 2
+    (run / "two_gpus.yaml").write_text(yaml.safe_dump(config))
+    since = last_job_id(slurm_cluster)
+    with slurm_cluster.watch() as watcher:
+        retrained = snakemake(
+            run, "results/iter1/model", "--configfile", "two_gpus.yaml",
+            *slurm_args("--forcerun", "train", "--rerun-triggers", "mtime"),
+            env={**slurm_cluster.env(), "SPPO_SLURM_PARTITION": "debug"},
+        )  # fmt: skip
+    assert retrained.returncode == 0, (retrained.stdout + retrained.stderr)[-4000:]
+    [job] = jobs_by_rule(slurm_cluster, since)["train"]
+    assert job["gpus"] == "2" and job["NumNodes"] == "1"
+    assert watcher.gpu_idx.get(job["JobId"]) == "0-1"
+    log = (run / "results/iter1/logs/train.log").read_text()
+    assert "CUDA_VISIBLE_DEVICES=0,1 (set by the scheduler)" in log
+    assert "on 2 process(es) (gloo)" in log
+    record = json.loads((run / "results/iter1/model/sppo_training.json").read_text())
+    assert record["processes"] == 2 and record["global_batch_size"] == 2
+    assert record["steps"] == 3  # 6 prompts, 2 per step (1 on each process)
+    two_processes = weights(run / "results/iter1/model")
+    assert two_processes.keys() == one_process.keys()
+    assert any(not one_process[k].equal(two_processes[k]) for k in one_process)  # retrained
+
+
+def readme_slurm_commands() -> list[str]:
+    """The first bash block of the README's SLURM section: the commands a user types."""
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("### SLURM") :]
+    block = re.search(r"```bash\n(.*?)```", section, re.S).group(1)
+    return [line for line in block.strip().splitlines() if line.strip()]
+
+
+def test_the_readme_slurm_section_plans_on_the_profile(tmp_path):
+    """The README's commands as they are, from a checkout's root, planned (-n): the profile and
+    config/cluster_check.yaml load, and the plan is the README's 11 sbatch jobs and 16 local
+    ones. The full run of these commands takes 5 minutes here; the README gives its output."""
+    commands = readme_slurm_commands()
+    profile, config = "workflow/profiles/slurm", "config/cluster_check.yaml"
+    assert commands == [
+        "pip install snakemake-executor-plugin-slurm==2.8.0",
+        f"snakemake --workflow-profile {profile} --configfile {config}",
+    ]
+    for name in ("workflow", "config", "scripts", "src"):
+        (tmp_path / name).symlink_to(ROOT / name)
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+    planned = subprocess.run(
+        ["bash", "-c", commands[1] + " -n"], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+    assert planned.returncode == 0, (planned.stdout + planned.stderr)[-4000:]
+    rules = re.findall(r"^(?:local)?rule (\w+):", planned.stdout + planned.stderr, re.M)
+    local = {"fetch_model", "prompt_pool", "round_prompts", "gather_samples", "gather_preferences",
+             "gather_eval_responses", "aggregate", "export_alpaca_eval", "round_figures",
+             "report_figures", "summary", "duckdb_views", "all"}  # fmt: skip
+    submitted = [rule for rule in rules if rule not in local]
+    assert len(rules) == 27 and len(submitted) == 11
+    assert sorted(set(submitted)) == sorted(MODEL_RULES)
+    assert "Job stats" in planned.stdout + planned.stderr
+    readme = (ROOT / "README.md").read_text()
+    assert "ran 27 jobs" in readme and "11 `sbatch` jobs" in readme and "16 local rules" in readme

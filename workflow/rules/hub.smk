@@ -1,0 +1,25 @@
+# Hub models are downloaded once, on the submit host (a local rule), into the hub cache; every
+# model job then runs with the hub offline. Embedded models and local folders are only
+# recorded. A gated model needs HF_TOKEN (or `huggingface-cli login`) where Snakemake runs.
+
+
+rule fetch_model:
+    output:
+        "results/hub/{role}.json",
+    log:
+        "results/hub/logs/fetch_{role}.log",
+    params:
+        args=fetch_args,
+        script=script("fetch"),
+        hub=HUB_ACCESS,
+    wildcard_constraints:
+        role="policy|judge",
+    localrule: True
+    conda:
+        "../../envs/data.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=120,
+    shell:
+        "{params.hub} python {params.script} {params.args} --out {output} > {log} 2>&1"
