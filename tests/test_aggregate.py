@@ -113,3 +113,33 @@ def test_unknown_estimator_is_refused():
     samples, preferences = tables()
     with pytest.raises(UserError, match=r"aggregate\.estimator: unknown value 'mean'"):
         aggregate(samples, preferences, AggregateSettings("mean"))
+
+
+@pytest.mark.parametrize("estimator", ["score", "direct"])
+def test_the_result_does_not_depend_on_the_order_of_the_rows(estimator):
+    """Sums over a prompt's responses run in response order, not in the order the rows (or a
+    hash join's output) arrive: the same tables give the same bits, however shuffled."""
+    rng = np.random.default_rng(0)
+    rows = [
+        (f"p{n}", i, j, float(rng.normal(scale=3)))
+        for n in range(40)
+        for i in range(5)
+        for j in range(5)
+        if i != j
+    ]
+    preferences = pd.DataFrame(rows, columns=["prompt_id", "i", "j", "logit"])
+    preferences["prob"] = 1 / (1 + np.exp(-preferences["logit"]))
+    samples = pd.DataFrame(
+        [(f"p{n}", f"q{n}", k, f"r{k}", [k], 5, 10 + k, "stop")
+         for n in range(40) for k in range(5)],
+        columns=["prompt_id", "prompt", "response_idx", "response", "response_token_ids",
+                 "prompt_tokens", "response_tokens", "finish_reason"],
+    )  # fmt: skip
+    settings = AggregateSettings(estimator, 0.001)
+    first = aggregate(samples, preferences, settings)
+    for seed in range(5):
+        shuffled = preferences.sample(frac=1, random_state=seed).reset_index(drop=True)
+        again = aggregate(samples.sample(frac=1, random_state=seed), shuffled, settings)
+        pd.testing.assert_frame_equal(again.responses, first.responses, check_exact=True)
+        pd.testing.assert_frame_equal(again.pairs, first.pairs, check_exact=True)
+        pd.testing.assert_frame_equal(again.stats, first.stats, check_exact=True)

@@ -61,7 +61,8 @@ def aggregate(
 ) -> Aggregates:
     check_choice("aggregate.estimator", settings.estimator, ESTIMATORS)
     check_complete(preferences, samples)
-    con = duckdb.connect()
+    # one thread: the round's statistics (averages over prompts) come out the same to the bit
+    con = duckdb.connect(config={"threads": 1})
     con.register("samples", samples.drop(columns=["response_token_ids"], errors="ignore"))
     con.register("preferences", preferences)
     params = {"estimator": settings.estimator}

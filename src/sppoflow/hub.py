@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import re
 from pathlib import Path
 
 from sppoflow import embedded
@@ -38,6 +40,27 @@ SKIPPED = [
     "coreml/*",
 ]
 TOKENIZER_AND_CONFIG = ["*.json", "*.model", "*.txt", "*.tiktoken", "tokenizer*", "*.jinja"]
+
+
+HUB_SETTINGS = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")
+
+
+def remember_launch_settings(environ=os.environ) -> str:
+    """Keep the hub settings Snakemake was started with for the rules that download.
+
+    Every job runs with the hub offline (the workflow's shell prefix); the download rules run
+    ``$SPPO_HUB_ACCESS <command>``, an ``env`` call that restores these settings (unset ones
+    unset). Returns that reference: a constant, so the user's settings never re-run a job.
+    """
+    unset, assign = [], []
+    for name in HUB_SETTINGS:
+        value = environ.get(name)
+        if value is not None and re.fullmatch(r"[\w.-]*", value):
+            assign.append(f"{name}={value}")
+        else:
+            unset += ["-u", name]
+    environ["SPPO_HUB_ACCESS"] = " ".join(["env", *unset, *assign])
+    return "$SPPO_HUB_ACCESS"
 
 
 def hub_offline() -> bool:

@@ -2,8 +2,6 @@
 # stage script receives. No rules here.
 
 import json
-import os
-import re
 import shlex
 import sys
 from pathlib import Path
@@ -14,6 +12,7 @@ if str(SRC) not in sys.path:
 
 from sppoflow.config import load_schema, shipped_file, validate as validate_config
 from sppoflow.errors import UserError
+from sppoflow.hub import remember_launch_settings
 from sppoflow.placement import placement as job_placement, runtime_for
 
 try:
@@ -29,24 +28,10 @@ SHARDS = config["shards"]
 
 # Jobs never reach the hub: fetch_model and prompt_pool (local rules, run on the submit host)
 # first put what the run needs into the hub cache, with the hub settings Snakemake was started
-# with (HUB_ACCESS: `env` restoring them, unset ones unset); every other job runs offline and
-# reads from that cache. Cluster nodes need no internet and no token.
+# with (HUB_ACCESS); every other job runs offline and reads from that cache. Cluster nodes need
+# no internet and no token.
 shell.prefix("set -euo pipefail; export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1; ")
-
-
-def launch_hub_settings():
-    unset, assign = [], []
-    for name in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"):
-        value = os.environ.get(name)
-        if value is not None and re.fullmatch(r"[\w.-]*", value):
-            assign.append(f"{name}={value}")
-        else:
-            unset += ["-u", name]
-    return " ".join(["env", *unset, *assign])
-
-
-os.environ["SPPO_HUB_ACCESS"] = launch_hub_settings()
-HUB_ACCESS = "$SPPO_HUB_ACCESS"  # a constant: the user's settings must not re-run anything
+HUB_ACCESS = remember_launch_settings()
 
 
 wildcard_constraints:

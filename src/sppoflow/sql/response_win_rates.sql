@@ -1,6 +1,8 @@
 -- Each response's estimated win rate against the current policy, P(y_i > pi_t | x),
 -- with both estimators. Reads the views `samples` and `preferences`; $estimator is
 -- 'score' or 'direct' and picks the `win_rate` column, the winner and the loser.
+-- Sums run over lists ordered by response index, so that the result is the same to the bit
+-- whatever order the rows arrive in (a hash join's output order varies with the threads).
 WITH k AS (
     SELECT prompt_id, count(*) AS k FROM samples GROUP BY prompt_id
 ),
@@ -13,15 +15,16 @@ ordered AS (  -- every ordered pair (i, j) with its reverse (j, i)
 ),
 score AS (  -- authors' score: s_i = (1/K) sum_j (L[i,j] - L[j,i]); the diagonal adds 0
     SELECT o.prompt_id, o.i AS response_idx,
-           sum(o.logit_ij - o.logit_ji) / any_value(k.k) AS score,
+           list_sum(list(o.logit_ij - o.logit_ji ORDER BY o.j)) / any_value(k.k) AS score,
            -- direct estimator: mean over j != i of both orders' probability that i wins
-           avg((o.prob_ij + 1 - o.prob_ji) / 2) AS win_rate_direct
+           list_avg(list((o.prob_ij + 1 - o.prob_ji) / 2 ORDER BY o.j)) AS win_rate_direct
     FROM ordered o JOIN k USING (prompt_id)
     GROUP BY o.prompt_id, o.i
 ),
 score_win AS (  -- authors' P[i][j] = sigmoid(s_i - s_j); mean over all j, self term 0.5
     SELECT a.prompt_id, a.response_idx,
-           avg(1 / (1 + exp(b.score - a.score))) AS win_rate_score
+           list_avg(list(1 / (1 + exp(b.score - a.score)) ORDER BY b.response_idx))
+               AS win_rate_score
     FROM score a JOIN score b USING (prompt_id)
     GROUP BY a.prompt_id, a.response_idx
 ),
