@@ -3,7 +3,8 @@
 import pytest
 import torch
 
-from sppoflow.loss import pair_targets, sequence_logps, sppo_general_loss, sppo_pair_loss
+from sppoflow.logprobs import sequence_logps
+from sppoflow.loss import pair_targets, sppo_general_loss, sppo_pair_loss
 
 ETA = 10.0
 # l_w = 0.3, l_l = -0.2, p_w = 0.8, p_l = 0.3, q = 0.7

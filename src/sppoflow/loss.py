@@ -4,7 +4,8 @@ For a response y to prompt x, the log-ratio against the round's starting policy 
 
     l_y = sum_tokens log pi_theta(y | x) - sum_tokens log pi_t(y | x)
 
-and SPPO regresses it onto eta * (P(y > pi_t | x) - 1/2).
+and SPPO regresses it onto eta * (P(y > pi_t | x) - 1/2). The log-probabilities themselves are
+computed in ``sppoflow.logprobs``.
 """
 
 from __future__ import annotations
@@ -12,21 +13,6 @@ from __future__ import annotations
 import torch
 
 LOSSES = ("sppo", "sppo_single", "sppo_hard")
-
-
-def sequence_logps(
-    logits: torch.Tensor, input_ids: torch.Tensor, response_mask: torch.Tensor
-) -> torch.Tensor:
-    """Sum of log pi(token | prefix) over the response tokens of each sequence.
-
-    ``response_mask[b, t]`` is 1 where token t of sequence b belongs to the response; the
-    logits at position t - 1 predict token t.
-    """
-    logits = logits[:, :-1].float()
-    targets = input_ids[:, 1:]
-    mask = response_mask[:, 1:].to(logits.dtype)
-    token_logps = torch.gather(logits.log_softmax(-1), 2, targets.unsqueeze(-1)).squeeze(-1)
-    return (token_logps * mask).sum(-1)
 
 
 def sppo_pair_loss(

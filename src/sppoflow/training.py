@@ -29,8 +29,9 @@ from sppoflow.chat import encode_prompts
 from sppoflow.cli import setting
 from sppoflow.devices import bf16_supported, resolve_device
 from sppoflow.errors import UserError, check_choice
+from sppoflow.logprobs import response_logps
 from sppoflow.lora import add_lora_adapters, save_merged
-from sppoflow.loss import LOSSES, pair_targets, sequence_logps, sppo_general_loss, sppo_pair_loss
+from sppoflow.loss import LOSSES, pair_targets, sppo_general_loss, sppo_pair_loss
 from sppoflow.versions import package_versions
 
 log = logging.getLogger(__name__)
@@ -234,13 +235,12 @@ def reference_logps(
         chunk = examples[start : start + batch_size]
         batch = collator(chunk)
         with autocast_context(device, precision):
-            logits = model(
-                input_ids=batch["input_ids"].to(device),
-                attention_mask=batch["attention_mask"].to(device),
-            ).logits
-        logps = sequence_logps(
-            logits, batch["input_ids"].to(device), batch["response_mask"].to(device)
-        ).tolist()
+            logps = response_logps(
+                model,
+                batch["input_ids"].to(device),
+                batch["attention_mask"].to(device),
+                batch["response_mask"].to(device),
+            ).tolist()
         for ex in chunk:
             out.append(logps[: len(ex["response_ids"])])
             logps = logps[len(ex["response_ids"]) :]
@@ -262,10 +262,9 @@ class SPPOTrainer(Trainer):
         self._step_metrics: dict[str, list[float]] = defaultdict(list)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        logits = model(
-            input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"]
-        ).logits
-        logps = sequence_logps(logits, inputs["input_ids"], inputs["response_mask"])
+        logps = response_logps(
+            model, inputs["input_ids"], inputs["attention_mask"], inputs["response_mask"]
+        )
         logratio = logps - inputs["ref_logps"]
         p, role, q = inputs["p"], inputs["role"], inputs["q"]
         if self.sppo.pairs == "winner_loser":
