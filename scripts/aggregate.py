@@ -11,16 +11,19 @@ Example:
         --responses /tmp/responses.parquet --pairs /tmp/pairs.parquet --stats /tmp/stats.parquet
 """
 
+from pathlib import Path
+
 import _bootstrap  # noqa: F401
 
 from sppoflow.aggregate import AggregateSettings, aggregate
 from sppoflow.cli import add_settings, parser_for, run_stage, settings_from
-from sppoflow.tables import PAIRS, PREFERENCES, RESPONSES, SAMPLES, read_table, write_table
+from sppoflow.tables import PAIRS, PREFERENCES, RESPONSES, SAMPLES, check_table, write_table
 
 
 def main(args) -> None:
-    samples = read_table(args.samples, SAMPLES)
-    preferences = read_table(args.preferences, PREFERENCES)
+    samples, preferences = Path(args.samples), Path(args.preferences)
+    check_table(samples, SAMPLES)  # DuckDB then reads the files where they lie
+    check_table(preferences, PREFERENCES)
     result = aggregate(samples, preferences, settings_from(AggregateSettings, args), args.round)
     write_table(result.responses, args.responses, RESPONSES)
     write_table(result.pairs, args.pairs, PAIRS)

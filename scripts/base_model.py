@@ -2,8 +2,8 @@
 """base_model stage: turn the configured policy into round 0's model folder.
 
 The policy can be the embedded SmolLM2-135M-Instruct (``embedded:smollm2-135m-instruct``),
-a local folder or .gguf file, or a hub id. The output holds safetensors weights, the
-tokenizer and its chat template.
+a local folder or .gguf file, or a hub id. The output holds safetensors weights (in the
+source's precision unless --dtype says otherwise), the tokenizer and its chat template.
 
 Example:
     python scripts/base_model.py --model embedded:smollm2-135m-instruct --out results/iter0/model
@@ -16,7 +16,13 @@ from sppoflow.models import import_policy
 
 
 def main(args) -> None:
-    import_policy(args.model, args.out, revision=args.revision, chat_template=args.chat_template)
+    import_policy(
+        args.model,
+        args.out,
+        revision=args.revision,
+        chat_template=args.chat_template,
+        dtype=args.dtype,
+    )
 
 
 def build_parser():
@@ -24,6 +30,12 @@ def build_parser():
     parser.add_argument("--model", required=True, help="embedded:<name>, folder, .gguf or hub id")
     parser.add_argument("--revision", default=None, help="hub revision (branch, tag or commit)")
     parser.add_argument("--chat-template", default=None, help="a .jinja file to use instead")
+    parser.add_argument(
+        "--dtype",
+        default="auto",
+        choices=["auto", "float32", "bfloat16", "float16"],
+        help="precision on disk (auto: the source's)",
+    )
     parser.add_argument("--out", required=True, help="output model folder")
     return parser
 

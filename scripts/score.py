@@ -3,31 +3,44 @@
 
 Reads a samples table and writes a preferences table (prompt_id, i, j, logit, prob) with
 P(y_i > y_j | x) for all i != j, from the preference model chosen by --backend. Prompts are
-judged in chunks of --prompts-per-chunk; with --shards N, --shard s judges chunks s, s + N, ...
-only (the same batches as one job, so the same numbers), and scripts/gather.py joins them.
+judged in chunks of --prompts-per-chunk, streamed: each chunk is read, judged and written to
+<out>.parts on its own (host memory does not grow with the number of prompts), and a rerun
+after an interruption judges only the missing chunks. With --shards N, --shard s judges chunks
+s, s + N, ... only (the same batches as one job, so the same numbers), and scripts/gather.py
+joins them.
 
 Example:
     python scripts/score.py --samples results/iter1/samples.parquet --out /tmp/preferences.parquet
 """
 
+from dataclasses import asdict
+from pathlib import Path
+
 import _bootstrap  # noqa: F401
 
 from sppoflow.cli import add_settings, add_shard_arguments, parser_for, run_stage, settings_from
+from sppoflow.errors import UserError
 from sppoflow.preference import JudgeSettings, build_judge
-from sppoflow.scoring import score_samples
+from sppoflow.scoring import run_fingerprint, score_file
 from sppoflow.shards import check_shard
-from sppoflow.tables import PREFERENCES, SAMPLES, read_table, write_table
 
 
 def main(args) -> None:
     check_shard(args.shard, args.shards)  # before the judge is loaded
-    samples = read_table(args.samples, SAMPLES)
     settings = settings_from(JudgeSettings, args)
+    if not Path(args.samples).is_file():
+        raise UserError(f"{args.samples}: samples file not found")
+    run_id = run_fingerprint(Path(args.samples), asdict(settings), settings.prompts_per_chunk)
     judge = build_judge(settings)
-    preferences = score_samples(
-        judge, samples, settings.prompts_per_chunk, shard=args.shard, shards=args.shards
+    score_file(
+        judge,
+        args.samples,
+        args.out,
+        settings.prompts_per_chunk,
+        shard=args.shard,
+        shards=args.shards,
+        run_id=run_id,
     )
-    write_table(preferences, args.out, PREFERENCES)
 
 
 def build_parser():

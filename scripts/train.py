@@ -11,6 +11,8 @@ after the current optimizer step, the process then exiting with 128 + the signal
 For several GPUs (or CPU processes), start it with `accelerate launch --num_processes N
 scripts/train.py ...`, optionally with --config_file config/accelerate/deepspeed_zero3.yaml or
 fsdp.yaml; set --global-batch-size to keep the optimizer step the same whatever N is.
+The step metrics also go to TensorBoard and/or W&B (--report-to), their files in --tracking-dir,
+which outlives --state-dir.
 
 Example:
     python scripts/train.py --model results/iter0/model --samples results/iter1/samples.parquet \\
@@ -26,18 +28,28 @@ import _bootstrap  # noqa: F401
 from sppoflow.cli import add_settings, parser_for, run_stage, settings_from
 from sppoflow.models import load_policy
 from sppoflow.tables import PAIRS, RESPONSES, SAMPLES, read_table
-from sppoflow.training import TrainingStopped, TrainSettings, build_examples, fingerprint, train
+from sppoflow.tracking import report_targets
+from sppoflow.training import (
+    TrainingStopped,
+    TrainSettings,
+    build_examples,
+    fingerprint,
+    process_device,
+    train,
+)
 
 
 def main(args) -> None:
     settings = settings_from(TrainSettings, args)
     settings.check()
+    report_targets(settings.reporters())  # a missing tracker fails before the model loads
     samples = read_table(args.samples, SAMPLES)
     pairs = read_table(args.pairs_table, PAIRS)
     responses = read_table(args.responses, RESPONSES)
     inputs = [Path(args.samples), Path(args.pairs_table), Path(args.responses)]
     run_id = fingerprint(inputs, settings, Path(args.model))
-    model, tokenizer = load_policy(args.model)  # fp32 weights; precision is autocast
+    # fp32 weights (precision is autocast), loaded onto this process's GPU where there is one
+    model, tokenizer = load_policy(args.model, device=process_device(settings))
     examples = build_examples(tokenizer, samples, pairs, responses, settings, args.system_prompt)
     try:
         train(
@@ -49,6 +61,8 @@ def main(args) -> None:
             Path(args.out),
             Path(args.log),
             run_id=run_id,
+            tracking_dir=Path(args.tracking_dir) if args.tracking_dir else None,
+            run_group=args.run_group,
         )
     except TrainingStopped as stopped:
         print(f"stopped: {stopped}", file=sys.stderr)
@@ -64,6 +78,13 @@ def build_parser():
     parser.add_argument("--out", required=True, help="model folder to write")
     parser.add_argument("--log", required=True, help="per-step training log (CSV) to write")
     parser.add_argument("--state-dir", required=True, help="resumable state (not an output)")
+    parser.add_argument(
+        "--tracking-dir",
+        default=None,
+        help="TensorBoard event files and offline W&B runs; its name names the run "
+        "(default: tracking/ beside --out)",
+    )
+    parser.add_argument("--run-group", default=None, help="W&B group of this run's rounds")
     parser.add_argument("--system-prompt", default=None, help="system message, as in sampling")
     add_settings(parser, TrainSettings)
     return parser

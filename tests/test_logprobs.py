@@ -104,3 +104,25 @@ def test_a_lora_model_gives_the_same_values():
             rtol=0,
             atol=1e-5,
         )
+
+
+def test_under_accelerates_mixed_precision_the_training_pass_matches_the_reference_pass():
+    """accelerate autocasts the model's forward only (and returns fp32 logits); the trainer
+    runs response_logps under the same autocast, so that the output layer, applied outside the
+    forward, runs in bf16 as it does in the reference pass: step 0's log-ratios are then 0."""
+    from accelerate.utils import convert_outputs_to_fp32
+
+    model = llama()
+    with torch.no_grad():
+        model.lm_head.weight.mul_(300)  # logits of tens of nats: bf16 rounding shows
+    ids, attention, response = batch()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        reference = response_logps(model, ids, attention, response)
+    model.forward = convert_outputs_to_fp32(
+        torch.autocast("cpu", dtype=torch.bfloat16)(model.forward)
+    )
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        training = response_logps(model, ids, attention, response)
+    assert torch.equal(training, reference)
+    with pytest.raises(OutputLayerMismatch):  # the output layer in fp32 is another model
+        response_logps(model, ids, attention, response)

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from conftest import SCRIPTS, fake_hub_cache
 from sppoflow.errors import UserError
@@ -104,3 +105,78 @@ def test_hub_id_loads_through_the_hub_code_path_offline(tiny_model_dir, tmp_path
     assert missing.returncode == 2
     [line] = missing.stderr.strip().splitlines()[-1:]
     assert line.startswith("error: cannot load tokenizer of sppo-test/absent")
+
+
+def test_a_bf16_source_stays_bf16_on_disk(tiny_model_dir, tmp_path):
+    from safetensors import safe_open
+
+    from sppoflow.models import folder_dtype, load_causal_lm
+
+    model = load_causal_lm(resolve_source(str(tiny_model_dir)), torch.bfloat16)
+    model.save_pretrained(tmp_path / "bf16")
+    for path in tiny_model_dir.iterdir():
+        if path.name.startswith("tokenizer") or path.suffix == ".jinja":
+            (tmp_path / "bf16" / path.name).write_bytes(path.read_bytes())
+    import_policy(str(tmp_path / "bf16"), tmp_path / "kept")
+    import_policy(str(tmp_path / "bf16"), tmp_path / "fp32", dtype="float32")
+    assert folder_dtype(tmp_path / "kept") == torch.bfloat16
+    assert folder_dtype(tmp_path / "fp32") == torch.float32
+    with safe_open(str(tmp_path / "kept" / "model.safetensors"), framework="pt") as handle:
+        assert {handle.get_tensor(k).dtype for k in handle.keys()} == {torch.bfloat16}  # noqa: SIM118
+    kept = (tmp_path / "kept" / "model.safetensors").stat().st_size
+    widened = (tmp_path / "fp32" / "model.safetensors").stat().st_size
+    assert 1.9 < widened / kept < 2.1
+
+
+def test_cast_saved_weights_rounds_to_nearest_and_updates_the_config(tiny_model_dir, tmp_path):
+    from safetensors.torch import load_file
+
+    from sppoflow.models import cast_saved_weights, folder_dtype, load_causal_lm
+
+    folder = tmp_path / "model"
+    model, _ = load_policy(tiny_model_dir)
+    model.save_pretrained(folder, max_shard_size="200KB")  # several files and an index
+    before = {}
+    for path in folder.glob("*.safetensors"):
+        before.update(load_file(path))
+    assert len(list(folder.glob("*.safetensors"))) > 1
+    cast_saved_weights(folder, torch.bfloat16)
+    after = {}
+    for path in folder.glob("*.safetensors"):
+        after.update(load_file(path))
+    assert after.keys() == before.keys()
+    for name, tensor in before.items():
+        assert torch.equal(after[name], tensor.to(torch.bfloat16)), name
+    assert folder_dtype(folder) == torch.bfloat16
+    index = json.loads((folder / "model.safetensors.index.json").read_text())
+    assert index["metadata"]["total_size"] == sum(t.numel() * 2 for t in after.values())
+    reloaded = load_causal_lm(resolve_source(str(folder)))  # upcast: fp32 training weights
+    assert next(reloaded.parameters()).dtype == torch.float32
+
+
+def test_an_unknown_dtype_is_named(tiny_model_dir, tmp_path):
+    with pytest.raises(UserError, match="unknown dtype 'fp8'"):
+        import_policy(str(tiny_model_dir), tmp_path / "out", dtype="fp8")
+
+
+def test_on_a_gpu_the_weights_load_straight_onto_it(tiny_model_dir, monkeypatch):
+    """No GPU here: from_pretrained is replaced by a recorder, and CUDA is said to exist."""
+    from transformers import AutoModelForCausalLM
+
+    from sppoflow.training import TrainSettings, process_device
+
+    calls = []
+    real = AutoModelForCausalLM.from_pretrained
+    monkeypatch.setattr(
+        AutoModelForCausalLM,
+        "from_pretrained",
+        lambda *args, **kwargs: calls.append(kwargs) or real(*args, dtype=kwargs["dtype"]),
+    )
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setenv("LOCAL_RANK", "3")  # the 4th process of accelerate launch
+    device = process_device(TrainSettings(device="auto"))
+    assert device == torch.device("cuda", 3)
+    load_policy(tiny_model_dir, device=device)
+    assert calls[-1]["device_map"] == {"": "cuda:3"}
+    load_policy(tiny_model_dir, device=torch.device("cpu"))
+    assert "device_map" not in calls[-1]

@@ -112,6 +112,7 @@ def test_scores_every_ordered_pair_and_feeds_the_aggregate_stage(checkpoints):
     pairrm = judge(checkpoints[0])
     preferences = score_samples(pairrm, samples)
     assert len(preferences) == 2 * k * (k - 1)
+    assert not pairrm.encoder._cache  # token ids are not kept from one chunk to the next
     a = preferences[preferences.prompt_id == "a"].set_index(["i", "j"])
     direct = pairrm.pair_logits([PROMPTS[0]], [FIRST[1]], [FIRST[2]])[0]
     assert a.loc[(1, 2), "logit"] == pytest.approx(direct, abs=1e-5)

@@ -1,5 +1,8 @@
 """The train stage on the tiny model: data layout, reference log-probs, log, save and resume."""
 
+import json
+import shutil
+
 import pandas as pd
 import pytest
 import torch
@@ -314,3 +317,35 @@ def test_global_batch_size_sets_the_accumulation_steps():
     assert settings(batch_size=2, gradient_accumulation_steps=3).accumulation_steps(4) == 3
     with pytest.raises(UserError, match=r"global_batch_size=6 is not a multiple of .* 4 x 1"):
         settings(batch_size=4, global_batch_size=6).accumulation_steps(1)
+
+
+def test_the_trained_model_is_saved_in_save_dtype(tmp_path, tiny_model_dir, embedded_tokenizer):
+    full, _ = run_training(tmp_path / "fp32", tiny_model_dir, embedded_tokenizer)
+    half, _ = run_training(
+        tmp_path / "bf16", tiny_model_dir, embedded_tokenizer, save_dtype="bfloat16"
+    )
+    kept, rounded = weights(full), weights(half)
+    assert {t.dtype for t in kept.values()} == {torch.float32}  # the default keeps every bit
+    assert all(torch.equal(rounded[k], kept[k].to(torch.bfloat16)) for k in kept)
+    assert json.loads((half / "sppo_training.json").read_text())["save_dtype"] == "bfloat16"
+    assert json.loads((half / "config.json").read_text())["dtype"] == "bfloat16"
+
+
+def test_save_dtype_auto_keeps_the_starting_models_precision(
+    tmp_path, tiny_model_dir, embedded_tokenizer
+):
+    from sppoflow.models import cast_saved_weights, folder_dtype
+
+    start = tmp_path / "start"
+    shutil.copytree(tiny_model_dir, start)
+    cast_saved_weights(start, torch.bfloat16)
+    out, _ = run_training(tmp_path / "run", start, embedded_tokenizer, save_dtype="auto")
+    assert folder_dtype(out) == torch.bfloat16
+
+
+def test_deepspeed_mixed_precision_cannot_keep_fp32_weights(
+    tmp_path, tiny_model_dir, embedded_tokenizer, monkeypatch
+):
+    monkeypatch.setenv("ACCELERATE_USE_DEEPSPEED", "true")  # as accelerate launch sets it
+    with pytest.raises(UserError, match="save_dtype=float32 cannot be kept under DeepSpeed"):
+        run_training(tmp_path, tiny_model_dir, embedded_tokenizer, precision="bf16")

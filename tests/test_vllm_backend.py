@@ -83,6 +83,32 @@ def test_no_gpu_count_still_means_one_engine(fake_vllm, tiny_model_dir):
     assert json.loads(fake_vllm.read_text().splitlines()[-1])["tensor_parallel_size"] == 1
 
 
+@pytest.mark.parametrize(
+    ("cuda", "bf16", "asked", "told"),
+    [
+        (True, True, "auto", "bfloat16"),  # never vLLM's auto: fp32 checkpoints would be fp16
+        (True, False, "auto", "float16"),
+        (False, False, "auto", "float16"),
+        (True, True, "float32", "float32"),
+    ],
+)
+def test_the_engine_is_told_its_dtype(
+    fake_vllm, tiny_model_dir, monkeypatch, cuda, bf16, asked, told
+):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: bf16)
+    run(tiny_model_dir, dtype=asked)
+    assert json.loads(fake_vllm.read_text().splitlines()[-1])["dtype"] == told
+
+
+def test_an_unknown_dtype_is_refused_before_the_engine_starts(fake_vllm, tiny_model_dir):
+    with pytest.raises(UserError, match="unknown dtype 'fp8'"):
+        run(tiny_model_dir, dtype="fp8")
+    assert not fake_vllm.exists()
+
+
 def test_without_vllm_the_error_names_the_environment(monkeypatch, tiny_model_dir):
     monkeypatch.setitem(sys.modules, "vllm", None)  # import vllm raises ImportError
     with pytest.raises(UserError, match=r"envs/vllm\.yaml.*--sdm conda|--sdm conda.*envs/vllm"):

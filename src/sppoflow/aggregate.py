@@ -8,9 +8,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from importlib import resources
+from pathlib import Path
 
 import duckdb
 import pandas as pd
+import pyarrow.parquet as pq
 
 from sppoflow.cli import setting
 from sppoflow.errors import UserError, check_choice
@@ -24,7 +26,7 @@ class AggregateSettings:
         "score", "win-rate estimator: the authors' score or direct", ESTIMATORS
     )
     min_spread: float = setting(
-        0.001, "prompts whose p_winner - p_loser is below this are not trained on"
+        0.0, "prompts whose p_winner - p_loser is below this are not trained on"
     )
 
 
@@ -39,32 +41,54 @@ def query(name: str) -> str:
     return resources.files("sppoflow.sql").joinpath(f"{name}.sql").read_text()
 
 
-def check_complete(preferences: pd.DataFrame, samples: pd.DataFrame) -> None:
+def check_complete(con: duckdb.DuckDBPyConnection) -> None:
     """Every ordered pair of every prompt's responses must be judged exactly once."""
-    k = samples.groupby("prompt_id").size()
-    expected = int((k * (k - 1)).sum())
-    pairs = preferences[["prompt_id", "i", "j"]]
-    if pairs.duplicated().any():
+    duplicated, judged = con.execute(
+        "SELECT count(*) - count(DISTINCT (prompt_id, i, j)), count(*) FROM preferences"
+    ).fetchone()
+    if duplicated:
         raise UserError("preferences hold the same (prompt_id, i, j) more than once")
-    if len(pairs) != expected or not set(pairs["prompt_id"]) <= set(k.index):
+    expected = con.execute(
+        "SELECT coalesce(sum(k * (k - 1)), 0) FROM "
+        "(SELECT count(*) AS k FROM samples GROUP BY prompt_id)"
+    ).fetchone()[0]
+    strangers = con.execute(
+        "SELECT count(*) FROM (SELECT DISTINCT prompt_id FROM preferences) "
+        "WHERE prompt_id NOT IN (SELECT prompt_id FROM samples)"
+    ).fetchone()[0]
+    if judged != expected or strangers:
         raise UserError(
-            f"preferences hold {len(pairs)} ordered pairs but the samples need {expected} "
+            f"preferences hold {judged} ordered pairs but the samples need {expected} "
             "(K(K-1) per prompt); re-run the score stage"
         )
 
 
+def register(con: duckdb.DuckDBPyConnection, name: str, table: pd.DataFrame | Path) -> None:
+    """A view ``name`` over a DataFrame or a parquet file (read by DuckDB where it lies, so a
+    paper round's 100k response texts never become Python objects); token ids left out."""
+    if isinstance(table, pd.DataFrame):
+        con.register(name, table.drop(columns=["response_token_ids"], errors="ignore"))
+        return
+    columns = [c for c in pq.read_schema(table).names if c != "response_token_ids"]
+    selected = ", ".join(f'"{c}"' for c in columns)
+    path = str(table).replace("'", "''")
+    con.execute(f"CREATE VIEW {name} AS SELECT {selected} FROM read_parquet('{path}')")
+
+
 def aggregate(
-    samples: pd.DataFrame,
-    preferences: pd.DataFrame,
+    samples: pd.DataFrame | Path,
+    preferences: pd.DataFrame | Path,
     settings: AggregateSettings,
     round_number: int = 0,
 ) -> Aggregates:
+    """Win rates, pairs and statistics of a round from its samples and preferences (tables,
+    or parquet files that DuckDB reads where they lie)."""
     check_choice("aggregate.estimator", settings.estimator, ESTIMATORS)
-    check_complete(preferences, samples)
     # one thread: the round's statistics (averages over prompts) come out the same to the bit
     con = duckdb.connect(config={"threads": 1})
-    con.register("samples", samples.drop(columns=["response_token_ids"], errors="ignore"))
-    con.register("preferences", preferences)
+    register(con, "samples", samples)
+    register(con, "preferences", preferences)
+    check_complete(con)
     params = {"estimator": settings.estimator}
     responses = con.execute(query("response_win_rates"), params).df()
     con.register("responses", responses)

@@ -65,6 +65,7 @@ def add_settings(parser: argparse.ArgumentParser, settings_type: type) -> None:
                 type=item,
                 nargs="+",
                 default=field.default_factory(),
+                choices=field.metadata.get("choices"),
                 metavar=field.name.upper(),
                 help=help_text,
             )

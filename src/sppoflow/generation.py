@@ -29,10 +29,10 @@ class SamplingSettings:
     backend: str = setting(
         "transformers", "transformers (CPU or GPU) or vllm (GPU, envs/vllm.yaml)", BACKENDS
     )
-    k: int = setting(4, "responses per prompt (K >= 2 for training; evaluation uses 1)")
+    k: int = setting(5, "responses per prompt (K >= 2 for training; evaluation uses 1)")
     temperature: float = setting(0.7, "sampling temperature; 0 means greedy decoding")
     top_p: float = setting(0.9, "nucleus sampling mass")
-    max_new_tokens: int = setting(128, "longest response, in tokens")
+    max_new_tokens: int = setting(2048, "longest response, in tokens")
     batch_size: int = setting(32, "sequences generated together")
     seed: int = setting(0, "seed; the same seed and batch size give the same samples")
     dtype: str = setting("auto", "weights' precision", ["auto", "float32", "bfloat16", "float16"])

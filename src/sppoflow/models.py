@@ -1,4 +1,9 @@
-"""Load a policy from the embedded package, a local folder or the hub; save it as safetensors."""
+"""Load a policy from the embedded package, a local folder or the hub; save it as safetensors.
+
+Weights keep the precision they come in on disk (a bf16 hub checkpoint stays bf16), unless a
+``dtype`` is asked for: a 9B bf16 model written as fp32 would be 37 GB per round instead of 18.
+A GGUF file's dequantized weights count as fp32 (their values need its 24-bit mantissa).
+"""
 
 from __future__ import annotations
 
@@ -12,9 +17,82 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
 from sppoflow.errors import UserError, first_line
 from sppoflow.sources import ModelSource, resolve_source
 
-__all__ = ["ModelSource", "import_policy", "load_causal_lm", "load_policy", "resolve_source"]
+__all__ = [
+    "ModelSource",
+    "cast_saved_weights",
+    "folder_dtype",
+    "import_policy",
+    "load_causal_lm",
+    "load_policy",
+    "resolve_source",
+    "source_dtype",
+]
 
 log = logging.getLogger(__name__)
+
+DISK_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def dtype_name(dtype: torch.dtype) -> str:
+    return str(dtype).removeprefix("torch.")
+
+
+def folder_dtype(folder: Path | str) -> torch.dtype:
+    """The precision a model folder's config.json declares (fp32 when it declares none)."""
+    config_path = Path(folder) / "config.json"
+    config = json.loads(config_path.read_text()) if config_path.is_file() else {}
+    name = config.get("dtype") or config.get("torch_dtype") or "float32"
+    if name not in DISK_DTYPES:
+        raise UserError(
+            f"{config_path}: unsupported dtype '{name}' (known: {', '.join(DISK_DTYPES)})"
+        )
+    return DISK_DTYPES[name]
+
+
+def source_dtype(source: ModelSource) -> torch.dtype:
+    return torch.float32 if source.gguf_file else folder_dtype(source.folder)
+
+
+def disk_dtype(name: str, default: torch.dtype) -> torch.dtype:
+    """``auto`` -> ``default``; otherwise the named precision (float32, bfloat16, float16)."""
+    if name == "auto":
+        return default
+    if name not in DISK_DTYPES:
+        raise UserError(f"unknown dtype '{name}' (choose auto, {', '.join(DISK_DTYPES)})")
+    return DISK_DTYPES[name]
+
+
+def cast_saved_weights(folder: Path | str, dtype: torch.dtype) -> None:
+    """Rewrite a saved model's floating-point weights in ``dtype``, one file at a time.
+
+    Done on the files rather than on the model in memory, so it is the same after a plain,
+    DDP, FSDP, DeepSpeed or LoRA-merged save; the conversion rounds to nearest even.
+    """
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    folder = Path(folder)
+    total_bytes = 0
+    for path in sorted(folder.glob("*.safetensors")):
+        with safe_open(str(path), framework="pt") as handle:
+            metadata = handle.metadata() or {"format": "pt"}
+            tensors = {name: handle.get_tensor(name) for name in handle.keys()}  # noqa: SIM118
+        cast = {n: t.to(dtype) if t.is_floating_point() else t for n, t in tensors.items()}
+        total_bytes += sum(t.numel() * t.element_size() for t in cast.values())
+        if any(cast[n] is not tensors[n] for n in tensors):
+            partial = path.with_suffix(".partial")
+            save_file(cast, str(partial), metadata=metadata)
+            partial.replace(path)
+    index_path = folder / "model.safetensors.index.json"
+    if index_path.is_file():
+        index = json.loads(index_path.read_text())
+        index.setdefault("metadata", {})["total_size"] = total_bytes
+        index_path.write_text(json.dumps(index, indent=2) + "\n")
+    config_path = folder / "config.json"
+    config = json.loads(config_path.read_text())
+    config.pop("torch_dtype", None)
+    config["dtype"] = dtype_name(dtype)
+    config_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
 
 
 def load_tokenizer(source: ModelSource, revision: str | None = None):
@@ -32,11 +110,18 @@ def load_tokenizer(source: ModelSource, revision: str | None = None):
 
 
 def load_causal_lm(
-    source: ModelSource, dtype: torch.dtype = torch.float32, revision: str | None = None
+    source: ModelSource,
+    dtype: torch.dtype = torch.float32,
+    revision: str | None = None,
+    device: torch.device | None = None,
 ) -> PreTrainedModel:
+    """The model in ``dtype``; on a GPU ``device`` the weights go from the (memory-mapped)
+    files straight to it, so host memory never holds a copy: 8 processes of a 9B model
+    would otherwise hold 8 x 37 GB of fp32 weights while loading."""
+    placement = {"device_map": {"": str(device)}} if device and device.type == "cuda" else {}
     try:
         model = AutoModelForCausalLM.from_pretrained(
-            source.folder, gguf_file=source.gguf_file, revision=revision, dtype=dtype
+            source.folder, gguf_file=source.gguf_file, revision=revision, dtype=dtype, **placement
         )
     except (OSError, ValueError) as error:
         raise UserError(f"cannot load model {source.reference}: {first_line(error)}") from error
@@ -55,8 +140,12 @@ def import_policy(
     out_dir: Path | str,
     revision: str | None = None,
     chat_template: str | None = None,
+    dtype: str = "auto",
 ) -> None:
-    """The base_model stage: any supported source -> a safetensors folder with its tokenizer."""
+    """The base_model stage: any supported source -> a safetensors folder with its tokenizer.
+
+    ``dtype`` ``auto`` keeps the source's precision on disk.
+    """
     source = resolve_source(reference)
     log.info("loading %s (%s: %s)", reference, source.kind, source.folder)
     tokenizer = load_tokenizer(source, revision)
@@ -69,7 +158,8 @@ def import_policy(
         raise UserError(
             f"{reference} has no chat template; give one with policy.chat_template (a .jinja file)"
         )
-    model = load_causal_lm(source, torch.float32, revision)
+    weights_dtype = disk_dtype(dtype, source_dtype(source))
+    model = load_causal_lm(source, weights_dtype, revision)
     if model.generation_config.pad_token_id is None:
         model.generation_config.pad_token_id = tokenizer.pad_token_id
     out_dir = Path(out_dir)
@@ -79,12 +169,20 @@ def import_policy(
     provenance = {"reference": reference, "kind": source.kind, "revision": revision}
     (out_dir / "sppo_source.json").write_text(json.dumps(provenance, indent=2) + "\n")
     n_params = sum(p.numel() for p in model.parameters())
-    log.info("saved %s (%.1fM parameters) to %s", reference, n_params / 1e6, out_dir)
+    log.info(
+        "saved %s (%.1fM parameters, %s) to %s",
+        reference,
+        n_params / 1e6,
+        dtype_name(weights_dtype),
+        out_dir,
+    )
 
 
-def load_policy(folder: Path | str, dtype: torch.dtype = torch.float32):
+def load_policy(
+    folder: Path | str, dtype: torch.dtype = torch.float32, device: torch.device | None = None
+):
     """(model, tokenizer) from a folder written by ``import_policy`` or the train stage."""
     source = resolve_source(str(folder))
     if source.kind != "local":
         raise UserError(f"model folder {folder} does not exist")
-    return load_causal_lm(source, dtype), load_tokenizer(source)
+    return load_causal_lm(source, dtype, device=device), load_tokenizer(source)

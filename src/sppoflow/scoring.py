@@ -1,42 +1,47 @@
-"""The score stage: every ordered pair of a prompt's responses, judged.
+"""The score stage: every ordered pair of a prompt's responses, judged, streamed chunk by chunk.
 
 Prompts are judged in chunks of a fixed number of prompts (in prompt-id order), each chunk
 batched on its own. A chunk is also the unit of a shard: shard s of N judges chunks s, s + N,
 ..., so every pair meets the same batch-mates whatever the number of shards, and 1 shard
 and N shards give the same preferences bit for bit.
+
+The stage streams: DuckDB reads the samples file (the text columns only, sorted by prompt, on
+disk beyond a memory limit) and hands over one chunk at a time; each chunk's preferences go to
+a part file as soon as they are judged, and the parts are joined into the output at the end.
+Host memory stays that of a chunk whatever the number of prompts (a paper round has 20k
+prompts x K = 5 responses of up to 2k tokens). A run that stops keeps its parts: the rerun
+with the same inputs judges only the chunks that are missing.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
 
+import duckdb
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from sppoflow.errors import UserError
 from sppoflow.preference import PreferenceModel, sigmoid
-from sppoflow.shards import take_shard
-from sppoflow.tables import PREFERENCES
+from sppoflow.shards import check_shard
+from sppoflow.tables import PREFERENCES, SAMPLES, check_table, write_table
 
 log = logging.getLogger(__name__)
 
-
-def prompt_chunks(samples: pd.DataFrame, prompts_per_chunk: int) -> list[list[tuple]]:
-    """The (prompt_id, responses) groups of ``samples``, sorted by prompt id, in chunks."""
-    if prompts_per_chunk < 1:
-        raise UserError(f"judge.prompts_per_chunk must be 1 or more, got {prompts_per_chunk}")
-    samples = samples.sort_values(["prompt_id", "response_idx"])
-    groups = list(samples.groupby("prompt_id", sort=True))
-    too_few = [pid for pid, g in groups if len(g) < 2]
-    if too_few:
-        raise UserError(
-            f"{len(too_few)} prompt(s) have fewer than 2 responses (e.g. {too_few[0]}); "
-            "pairwise preferences need K >= 2"
-        )
-    return [groups[n : n + prompts_per_chunk] for n in range(0, len(groups), prompts_per_chunk)]
+TEXT_COLUMNS = ("prompt_id", "response_idx", "prompt", "response")
+DUCKDB_MEMORY = "256MB"  # beyond it, the sort of the samples spills to the parts folder
+ROWS_PER_FETCH = 2048
 
 
-def judge_chunk(judge: PreferenceModel, groups: list[tuple]) -> pd.DataFrame:
+def judge_chunk(judge: PreferenceModel, groups: list[tuple[str, pd.DataFrame]]) -> pd.DataFrame:
     """PREFERENCES rows for the prompts of one chunk."""
     matrices = judge.logit_matrices(
         [g["prompt"].iat[0] for _, g in groups], [g["response"].tolist() for _, g in groups]
@@ -56,7 +61,173 @@ def judge_chunk(judge: PreferenceModel, groups: list[tuple]) -> pd.DataFrame:
                 }
             )
         )
-    return pd.concat(frames, ignore_index=True)
+    preferences = pd.concat(frames, ignore_index=True)
+    preferences["prob"] = sigmoid(preferences["logit"].to_numpy())
+    return preferences
+
+
+class SampleChunks:
+    """The chunks of a samples file, read through DuckDB a chunk at a time."""
+
+    def __init__(self, samples: Path, prompts_per_chunk: int, spill_dir: Path) -> None:
+        if prompts_per_chunk < 1:
+            raise UserError(f"judge.prompts_per_chunk must be 1 or more, got {prompts_per_chunk}")
+        self.samples = samples
+        self.prompts_per_chunk = prompts_per_chunk
+        self.db = duckdb.connect(
+            config={
+                "threads": 1,
+                "memory_limit": DUCKDB_MEMORY,
+                "temp_directory": str(spill_dir),
+                "preserve_insertion_order": False,
+            }
+        )
+        check_table(samples, SAMPLES)
+        self.db.execute(
+            """CREATE TEMP TABLE chunk_of AS
+               SELECT prompt_id, (row_number() OVER (ORDER BY prompt_id) - 1) // $n AS chunk,
+                      responses
+               FROM (SELECT prompt_id, count(*) AS responses FROM read_parquet($path)
+                     GROUP BY prompt_id)""",
+            {"path": str(samples), "n": prompts_per_chunk},
+        )
+        self._check_responses()
+        self.count = self.db.execute("SELECT coalesce(max(chunk) + 1, 0) FROM chunk_of").fetchone()[
+            0
+        ]
+
+    def _check_responses(self) -> None:
+        too_few = self.db.execute(
+            "SELECT prompt_id FROM chunk_of WHERE responses < 2 ORDER BY prompt_id"
+        ).fetchall()
+        if too_few:
+            raise UserError(
+                f"{len(too_few)} prompt(s) have fewer than 2 responses (e.g. {too_few[0][0]}); "
+                "pairwise preferences need K >= 2"
+            )
+
+    def chunks(self, wanted: set[int]) -> Iterator[tuple[int, list[tuple[str, pd.DataFrame]]]]:
+        """(chunk number, [(prompt_id, its responses)]) for the chunks in ``wanted``, in order."""
+        if not wanted:
+            return
+        self.db.execute("CREATE OR REPLACE TEMP TABLE wanted (chunk BIGINT)")
+        self.db.executemany("INSERT INTO wanted VALUES (?)", [[c] for c in sorted(wanted)])
+        relation = self.db.sql(
+            f"""SELECT c.chunk, {", ".join(f"s.{c}" for c in TEXT_COLUMNS)}
+                FROM read_parquet($path) s JOIN chunk_of c USING (prompt_id)
+                WHERE c.chunk IN (SELECT chunk FROM wanted)
+                ORDER BY s.prompt_id, s.response_idx""",
+            params={"path": str(self.samples)},
+        )
+        # streamed, not copied whole; DuckDB 2 renamed fetch_arrow_reader to to_arrow_reader
+        stream = getattr(relation, "to_arrow_reader", None) or relation.fetch_arrow_reader
+        reader = stream(ROWS_PER_FETCH)
+        current, pending = None, []
+        for batch in reader:
+            frame = batch.to_pandas()
+            for number, rows in frame.groupby("chunk", sort=False):
+                if number != current and pending:
+                    yield current, _groups(pd.concat(pending, ignore_index=True))
+                    pending = []
+                current = number
+                pending.append(rows)
+        if pending:
+            yield current, _groups(pd.concat(pending, ignore_index=True))
+
+    def close(self) -> None:
+        self.db.close()
+
+
+def _groups(rows: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
+    return [(pid, group) for pid, group in rows.groupby("prompt_id", sort=True)]
+
+
+def run_fingerprint(samples: Path, judge_settings: dict, prompts_per_chunk: int) -> str:
+    """Identifies a score run, so that kept parts are reused only for the same inputs."""
+    stat = samples.stat()
+    key = {
+        "samples": [str(samples.resolve()), stat.st_size, stat.st_mtime_ns],
+        "judge": judge_settings,
+        "prompts_per_chunk": prompts_per_chunk,
+    }
+    return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def parts_folder(out: Path, run_id: str) -> Path:
+    """``<out>.parts``, kept across an interrupted run with the same inputs, else emptied."""
+    parts = out.with_name(out.name + ".parts")
+    marker = parts / "run.txt"
+    if parts.exists() and (not marker.is_file() or marker.read_text() != run_id):
+        log.info("clearing %s: it belongs to a run with other inputs", parts)
+        shutil.rmtree(parts)
+    parts.mkdir(parents=True, exist_ok=True)
+    marker.write_text(run_id)
+    return parts
+
+
+def score_file(
+    judge: PreferenceModel,
+    samples: Path | str,
+    out: Path | str,
+    prompts_per_chunk: int = 256,
+    shard: int = 0,
+    shards: int = 1,
+    run_id: str = "",
+) -> int:
+    """Judge this shard's chunks of the samples file into a PREFERENCES file; returns the
+    number of preference rows written."""
+    check_shard(shard, shards)
+    samples, out = Path(samples), Path(out)
+    if not samples.is_file():
+        raise UserError(f"{samples}: samples file not found")
+    parts = parts_folder(out, run_id)
+    source = SampleChunks(samples, prompts_per_chunk, parts)
+    try:
+        mine = [c for c in range(source.count) if c % shards == shard]
+        done = {c for c in mine if (parts / part_name(c)).is_file()}
+        if done:
+            log.info("%d of %d chunks were judged before: resuming", len(done), len(mine))
+        for number, groups in source.chunks(set(mine) - done):
+            write_table(judge_chunk(judge, groups), parts / part_name(number), PREFERENCES)
+            log.info(
+                "judged chunk %d (%d of %d, %d prompts)",
+                number,
+                len(list(parts.glob("chunk-*.parquet"))),
+                len(mine),
+                len(groups),
+            )
+    finally:
+        source.close()
+    rows = join_parts([parts / part_name(c) for c in mine], out)
+    shutil.rmtree(parts)
+    return rows
+
+
+def part_name(chunk: int) -> str:
+    return f"chunk-{chunk:07d}.parquet"
+
+
+def join_parts(paths: list[Path], out: Path) -> int:
+    """Concatenate part files into ``out`` one part at a time (atomically, as write_table)."""
+    schema = pa.schema(
+        [
+            ("prompt_id", pa.string()),
+            ("i", pa.int64()),
+            ("j", pa.int64()),
+            ("logit", pa.float64()),
+            ("prob", pa.float64()),
+        ]
+    )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    partial = out.with_name(out.name + ".partial")
+    rows = 0
+    with pq.ParquetWriter(partial, schema) as writer:
+        for path in paths:
+            table = pq.read_table(path, columns=list(PREFERENCES.columns)).cast(schema)
+            writer.write_table(table)
+            rows += table.num_rows
+    partial.replace(out)
+    return rows
 
 
 def score_samples(
@@ -66,15 +237,15 @@ def score_samples(
     shard: int = 0,
     shards: int = 1,
 ) -> pd.DataFrame:
-    """A PREFERENCES table: (prompt_id, i, j, logit, prob) for every i != j of each prompt
-    (of this shard's chunks)."""
-    chunks = take_shard(prompt_chunks(samples, prompts_per_chunk), shard, shards)
-    frames = []
-    for number, chunk in enumerate(chunks, start=1):
-        frames.append(judge_chunk(judge, chunk))
-        log.info("judged chunk %d of %d (%d prompts)", number, len(chunks), len(chunk))
-    if not frames:
-        return pd.DataFrame({c: [] for c in PREFERENCES.columns})
-    preferences = pd.concat(frames, ignore_index=True)
-    preferences["prob"] = sigmoid(preferences["logit"].to_numpy())
-    return preferences
+    """``score_file`` on an in-memory samples table (through a temporary file)."""
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "samples.parquet"
+        full = samples.copy()
+        for column in SAMPLES.columns:
+            if column not in full:
+                full[column] = None
+        full.to_parquet(path, index=False)
+        score_file(
+            judge, path, Path(folder) / "preferences.parquet", prompts_per_chunk, shard, shards
+        )
+        return pd.read_parquet(Path(folder) / "preferences.parquet")

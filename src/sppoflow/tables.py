@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
+import pyarrow.parquet as pq
 
 from sppoflow.errors import UserError
 
@@ -120,17 +121,25 @@ EVAL_JUDGEMENTS = Table(
 )
 
 
-def read_table(path: Path | str, table: Table) -> pd.DataFrame:
-    """Read a parquet file and check it has ``table``'s columns; errors name the file."""
+def check_table(path: Path | str, table: Table) -> None:
+    """The file exists, is parquet and has ``table``'s columns; errors name the file."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: {table.name} file not found")
     try:
-        frame = pd.read_parquet(path)
+        names = pq.read_schema(path).names
     except Exception as error:  # pyarrow raises several types for corrupt files
         raise UserError(f"{path}: cannot read {table.name} parquet: {error}") from error
-    table.check(frame, path)
-    return frame
+    table.check(pd.DataFrame(columns=names), path)
+
+
+def read_table(path: Path | str, table: Table) -> pd.DataFrame:
+    """Read a parquet file and check it has ``table``'s columns; errors name the file."""
+    check_table(path, table)
+    try:
+        return pd.read_parquet(path)
+    except Exception as error:
+        raise UserError(f"{path}: cannot read {table.name} parquet: {error}") from error
 
 
 def write_table(frame: pd.DataFrame, path: Path | str, table: Table) -> None:

@@ -14,6 +14,7 @@ import hashlib
 import json
 import logging
 import math
+import os
 import re
 import shutil
 import signal
@@ -32,6 +33,15 @@ from sppoflow.errors import UserError, check_choice
 from sppoflow.logprobs import response_logps
 from sppoflow.lora import add_lora_adapters, save_merged
 from sppoflow.loss import LOSSES, pair_targets, sppo_general_loss, sppo_pair_loss
+from sppoflow.models import cast_saved_weights, disk_dtype, dtype_name, folder_dtype
+from sppoflow.tracking import (
+    REPORT_TO,
+    REPORTERS,
+    environment,
+    prepare_tracking_dir,
+    report_targets,
+    tracking_environment,
+)
 from sppoflow.versions import package_versions
 
 log = logging.getLogger(__name__)
@@ -40,6 +50,7 @@ PAIR_MODES = ("winner_loser", "all")
 OPTIMIZERS = {"rmsprop": "rmsprop", "adamw": "adamw_torch"}
 SCHEDULERS = ("linear", "cosine", "constant_with_warmup")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+SAVE_DTYPES = ("auto", "float32", "bfloat16", "float16")
 LOG_COLUMNS = (
     "step",
     "epoch",
@@ -79,7 +90,18 @@ class TrainSettings:
     precision: str = setting(
         "auto", "auto: bf16 autocast over fp32 weights where supported", PRECISIONS
     )
+    save_dtype: str = setting(
+        "float32",
+        "precision of the trained model on disk; auto: that of the round's starting model",
+        SAVE_DTYPES,
+    )
     checkpoint_steps: int = setting(0, "save a resumable checkpoint every N steps; 0: never")
+    report_to: list[str] = setting(  # noqa: RUF009 (a default_factory field)
+        ["auto"],
+        "where the step metrics go: auto (tensorboard where installed), none, or tensorboard "
+        "and/or wandb",
+        REPORT_TO,
+    )
     seed: int = setting(42, "seed of shuffling and initialisation")
     device: str = setting("auto", "auto, cpu or cuda (multi-GPU: use accelerate launch)")
     lora: bool = setting(False, "train LoRA adapters (PEFT) only; merged into the saved model")
@@ -106,6 +128,7 @@ class TrainSettings:
         check_choice("train.optimizer", self.optimizer, OPTIMIZERS)
         check_choice("train.lr_scheduler", self.lr_scheduler, SCHEDULERS)
         check_choice("train.precision", self.precision, PRECISIONS)
+        check_choice("train.save_dtype", self.save_dtype, SAVE_DTYPES)
         if self.pairs == "all" and self.loss != "sppo":
             raise UserError(
                 f"train.pairs=all trains the general objective: set train.loss=sppo ({self.loss})"
@@ -113,6 +136,18 @@ class TrainSettings:
         if self.max_prompt_length >= self.max_length:
             raise UserError("train.max_prompt_length must be smaller than train.max_length")
         self.resolved_eta()
+        self.reporters()
+
+    def reporters(self) -> list[str]:
+        """train.report_to as a list (one value may be given as a plain string), checked."""
+        values = [self.report_to] if isinstance(self.report_to, str) else list(self.report_to)
+        for value in values:
+            check_choice("train.report_to", value, REPORT_TO)
+        if len(values) != 1 and not set(values) <= set(REPORTERS):
+            raise UserError(
+                f"train.report_to: {', '.join(values)}: auto and none cannot be combined"
+            )
+        return values
 
     def accumulation_steps(self, processes: int) -> int:
         """Micro-batches per optimizer step: from global_batch_size when it is set."""
@@ -262,9 +297,12 @@ class SPPOTrainer(Trainer):
         self._step_metrics: dict[str, list[float]] = defaultdict(list)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        logps = response_logps(
-            model, inputs["input_ids"], inputs["attention_mask"], inputs["response_mask"]
-        )
+        # accelerate autocasts the model's forward only; the output layer, applied outside
+        # it, must run in the same precision as in the reference pass
+        with self.accelerator.autocast():
+            logps = response_logps(
+                model, inputs["input_ids"], inputs["attention_mask"], inputs["response_mask"]
+            )
         logratio = logps - inputs["ref_logps"]
         p, role, q = inputs["p"], inputs["role"], inputs["q"]
         if self.sppo.pairs == "winner_loser":
@@ -429,6 +467,15 @@ def truncate_log(path: Path, last_step: int) -> None:
     partial.replace(path)
 
 
+def process_device(settings: TrainSettings) -> torch.device:
+    """The device this training process works on: under ``accelerate launch`` each process has
+    the GPU of its LOCAL_RANK."""
+    device = resolve_device(settings.device)
+    if device.type == "cuda" and device.index is None:
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    return device
+
+
 def resolve_precision(precision: str, device: torch.device) -> str:
     if precision == "auto":
         return "bf16" if bf16_supported(device) else "fp32"
@@ -439,7 +486,9 @@ def resolve_precision(precision: str, device: torch.device) -> str:
 
 def fingerprint(paths: list[Path], settings: TrainSettings, model_dir: Path) -> str:
     """Identifies a training run, so that a resume never mixes different inputs."""
-    digest = hashlib.sha256(json.dumps(asdict(settings), sort_keys=True).encode())
+    # where the metrics are reported does not change the run: a resume may switch it
+    values = {k: v for k, v in asdict(settings).items() if k != "report_to"}
+    digest = hashlib.sha256(json.dumps(values, sort_keys=True).encode())
     for path in [*paths, model_dir / "config.json"]:
         digest.update(path.read_bytes())
     weights = sorted(model_dir.glob("*.safetensors"))
@@ -502,7 +551,12 @@ def load_or_compute_references(
 
 
 def training_arguments(
-    settings: TrainSettings, state_dir: Path, device: torch.device, precision: str
+    settings: TrainSettings,
+    state_dir: Path,
+    device: torch.device,
+    precision: str,
+    report_to: list[str] | None = None,
+    run_name: str | None = None,
 ) -> TrainingArguments:
     """Trainer arguments; creating them also sets up the process group under accelerate."""
     args = TrainingArguments(
@@ -526,7 +580,8 @@ def training_arguments(
         data_seed=settings.seed,
         use_cpu=device.type == "cpu",
         remove_unused_columns=False,
-        report_to="none",
+        report_to=report_to or "none",
+        run_name=run_name,
         dataloader_num_workers=0,
         ddp_find_unused_parameters=False,
         disable_tqdm=False,
@@ -544,6 +599,8 @@ def train(
     out_dir: Path,
     log_path: Path,
     run_id: str | None = None,
+    tracking_dir: Path | None = None,
+    run_group: str | None = None,
 ) -> dict:
     """Train, publish the model to ``out_dir`` and the step log to ``log_path``.
 
@@ -551,16 +608,26 @@ def train(
     reference pass is shared out between them and the global batch stays the same. With a
     ``run_id`` the state folder is kept for a resume only if it belongs to the same run.
     A SIGTERM or SIGUSR1 saves a checkpoint and raises :class:`TrainingStopped`.
+    The step metrics also go to the trackers of train.report_to, their files to
+    ``tracking_dir`` (default: ``tracking`` beside ``out_dir``), whose name names the run;
+    ``run_group`` groups runs in W&B.
     """
     settings.check()
     device = resolve_device(settings.device)
     precision = resolve_precision(settings.precision, device)
-    args = training_arguments(settings, state_dir, device, precision)
-    with StopOnSignal(args.world_size, args.device) as stop:
+    check_saved_precision(settings, precision)
+    targets = report_targets(settings.reporters())
+    tracking_dir = Path(tracking_dir) if tracking_dir else Path(out_dir).parent / "tracking"
+    args = training_arguments(settings, state_dir, device, precision, targets, tracking_dir.name)
+    tracking_env = tracking_environment(targets, tracking_dir, run_group)
+    with environment(tracking_env), StopOnSignal(args.world_size, args.device) as stop:
         trainer = build_trainer(
             model, tokenizer, examples, settings, state_dir, args, precision, stop, run_id
         )
         last = resume_point(trainer, state_dir)
+        if trainer.is_world_process_zero():
+            resumed_at = int(CHECKPOINT.match(last.name).group(1)) if last else None
+            prepare_tracking_dir(tracking_dir, targets, resumed_at)
         log_plan(args, settings, len(examples), precision)
         result = trainer.train(resume_from_checkpoint=str(last) if last else None)
         if stop.stopped_at is not None and result.global_step < trainer.state.max_steps:
@@ -569,9 +636,33 @@ def train(
                 stop.received, stop.stopped_at, trainer.state.max_steps, checkpoint
             )
         # still under the handler: a signal now must not cut the publishing short
-        record = {"precision": precision, "examples": len(examples)}
+        record = {
+            "precision": precision,
+            "examples": len(examples),
+            "save_dtype": dtype_name(saved_dtype(settings, model)),
+        }
         publish(trainer, settings, result, state_dir, out_dir, log_path, record)
     return {"steps": result.global_step, "train_loss": result.training_loss}
+
+
+def check_saved_precision(settings: TrainSettings, precision: str) -> None:
+    """DeepSpeed with bf16 or fp16 turns the parameters themselves into 16-bit ones (the fp32
+    master copy lives in the optimizer) and saves those: an fp32 file would hold 16-bit values
+    at twice the size, and the updates it was meant to keep would already be rounded away."""
+    deepspeed = os.environ.get("ACCELERATE_USE_DEEPSPEED", "").lower() == "true"
+    if deepspeed and precision in ("bf16", "fp16") and settings.save_dtype == "float32":
+        raise UserError(
+            f"train.save_dtype=float32 cannot be kept under DeepSpeed with {precision}: it saves "
+            "16-bit parameters; set train.save_dtype: bfloat16 (what the authors kept), or train "
+            "with config/accelerate/fsdp.yaml, which keeps fp32 weights between rounds"
+        )
+
+
+def saved_dtype(settings: TrainSettings, model) -> torch.dtype:
+    """train.save_dtype, with ``auto`` read from the starting model's folder."""
+    start = Path(getattr(model.config, "_name_or_path", "") or ".")
+    default = folder_dtype(start) if (start / "config.json").is_file() else torch.float32
+    return disk_dtype(settings.save_dtype, default)
 
 
 def global_batch_size(args: TrainingArguments, settings: TrainSettings) -> int:
@@ -615,6 +706,7 @@ def publish(
         trainer.save_model(str(out_dir))
     if not trainer.is_world_process_zero():
         return
+    cast_saved_weights(out_dir, disk_dtype(record["save_dtype"], torch.float32))
     shutil.copyfile(state_dir / "train_log.csv", log_path)
     summary = {
         "settings": asdict(settings),

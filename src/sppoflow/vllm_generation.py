@@ -28,7 +28,20 @@ VLLM_MISSING = (
     "sample.backend=transformers needs no extra install"
 )
 
-VLLM_DTYPES = {"auto": "auto", "float32": "float32", "bfloat16": "bfloat16", "float16": "float16"}
+VLLM_DTYPES = ("auto", "float32", "bfloat16", "float16")
+
+
+def vllm_dtype(name: str) -> str:
+    """The precision vLLM is told, never its own ``auto``: that turns an fp32 checkpoint (what
+    training writes by default) into fp16, in which Gemma-2 is unstable. Ours is bf16 wherever
+    the GPU has it, fp16 elsewhere."""
+    if name not in VLLM_DTYPES:
+        raise UserError(f"unknown dtype '{name}' (choose {', '.join(VLLM_DTYPES)})")
+    if name != "auto":
+        return name
+    import torch
+
+    return "bfloat16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "float16"
 
 
 def import_vllm():
@@ -91,8 +104,7 @@ def generate_vllm(
     vllm = import_vllm()
     from transformers import AutoTokenizer
 
-    if settings.dtype not in VLLM_DTYPES:
-        raise UserError(f"unknown dtype '{settings.dtype}' (choose {', '.join(VLLM_DTYPES)})")
+    dtype = vllm_dtype(settings.dtype)
     tokenizer = AutoTokenizer.from_pretrained(model_folder)
     encoded = encode_prompts(tokenizer, prompts["prompt"].tolist(), system_prompt)
     stops = stop_ids(tokenizer, model_folder)
@@ -101,7 +113,7 @@ def generate_vllm(
         model=model_folder,
         tokenizer=model_folder,
         tensor_parallel_size=max(1, settings.tensor_parallel_size),
-        dtype=VLLM_DTYPES[settings.dtype],
+        dtype=dtype,
         gpu_memory_utilization=settings.gpu_memory_utilization,
         max_model_len=longest,
         seed=settings.seed,

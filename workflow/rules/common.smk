@@ -86,7 +86,8 @@ def local_prompt_files(wildcards):
 
 def base_model_args(wildcards):
     policy = config["policy"]
-    return flags({"model": policy["model"], "revision": policy["revision"], "chat_template": policy["chat_template"]})
+    keys = ("model", "revision", "chat_template", "dtype")
+    return flags({k: policy[k] for k in keys})
 
 
 def pool_args(wildcards):
@@ -134,8 +135,31 @@ def aggregate_args(wildcards):
 def train_args(wildcards):
     train = config["train"]
     lora = {("lora" if k == "enabled" else f"lora_{k}"): v for k, v in train["lora"].items()}
-    settings = flags(train, skip=("lora", "accelerate_config"))
+    settings = flags(train, skip=("lora", "accelerate_config", "report_to"))
     return f"{settings} {flags(lora)} {system_prompt_flag()}"
+
+
+class Unrecorded:
+    """A param value that Snakemake's params trigger leaves out (it records plain values
+    only): for flags that say where a job reports, not what it computes."""
+
+    def __init__(self, text):
+        self.text = text
+
+    def __str__(self):
+        return self.text
+
+
+def tracking_args(wildcards):
+    """train.report_to and the round's tracking folder, which outlives train_state; W&B groups
+    the rounds by the working directory's name. Unrecorded, so that turning TensorBoard or W&B
+    on or off never re-runs training."""
+    tracking = {
+        "report_to": config["train"]["report_to"],
+        "tracking_dir": f"results/tracking/iter{wildcards.it}",
+        "run_group": Path.cwd().name,
+    }
+    return Unrecorded(flags(tracking))
 
 
 def train_launch(wildcards):

@@ -1,5 +1,7 @@
 # With config shards > 1 each round's scoring is that many jobs, each judging every N-th chunk
 # of judge.prompts_per_chunk prompts, gathered into preferences.parquet on the submit host.
+# Each judged chunk is written at once to <output>.parts/, not an output: Snakemake keeps it
+# when a job fails, and the retry (a time limit, a lost node) judges only the missing chunks.
 
 
 rule score:

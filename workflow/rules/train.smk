@@ -4,6 +4,8 @@
 # reach the GPU wrapper, which passes it on and waits, instead of a shell that would die.
 # A job with several GPUs runs one process per GPU through accelerate launch
 # (train.accelerate_config: DDP, DeepSpeed ZeRO-3 or FSDP).
+# TensorBoard / W&B files go to results/tracking/iter{it} (train.report_to), also not an output:
+# they are a record of the run that Snakemake neither needs nor deletes.
 
 
 rule train:
@@ -23,6 +25,7 @@ rule train:
         args=train_args,
         launch=train_launch,
         state="results/iter{it}/train_state",
+        tracking=tracking_args,
         with_gpus=script("with_gpus"),
         script=script("train"),
     wildcard_constraints:
@@ -40,4 +43,4 @@ rule train:
         " {params.script} --model {input.model} --samples {input.samples}"
         " --pairs-table {input.pairs} --responses {input.responses}"
         " --out {output.model} --log {output.log} --state-dir {params.state}"
-        " {params.args} --threads {threads} > {log} 2>&1"
+        " {params.tracking} {params.args} --threads {threads} > {log} 2>&1"

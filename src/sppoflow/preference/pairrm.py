@@ -84,7 +84,11 @@ class PairRMModel(nn.Module):
 
 
 class PairEncoder:
-    """Token ids of PairRM inputs; each text is tokenized once however many pairs it is in."""
+    """Token ids of PairRM inputs; each text is tokenized once however many pairs it is in.
+
+    The ids are kept until ``forget``: the judge forgets them after each call, so that the
+    score stage's memory stays that of one chunk of prompts.
+    """
 
     def __init__(self, tokenizer) -> None:
         self.tokenizer = tokenizer
@@ -105,6 +109,9 @@ class PairEncoder:
                 raise UserError("the PairRM tokenizer does not split its prefix tokens off")
             self._cache[text] = ids[1:]
         return self._cache[text]
+
+    def forget(self) -> None:
+        self._cache.clear()
 
     def source(self, text: str) -> list[int]:
         body = self.text_ids(text)[: SOURCE_MAX_LENGTH - 3]
@@ -150,9 +157,12 @@ class PairRMJudge(PairwisePreferenceModel):
     def pair_logits(
         self, prompts: Sequence[str], first: Sequence[str], second: Sequence[str]
     ) -> np.ndarray:
-        encoded = [
-            self.encoder.pair(*triple) for triple in zip(prompts, first, second, strict=True)
-        ]
+        try:
+            encoded = [
+                self.encoder.pair(*triple) for triple in zip(prompts, first, second, strict=True)
+            ]
+        finally:
+            self.encoder.forget()
         logits = np.zeros(len(encoded), dtype=np.float64)
         lengths = [len(ids) for ids, _ in encoded]
         for batch in length_sorted_batches(lengths, self.batch_size, self.max_batch_tokens):

@@ -1,0 +1,65 @@
+"""The benchmark scripts: each starts, the per-stage table reads a real run's files, the cost
+model's arithmetic, and the GPU check skips cleanly without a GPU (the figures themselves are
+printed by the benchmarks, never asserted on time)."""
+
+import argparse
+import subprocess
+import sys
+
+import pytest
+
+from conftest import ROOT
+
+BENCHMARKS = ROOT / "benchmarks"
+sys.path.insert(0, str(BENCHMARKS))
+
+
+@pytest.mark.parametrize("script", sorted(p.name for p in BENCHMARKS.glob("*.py")))
+def test_every_benchmark_explains_itself(script):
+    done = subprocess.run(
+        [sys.executable, str(BENCHMARKS / script), "--help"], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    assert "usage:" in done.stdout
+
+
+def test_stages_reads_the_benchmark_files_of_a_run(tiny_run):
+    from stages import per_stage, read_benchmarks
+
+    folder, config = tiny_run
+    jobs = read_benchmarks(folder / "results")
+    rounds = config["rounds"]
+    train = jobs[jobs.stage == "train"]
+    assert sorted(train["round"]) == list(range(1, rounds + 1))
+    assert (jobs.seconds > 0).all()
+    summary = per_stage(jobs)
+    assert summary.loc["sample", "jobs"] == rounds
+    assert summary["share"].sum() == pytest.approx(1.0)
+
+
+def test_cost_model_arithmetic():
+    from cost_model import round_cost
+
+    args = argparse.Namespace(
+        prompts=1000, k=3, params=1e9, prompt_tokens=100, response_tokens=200, gpus=2,
+        gen_tokens_per_s=1000.0, peak_flops=1e15, train_mfu=0.5, ranking_mfu=0.25,
+    )  # fmt: skip
+    cost = round_cost(args)
+    assert cost["generation"] == pytest.approx(1000 * 3 * 200 / (2 * 1000))
+    assert cost["pairs"] == 1000 * 3 * 2
+    assert cost["tokens trained"] == 2 * 1000 * 300
+    assert cost["training"] == pytest.approx(10 * 1e9 * 600_000 / (2 * 1e15 * 0.5))
+    pair_flop = 2 * 0.435e9 * 500 + 24 * 3 * 4 * 500**2 * 1024
+    assert cost["ranking"] == pytest.approx(6000 * pair_flop / (2 * 1e15 * 0.25))
+
+
+def test_the_gpu_check_skips_without_a_gpu():
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is here: run benchmarks/gpu_check.py itself")
+    done = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "gpu_check.py")], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("skipped: torch sees no CUDA device")
