@@ -1,4 +1,4 @@
-"""The aggregation SQL against a worked example (DESIGN section 2)."""
+"""The aggregation SQL against a worked example (README, "The pipeline")."""
 
 import math
 

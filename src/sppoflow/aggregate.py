@@ -1,7 +1,7 @@
 """The aggregate stage: win rates, training pairs and round statistics, in SQL run by DuckDB.
 
 The queries live in ``sql/*.sql`` and read the views ``samples`` and ``preferences``; see
-DESIGN section 2 for the two estimators (the authors' score-based one and the direct one).
+README, "The pipeline", for the two estimators (the authors' score-based one and the direct one).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The SPPO objective (Wu et al. 2024, eq. in DESIGN section 1), in the paper's names.
+"""The SPPO objective (Wu et al. 2024, README, "The pipeline"), in the paper's names.
 
 For a response y to prompt x, the log-ratio against the round's starting policy pi_t is
 
