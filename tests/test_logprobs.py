@@ -34,6 +34,16 @@ def batch(seed=1):
     return ids, attention, response
 
 
+def assert_matches_plain(model, ids, attention, response):
+    with torch.no_grad():
+        torch.testing.assert_close(
+            response_logps(model, ids, attention, response),
+            plain(model, ids, attention, response),
+            rtol=0,
+            atol=1e-5,
+        )
+
+
 def plain(model, ids, attention, response):
     return sequence_logps(model(input_ids=ids, attention_mask=attention).logits, ids, response)
 
@@ -75,13 +85,7 @@ def test_gemma_soft_capping_is_applied():
                           head_dim=8, final_logit_softcapping=5.0)  # fmt: skip
     model = Gemma2ForCausalLM(config).eval()
     ids, attention, response = batch()
-    with torch.no_grad():
-        torch.testing.assert_close(
-            response_logps(model, ids, attention, response),
-            plain(model, ids, attention, response),
-            rtol=0,
-            atol=1e-5,
-        )
+    assert_matches_plain(model, ids, attention, response)
 
 
 def test_an_output_layer_it_cannot_rebuild_is_refused():
@@ -97,13 +101,7 @@ def test_a_lora_model_gives_the_same_values():
 
     model = get_peft_model(llama(), LoraConfig(r=4, target_modules=["q_proj", "v_proj"]))
     ids, attention, response = batch()
-    with torch.no_grad():
-        torch.testing.assert_close(
-            response_logps(model, ids, attention, response),
-            plain(model, ids, attention, response),
-            rtol=0,
-            atol=1e-5,
-        )
+    assert_matches_plain(model, ids, attention, response)
 
 
 def test_under_accelerates_mixed_precision_the_training_pass_matches_the_reference_pass():

@@ -5,8 +5,8 @@ batched on its own. A chunk is also the unit of a shard: shard s of N judges chu
 ..., so every pair meets the same batch-mates whatever the number of shards, and 1 shard
 and N shards give the same preferences bit for bit.
 
-The stage streams: DuckDB reads the samples file (the text columns only, sorted by prompt, on
-disk beyond a memory limit) and hands over one chunk at a time; each chunk's preferences go to
+The stage streams: DuckDB reads the samples file one chunk at a time (the text columns of the
+chunk's range of prompt ids) and hands the chunk over; each chunk's preferences go to
 a part file as soon as they are judged, and the parts are joined into the output at the end.
 Host memory stays that of a chunk whatever the number of prompts (a paper round has 20k
 prompts x K = 5 responses of up to 2k tokens). A run that stops keeps its parts: the rerun
@@ -31,14 +31,14 @@ import pyarrow.parquet as pq
 
 from sppoflow.errors import UserError
 from sppoflow.preference import PreferenceModel, sigmoid
+from sppoflow.run_state import keep_for_run
 from sppoflow.shards import check_shard
 from sppoflow.tables import PREFERENCES, SAMPLES, check_table, write_table
 
 log = logging.getLogger(__name__)
 
 TEXT_COLUMNS = ("prompt_id", "response_idx", "prompt", "response")
-DUCKDB_MEMORY = "256MB"  # beyond it, the sort of the samples spills to the parts folder
-ROWS_PER_FETCH = 2048
+DUCKDB_MEMORY = "512MB"  # a chunk needs a few MB; beyond this DuckDB spills to the parts folder
 
 
 def judge_chunk(judge: PreferenceModel, groups: list[tuple[str, pd.DataFrame]]) -> pd.DataFrame:
@@ -107,32 +107,27 @@ class SampleChunks:
             )
 
     def chunks(self, wanted: set[int]) -> Iterator[tuple[int, list[tuple[str, pd.DataFrame]]]]:
-        """(chunk number, [(prompt_id, its responses)]) for the chunks in ``wanted``, in order."""
-        if not wanted:
-            return
-        self.db.execute("CREATE OR REPLACE TEMP TABLE wanted (chunk BIGINT)")
-        self.db.executemany("INSERT INTO wanted VALUES (?)", [[c] for c in sorted(wanted)])
-        relation = self.db.sql(
-            f"""SELECT c.chunk, {", ".join(f"s.{c}" for c in TEXT_COLUMNS)}
-                FROM read_parquet($path) s JOIN chunk_of c USING (prompt_id)
-                WHERE c.chunk IN (SELECT chunk FROM wanted)
-                ORDER BY s.prompt_id, s.response_idx""",
-            params={"path": str(self.samples)},
+        """(chunk number, [(prompt_id, its responses)]) for the chunks in ``wanted``, in order.
+
+        One query per chunk, for its range of prompt ids: nothing is sorted but the chunk's own
+        rows, so memory stays that of a chunk (a sort of a whole paper round's texts ran out of
+        a 256 MB limit), and row groups outside the range are skipped where the file is sorted.
+        """
+        bounds = dict(
+            (chunk, (low, high))
+            for chunk, low, high in self.db.execute(
+                "SELECT chunk, min(prompt_id), max(prompt_id) FROM chunk_of GROUP BY chunk"
+            ).fetchall()
         )
-        # streamed, not copied whole; DuckDB 2 renamed fetch_arrow_reader to to_arrow_reader
-        stream = getattr(relation, "to_arrow_reader", None) or relation.fetch_arrow_reader
-        reader = stream(ROWS_PER_FETCH)
-        current, pending = None, []
-        for batch in reader:
-            frame = batch.to_pandas()
-            for number, rows in frame.groupby("chunk", sort=False):
-                if number != current and pending:
-                    yield current, _groups(pd.concat(pending, ignore_index=True))
-                    pending = []
-                current = number
-                pending.append(rows)
-        if pending:
-            yield current, _groups(pd.concat(pending, ignore_index=True))
+        columns = ", ".join(TEXT_COLUMNS)
+        for number in sorted(wanted):
+            low, high = bounds[number]
+            rows = self.db.execute(
+                f"""SELECT {columns} FROM read_parquet($path)
+                    WHERE prompt_id BETWEEN $low AND $high ORDER BY prompt_id, response_idx""",
+                {"path": str(self.samples), "low": low, "high": high},
+            ).df()
+            yield number, _groups(rows)
 
     def close(self) -> None:
         self.db.close()
@@ -155,14 +150,7 @@ def run_fingerprint(samples: Path, judge_settings: dict, prompts_per_chunk: int)
 
 def parts_folder(out: Path, run_id: str) -> Path:
     """``<out>.parts``, kept across an interrupted run with the same inputs, else emptied."""
-    parts = out.with_name(out.name + ".parts")
-    marker = parts / "run.txt"
-    if parts.exists() and (not marker.is_file() or marker.read_text() != run_id):
-        log.info("clearing %s: it belongs to a run with other inputs", parts)
-        shutil.rmtree(parts)
-    parts.mkdir(parents=True, exist_ok=True)
-    marker.write_text(run_id)
-    return parts
+    return keep_for_run(out.with_name(out.name + ".parts"), run_id, "run.txt")
 
 
 def score_file(

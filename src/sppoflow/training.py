@@ -34,6 +34,7 @@ from sppoflow.logprobs import response_logps
 from sppoflow.lora import add_lora_adapters, save_merged
 from sppoflow.loss import LOSSES, pair_targets, sppo_general_loss, sppo_pair_loss
 from sppoflow.models import cast_saved_weights, disk_dtype, dtype_name, folder_dtype
+from sppoflow.run_state import keep_for_run
 from sppoflow.tracking import (
     REPORT_TO,
     REPORTERS,
@@ -500,12 +501,7 @@ def fingerprint(paths: list[Path], settings: TrainSettings, model_dir: Path) -> 
 
 def prepare_state_dir(state_dir: Path, run_id: str) -> None:
     """Keep the state of an interrupted run with the same inputs; clear anything else."""
-    marker = state_dir / "fingerprint.txt"
-    if state_dir.exists() and (not marker.exists() or marker.read_text() != run_id):
-        log.info("clearing %s: it belongs to a run with other inputs", state_dir)
-        shutil.rmtree(state_dir)
-    state_dir.mkdir(parents=True, exist_ok=True)
-    marker.write_text(run_id)
+    keep_for_run(state_dir, run_id, "fingerprint.txt")
 
 
 def shard_reference_logps(
