@@ -3,7 +3,11 @@
 
 Every rule has a `benchmark:` file (results/iter{t}/benchmarks/<stage>.tsv, shard files
 <stage>_shard{s}.tsv): wall-clock seconds, peak RSS and CPU time of the job. This prints them
-per stage and round, with each stage's share of the run's summed job time.
+per stage and round, with each stage's share of the run's summed job time. For methods run
+side by side (results/methods/<name>/), it also prints the job time every method shared
+(the base model, round 1's samples, preferences and pairs, the base's evaluation) and each
+method's own, and what separate runs of the methods would have taken: each its own jobs plus
+all the shared ones again.
 
     snakemake --cores all --config rounds=3
     python benchmarks/stages.py --run results
@@ -17,7 +21,8 @@ from pathlib import Path
 
 import pandas as pd
 
-ROUND = re.compile(r"iter(\d+)")
+ROUND = re.compile(r".*iter(\d+)")  # the last iter<t> of a path
+METHOD = re.compile(r"methods/([^/]+)/")
 
 
 def read_benchmarks(run: Path) -> pd.DataFrame:
@@ -31,9 +36,11 @@ def read_benchmarks(run: Path) -> pd.DataFrame:
         name = re.sub(r"_shard\d+$", "", path.stem)
         name = re.sub(r"_iter\d+$", "", name)
         found = ROUND.search(str(path.relative_to(run)))
+        method = METHOD.search(str(path.relative_to(run)))
         rows.append(
             {
                 "stage": name,
+                "method": method.group(1) if method else "shared",
                 "round": int(found.group(1)) if found else None,
                 "seconds": float(job["s"]),
                 "max_rss_mib": float(job["max_rss"]) if job["max_rss"] != "-" else float("nan"),
@@ -57,6 +64,25 @@ def per_stage(jobs: pd.DataFrame) -> pd.DataFrame:
     return summary.sort_values("seconds", ascending=False)
 
 
+def methods_cost(jobs: pd.DataFrame) -> pd.DataFrame | None:
+    """Job seconds shared by every method, each method's own, and separate runs' estimate
+    (a method's own jobs plus all shared ones); None for a single method's run."""
+    own = jobs[~jobs["method"].isin(["shared", "head_to_head"])]
+    if own.empty:
+        return None
+    shared = float(jobs.loc[jobs["method"] == "shared", "seconds"].sum())
+    per_method = own.groupby("method", sort=False)["seconds"].sum()
+    comparison = float(jobs.loc[jobs["method"] == "head_to_head", "seconds"].sum())
+    rows = [{"part": "shared by every method", "seconds": shared}]
+    rows += [{"part": f"{name} alone", "seconds": float(v)} for name, v in per_method.items()]
+    rows.append({"part": "head to head", "seconds": comparison})
+    together = shared + float(per_method.sum()) + comparison
+    separate = float(per_method.sum()) + len(per_method) * shared
+    rows.append({"part": "this run (job time)", "seconds": together})
+    rows.append({"part": f"{len(per_method)} separate runs (estimate)", "seconds": separate})
+    return pd.DataFrame(rows)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -75,6 +101,12 @@ def main() -> None:
         print(summary.to_string())
         print()
         print(by_round.to_string())
+        cost = methods_cost(jobs)
+        if cost is not None:
+            print()
+            print(cost.to_string(index=False))
+            together, separate = cost["seconds"].iloc[-2], cost["seconds"].iloc[-1]
+            print(f"separate runs / this run: x{separate / together:.2f} job time")
 
 
 if __name__ == "__main__":

@@ -1,11 +1,16 @@
 #!/usr/bin/env python
 """evaluate stage: judge a round's held-out responses against the base model and the
-previous round.
+previous round, with every evaluation judge.
 
 Reads evaluation responses (samples tables with K = 1, written by sample.py on the eval
-prompts) and writes per-prompt judgements and a JSON of metrics: the win rate (ties count
-half) and the mean preference probability, each with a 95% confidence interval, and the
-mean response length.
+prompts) and writes per-prompt judgements (a row per judge, opponent and prompt) and a JSON of
+metrics: per judge and opponent the win rate (ties count half) and the mean preference
+probability, each with a 95% confidence interval, the length-controlled win rate and the mean
+response length; and measures that need no judge (length, truncation, prompt repetition,
+repetition loops) of the round's and the base model's responses.
+
+The judges are the judge flags below (named "training"), or a JSON object of name -> judge
+settings (--judges, as the workflow passes evaluate.judges); the first is the primary one.
 
 Example:
     python scripts/evaluate.py --round 2 --responses results/iter2/eval/responses.parquet \\
@@ -18,39 +23,44 @@ import json
 from pathlib import Path
 
 import _bootstrap  # noqa: F401
-import pandas as pd
 
 from sppoflow.cli import add_settings, parser_for, run_stage, settings_from
-from sppoflow.evaluation import judge_against, summarise
-from sppoflow.preference import JudgeSettings, build_judge
+from sppoflow.evaluation import judge_all, judges_from, objective_measures, summarise
+from sppoflow.preference import JudgeSettings
 from sppoflow.tables import EVAL_JUDGEMENTS, SAMPLES, read_table, write_table
 
 
 def main(args) -> None:
     ours = read_table(args.responses, SAMPLES)
-    opponents = {"base": read_table(args.base, SAMPLES)}
+    base = read_table(args.base, SAMPLES)
+    opponents = {"base": base}
     if args.previous:
         opponents["previous"] = read_table(args.previous, SAMPLES)
-    settings = settings_from(JudgeSettings, args)
-    judge = build_judge(settings)
-    judgements = pd.concat(
-        [judge_against(judge, ours, theirs, name) for name, theirs in opponents.items()],
-        ignore_index=True,
+    judges = judges_from(args.judges, settings_from(JudgeSettings, args))
+    judgements = judge_all(judges, ours, opponents)
+    metrics = summarise(
+        judgements, args.round, {n: s.backend for n, s in judges.items()}, args.method
     )
+    metrics["objective"] = {"round": objective_measures(ours), "base": objective_measures(base)}
     write_table(judgements, args.judgements, EVAL_JUDGEMENTS)
-    metrics = summarise(judgements, args.round, settings.backend)
-    Path(args.metrics).write_text(json.dumps(metrics, indent=2) + "\n")
+    partial = Path(args.metrics + ".partial")
+    partial.write_text(json.dumps(metrics, indent=2) + "\n")
+    partial.replace(args.metrics)
     print(json.dumps(metrics, indent=2))
 
 
 def build_parser():
     parser = parser_for(__doc__)
     parser.add_argument("--round", type=int, required=True, help="round being evaluated")
+    parser.add_argument("--method", default=None, help="the method whose round this is")
     parser.add_argument("--responses", required=True, help="the round's eval responses")
     parser.add_argument("--base", required=True, help="the base model's eval responses")
     parser.add_argument("--previous", default=None, help="the previous round's eval responses")
     parser.add_argument("--judgements", required=True, help="per-prompt judgements to write")
     parser.add_argument("--metrics", required=True, help="metrics JSON to write")
+    parser.add_argument(
+        "--judges", default=None, help="JSON object: judge name -> judge settings (overrides flags)"
+    )
     add_settings(parser, JudgeSettings)
     return parser
 

@@ -2,7 +2,8 @@
 """export stage: the run's results for tools outside the workflow.
 
   alpaca  a round's evaluation responses in AlpacaEval's format (instruction, output, generator)
-  duckdb  a DuckDB database of views over every round's parquet files (run from the run folder)
+  duckdb  a DuckDB database of views over every round's parquet files (run from the run folder),
+          with a method column
 
 Examples:
     python scripts/export.py alpaca --responses results/iter3/eval/responses.parquet \\
@@ -24,7 +25,9 @@ def alpaca(args) -> None:
 
 
 def database(args) -> None:
-    views = write_database(Path(args.out))
+    methods = args.methods
+    chains = [f"methods/{m}/" if len(methods) > 1 else "" for m in methods]
+    views = write_database(Path(args.out), methods=list(zip(methods, chains, strict=True)))
     print(f"{args.out}: views {', '.join(views)}")
 
 
@@ -40,6 +43,12 @@ def build_parser():
     one.set_defaults(run=alpaca)
     db = commands.add_parser("duckdb", help="views over every round's files")
     db.add_argument("--out", required=True, help="database file to write")
+    db.add_argument(
+        "--methods",
+        nargs="+",
+        default=["sppo"],
+        help="the run's methods (several: side by side, under results/methods/<name>/)",
+    )
     db.set_defaults(run=database)
     return parser
 

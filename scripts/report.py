@@ -2,8 +2,9 @@
 """report stage: the figures and tables `snakemake --report` shows.
 
   round    one round's training curves and the distribution of its estimated win rates
-  summary  win rates per round (plot and table), response length and the length-controlled
-           win rate, what the judge rewards, example responses, the config and versions
+  summary  win rates per round (and method; plot and table), response length and the
+           length-controlled win rate, what the judge rewards, example responses, the config
+           and versions; with --head-to-head, the methods' final rounds against each other
 
 Examples:
     python scripts/report.py round --round 1 --train-log results/iter1/train_log.csv \\
@@ -31,13 +32,18 @@ SUMMARY_FILES = ("win_rates.png", "win_rates.html", "length.png", "judge_rewards
 
 
 def round_figures(args) -> None:
-    report.training_curves(Path(args.train_log), args.round, Path(args.training))
-    report.win_rate_estimates(Path(args.pairs), Path(args.stats), args.round, Path(args.estimates))
+    title = args.title or f"Round {args.round}"
+    report.training_curves(Path(args.train_log), title, Path(args.training))
+    report.win_rate_estimates(Path(args.pairs), Path(args.stats), title, Path(args.estimates))
 
 
 def summary_figures(args) -> None:
-    metrics = report.read_metrics([Path(p) for p in args.metrics])
-    rounds = [m["round"] for m in metrics]
+    metrics = [json.loads(Path(p).read_text()) for p in args.metrics]  # in the order given
+    side_by_side = len({report.method_of(m) for m in metrics}) > 1
+    rounds = [
+        f"{report.method_of(m)}, round {m['round']}" if side_by_side else m["round"]
+        for m in metrics
+    ]
     if (
         len(args.judgements) != len(rounds)
         or len(args.responses) != len(rounds) + 1
@@ -50,6 +56,8 @@ def summary_figures(args) -> None:
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     report.win_rates(metrics, out / "win_rates.png", out / "win_rates.html")
+    if args.head_to_head:
+        report.head_to_head(Path(args.head_to_head), out / "head_to_head.html")
     report.lengths(metrics, out / "length.png")
     report.judge_rewards([Path(p) for p in args.judgements], rounds, out / "judge_rewards.png")
     responses = [Path(p) for p in args.responses]
@@ -70,6 +78,7 @@ def build_parser():
     commands = parser.add_subparsers(dest="command", required=True)
     one = commands.add_parser("round", help="one round's figures")
     one.add_argument("--round", type=int, required=True)
+    one.add_argument("--title", default=None, help='names the round (default "Round N")')
     one.add_argument("--train-log", required=True, help="train_log.csv of the round")
     one.add_argument("--pairs", required=True, help="pairs.parquet of the round")
     one.add_argument("--stats", required=True, help="aggregate_stats.parquet of the round")
@@ -77,7 +86,9 @@ def build_parser():
     one.add_argument("--estimates", required=True, help="win-rate distribution PNG to write")
     one.set_defaults(run=round_figures)
     every = commands.add_parser("summary", help="figures and tables across rounds")
-    every.add_argument("--metrics", nargs="+", required=True, help="eval metrics per round")
+    every.add_argument(
+        "--metrics", nargs="+", required=True, help="eval metrics per round (method by method)"
+    )
     every.add_argument("--judgements", nargs="+", required=True, help="eval judgements per round")
     every.add_argument(
         "--responses", nargs="+", required=True, help="eval responses: base model, then rounds"
@@ -89,6 +100,9 @@ def build_parser():
         help="trained model folders per round (their sppo_training.json gives the versions)",
     )
     every.add_argument("--config-json", default=None, help="the run's config, as JSON text")
+    every.add_argument(
+        "--head-to-head", default=None, help="methods side by side: head_to_head metrics.json"
+    )
     every.add_argument("--out-dir", required=True, help=f"folder for {', '.join(SUMMARY_FILES)}")
     every.set_defaults(run=summary_figures)
     return parser

@@ -27,7 +27,32 @@ BAD_CONFIGS = [
     ({"rounds": 0}, "config error: rounds: 0 is less than the minimum of 1"),
     ({"sample": {"k": 1}}, "config error: sample.k: 1 is less than the minimum of 2"),
     ({"judge": {"backend": "oracle"}}, "config error: judge.backend: 'oracle' is not one of"),
-    ({"train": {"loss": "dpo"}}, "config error: train.loss: 'dpo' is not one of"),
+    ({"train": {"loss": "kto"}}, "config error: train.loss: 'kto' is not one of"),
+    ({"train": {"loss": "dpo"}}, "config error: train.loss=dpo needs train.beta > 0"),
+    (
+        {"methods": [{"name": "sppo"}, {"name": "sppo", "train": {"eta": 5}}]},
+        "config error: methods: the name 'sppo' is given twice",
+    ),
+    (
+        {"methods": [{"name": "sppo"}, {"name": "kto", "train": {"loss": "kto"}}]},
+        "config error: methods.1.train.loss: 'kto' is not one of",
+    ),
+    (
+        {"methods": [{"name": "sppo"}, {"name": "dpo", "train": {"loss": "dpo"}}]},
+        "config error: method dpo: train.loss=dpo needs train.beta > 0",
+    ),
+    (
+        {"methods": [{"name": "a", "train": {"learning_rte": 1}}]},
+        "config error: methods.0.train: Additional properties are not allowed ('learning_rte'",
+    ),
+    (
+        {"evaluate": {"judges": [{"name": "pm", "backend": "oracle"}]}},
+        "config error: evaluate.judges.0.backend: 'oracle' is not one of",
+    ),
+    (
+        {"evaluate": {"judges": [{"name": "training"}]}},
+        "config error: evaluate.judges.0.name: 'training' names the training judge",
+    ),
     ({"sample": {"backend": "tgi"}}, "config error: sample.backend: 'tgi' is not one of"),
     (
         {"train": {"accelerate_config": "absent.yaml"}},

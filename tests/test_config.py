@@ -37,7 +37,15 @@ def test_shipped_config_is_valid_and_complete():
         (
             "evaluate",
             SamplingSettings,
-            {"k", "backend", "gpu_memory_utilization", "tensor_parallel_size"},
+            # the evaluation's judges are the evaluate stage's, not the generation's
+            {
+                "k",
+                "backend",
+                "gpu_memory_utilization",
+                "tensor_parallel_size",
+                "training_judge",
+                "judges",
+            },
         ),
         ("judge", JudgeSettings, set()),
         ("aggregate", AggregateSettings, set()),

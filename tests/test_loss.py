@@ -1,10 +1,20 @@
-"""The SPPO loss variants against values computed by hand, and the sign of their gradients."""
+"""The SPPO loss variants and the DPO and IPO baselines against values computed by hand, and
+the sign of their gradients."""
+
+import math
 
 import pytest
 import torch
 
 from sppoflow.logprobs import sequence_logps
-from sppoflow.loss import pair_targets, sppo_general_loss, sppo_pair_loss
+from sppoflow.loss import (
+    dpo_loss,
+    implicit_reward,
+    ipo_loss,
+    pair_targets,
+    sppo_general_loss,
+    sppo_pair_loss,
+)
 
 ETA = 10.0
 # l_w = 0.3, l_l = -0.2, p_w = 0.8, p_l = 0.3, q = 0.7
@@ -72,6 +82,50 @@ def test_unknown_variant_is_rejected():
     t = tensors(**CASE)
     with pytest.raises(ValueError, match="unknown SPPO loss 'dpo'"):
         sppo_pair_loss(t["l_w"], t["l_l"], t["p_w"], t["p_l"], t["q"], ETA, "dpo")
+    with pytest.raises(ValueError, match="unknown SPPO loss 'ipo'"):
+        pair_targets(t["p_w"], t["p_l"], t["q"], ETA, "ipo")
+
+
+BETA, TAU = 0.1, 0.1  # h = l_w - l_l = 0.5 in CASE
+
+
+def test_dpo_loss_by_hand_and_its_gradient_widens_the_margin():
+    t = tensors(**CASE)
+    loss = dpo_loss(t["l_w"], t["l_l"], BETA)
+    # -log sigmoid(0.1 x 0.5) = log(1 + exp(-0.05))
+    assert loss.item() == pytest.approx(math.log1p(math.exp(-0.05)), rel=1e-12)
+    loss.backward()
+    # d/dl_w = -beta sigmoid(-beta h), d/dl_l = +beta sigmoid(-beta h)
+    slope = BETA / (1 + math.exp(0.05))
+    assert t["l_w"].grad.item() == pytest.approx(-slope, rel=1e-12)
+    assert t["l_l"].grad.item() == pytest.approx(slope, rel=1e-12)
+
+
+def test_dpo_keeps_pushing_however_wide_the_margin():
+    l_w = torch.tensor([50.0], dtype=torch.float64, requires_grad=True)
+    dpo_loss(l_w, torch.tensor([-50.0], dtype=torch.float64), BETA).backward()
+    assert l_w.grad.item() < 0  # no target: gradient descent still raises the winner
+
+
+def test_ipo_loss_by_hand_and_its_gradient_points_at_the_target_margin():
+    t = tensors(**CASE)
+    loss = ipo_loss(t["l_w"], t["l_l"], TAU)
+    assert loss.item() == pytest.approx((0.5 - 5.0) ** 2, rel=1e-12)  # target 1/(2 x 0.1)
+    loss.backward()
+    assert t["l_w"].grad.item() == pytest.approx(2 * (0.5 - 5.0))  # -9: raise the winner
+    assert t["l_l"].grad.item() == pytest.approx(-2 * (0.5 - 5.0))  # +9: lower the loser
+    # beyond the target margin IPO pulls back, where DPO would keep pushing
+    over = torch.tensor([6.0], dtype=torch.float64, requires_grad=True)
+    ipo_loss(over, torch.tensor([0.0], dtype=torch.float64), TAU).backward()
+    assert over.grad.item() == pytest.approx(2.0)
+    at = ipo_loss(torch.tensor([5.0]), torch.tensor([0.0]), TAU)
+    assert at.item() == 0.0
+
+
+def test_implicit_reward_margin():
+    t = tensors(**CASE)
+    margin = implicit_reward(t["l_w"], BETA) - implicit_reward(t["l_l"], BETA)
+    assert margin.item() == pytest.approx(0.05)
 
 
 def test_sequence_logps_sum_only_response_tokens():

@@ -19,10 +19,12 @@ from sppoflow.tables import EVAL_JUDGEMENTS, SAMPLES, write_table
 N = 40
 
 
-def judgements(pairwise: bool, seed: int, longer_by: float = 0.0) -> pd.DataFrame:
+def judgements(
+    pairwise: bool, seed: int, longer_by: float = 0.0, judges=("training",)
+) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     frames = []
-    for opponent in ("base", "previous"):
+    for judge, opponent in [(j, o) for j in judges for o in ("base", "previous")]:
         tokens = rng.integers(20, 120, N) + longer_by
         opponent_tokens = rng.integers(20, 120, N)
         prob = rng.uniform(0.05, 0.95, N)
@@ -31,6 +33,7 @@ def judgements(pairwise: bool, seed: int, longer_by: float = 0.0) -> pd.DataFram
             pd.DataFrame(
                 {
                     "prompt_id": [f"p{i:016x}" for i in range(N)],
+                    "judge": judge,
                     "opponent": opponent,
                     "prob": prob,
                     "outcome": np.where(prob > 0.5, 1.0, 0.0),
@@ -38,6 +41,8 @@ def judgements(pairwise: bool, seed: int, longer_by: float = 0.0) -> pd.DataFram
                     "opponent_tokens": opponent_tokens,
                     "overlap": rng.uniform(0, 1, N),
                     "opponent_overlap": rng.uniform(0, 1, N),
+                    "repetition": rng.uniform(0, 0.3, N),
+                    "opponent_repetition": rng.uniform(0, 0.3, N),
                     "score": score,
                     "opponent_score": np.full(N, np.nan) if pairwise else rng.uniform(0, 1, N),
                     "order_flipped": rng.uniform(0, 1, N) < 0.2 if pairwise else np.nan,
@@ -78,7 +83,10 @@ def test_judge_rewards_draws_both_judge_kinds(tmp_path, pairwise):
 
 
 def test_win_rate_table_and_plots_from_evaluation_metrics(tmp_path):
-    metrics = [summarise(judgements(True, r, longer_by=10 * r), r, "pairrm") for r in (1, 2, 3)]
+    metrics = [
+        summarise(judgements(True, r, longer_by=10 * r), r, {"training": "pairrm"}, "sppo")
+        for r in (1, 2, 3)
+    ]
     table = report.win_rate_table(metrics)
     assert len(table) == 6
     assert table["against"].tolist()[:4] == ["base model", "round 0", "base model", "round 1"]
@@ -93,6 +101,59 @@ def test_win_rate_table_and_plots_from_evaluation_metrics(tmp_path):
     for name in ("w.png", "l.png"):
         with Image.open(tmp_path / name) as image:
             assert image.size[0] > 500
+
+
+def test_methods_and_judges_side_by_side(tmp_path):
+    """Two methods, two judges: a panel per judge, a row per method, round, judge and
+    opponent, the measures that need no judge, and the head-to-head table."""
+    judges = {"training": "relevance", "second": "pairrm"}
+    objective = {
+        "n_responses": N,
+        "mean_tokens": 40.0,
+        "truncated_share": 0.1,
+        "mean_prompt_overlap": 0.5,
+        "mean_repetition": 0.05,
+        "loop_share": 0.0,
+    }
+    metrics = []
+    for method in ("sppo", "dpo"):
+        for r in (1, 2):
+            m = summarise(judgements(True, r, judges=tuple(judges)), r, judges, method)
+            m["objective"] = {"round": objective, "base": {**objective, "mean_tokens": 30.0}}
+            metrics.append(m)
+    assert metrics[0]["judge_name"] == "training" and metrics[0]["judge"] == "relevance"
+    assert set(metrics[0]["judges"]) == {"training", "second"}
+    table = report.win_rate_table(metrics)
+    assert len(table) == 2 * 2 * 2 * 2
+    assert set(table["method"]) == {"sppo", "dpo"} and set(table["judge"]) == {
+        "training (relevance)",
+        "second (pairrm)",
+    }
+    objective_rows = report.objective_table(metrics)
+    assert objective_rows["method"].tolist() == ["base model", "sppo", "sppo", "dpo", "dpo"]
+    assert objective_rows["mean tokens"].tolist() == [30.0, 40.0, 40.0, 40.0, 40.0]
+    report.win_rates(metrics, tmp_path / "w.png", tmp_path / "w.html")
+    report.lengths(metrics, tmp_path / "l.png")
+    with Image.open(tmp_path / "w.png") as image:
+        assert image.size[0] > 1200  # one panel per judge
+    page = (tmp_path / "w.html").read_text()
+    assert "Measures that need no judge" in page and "repetition loops" in page
+    pairs = {
+        "round": 2,
+        "methods": ["sppo", "dpo"],
+        "pairs": [
+            {
+                "method": "sppo",
+                "opponent": "dpo",
+                "judges": {"training": metrics[1]["vs_base"], "second": metrics[1]["vs_previous"]},
+            }
+        ],
+    }
+    (tmp_path / "h2h.json").write_text(json.dumps(pairs))
+    report.head_to_head(tmp_path / "h2h.json", tmp_path / "h2h.html")
+    page = (tmp_path / "h2h.html").read_text()
+    assert page.count("<td>sppo</td>") == 2 and page.count("<td>dpo</td>") == 2
+    assert f"{metrics[1]['vs_base']['win_rate']:.3f}" in page
 
 
 def test_examples_escape_html_and_align_rounds(tmp_path):
@@ -126,8 +187,20 @@ def test_training_curves_and_estimates(tmp_path):
         }
     )
     log.to_csv(tmp_path / "log.csv", index=False)
-    report.training_curves(tmp_path / "log.csv", 1, tmp_path / "t.png")
+    report.training_curves(tmp_path / "log.csv", "Round 1", tmp_path / "t.png")
     assert (tmp_path / "t.png").stat().st_size > 10_000
+    # a baseline's log: no per-response targets, a margin target (IPO), reward accuracy
+    log = log.assign(
+        target_winner=np.nan,
+        target_loser=np.nan,
+        target_margin=4.0,
+        reward_margin=0.1 * (log.logratio_winner - log.logratio_loser),
+        reward_accuracy=np.linspace(0, 1, 8),
+    )
+    log.to_csv(tmp_path / "ipo.csv", index=False)
+    report.training_curves(tmp_path / "ipo.csv", "ipo, round 1", tmp_path / "ipo.png")
+    with Image.open(tmp_path / "ipo.png") as image:
+        assert image.size[1] > 600  # two rows of panels
 
 
 def test_bad_judgements_file_is_named(tmp_path):
@@ -139,7 +212,7 @@ def test_bad_judgements_file_is_named(tmp_path):
 
 def test_report_script_needs_one_file_per_round(tmp_path):
     metrics = tmp_path / "metrics.json"
-    metrics.write_text(json.dumps(summarise(judgements(True, 1), 1, "pairrm")))
+    metrics.write_text(json.dumps(summarise(judgements(True, 1), 1, {"training": "pairrm"})))
     run = subprocess.run(
         [sys.executable, str(ROOT / "scripts/report.py"), "summary", "--metrics", str(metrics),
          "--judgements", "a.parquet", "b.parquet", "--responses", "c.parquet",

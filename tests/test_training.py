@@ -126,6 +126,45 @@ def test_other_variants_train(tmp_path, tiny_model_dir, embedded_tokenizer, vari
         assert log.target_winner.tolist() == pytest.approx([5.0] * len(log))
 
 
+@pytest.mark.parametrize(("loss", "parameter"), [("dpo", {"beta": 0.5}), ("ipo", {"tau": 0.25})])
+def test_baselines_widen_the_margin_and_log_their_implicit_reward(
+    tmp_path, tiny_model_dir, embedded_tokenizer, loss, parameter
+):
+    out, log = run_training(
+        tmp_path, tiny_model_dir, embedded_tokenizer, loss=loss, epochs=4, **parameter
+    )
+    scale = parameter.get("beta", parameter.get("tau"))
+    margin = log.logratio_winner - log.logratio_loser
+    # step 1 starts at the reference: no margin, and so no pair ranked right yet
+    assert log.reward_margin.iloc[0] == pytest.approx(0.0, abs=1e-4)
+    # the implicit reward margin is the loss's scale times the log-ratio margin h
+    assert log.reward_margin.to_numpy() == pytest.approx(scale * margin.to_numpy(), abs=1e-5)
+    assert margin.iloc[-4:].mean() > 0.5
+    assert log.reward_accuracy.iloc[-4:].mean() > 0.5
+    assert log.loss.iloc[-4:].mean() < log.loss.iloc[:3].mean()
+    assert log.target_winner.isna().all() and log.target_loser.isna().all()
+    if loss == "ipo":
+        assert log.target_margin.tolist() == pytest.approx([2.0] * len(log))  # 1/(2 x 0.25)
+    else:
+        assert log.target_margin.isna().all()
+    recorded = json.loads((out / "sppo_training.json").read_text())
+    assert recorded["objective"] == f"{loss}, {'beta' if loss == 'dpo' else 'tau'} {scale:g}"
+    assert recorded["eta"] is None
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"loss": "dpo"}, "train.loss=dpo needs train.beta > 0"),
+        ({"loss": "ipo"}, "train.loss=ipo needs train.tau > 0"),
+        ({"loss": "dpo", "beta": 0.1, "pairs": "all"}, "set train.loss=sppo (not dpo)"),
+    ],
+)
+def test_baseline_settings_are_checked(overrides, message):
+    with pytest.raises(UserError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        settings(**overrides).check()
+
+
 def test_general_objective_trains(tmp_path, tiny_model_dir, embedded_tokenizer):
     _, log = run_training(tmp_path, tiny_model_dir, embedded_tokenizer, pairs="all")
     assert log.step.tolist() == [1, 2, 3]

@@ -59,26 +59,87 @@ def validate(config: Mapping[str, Any], schema: dict | None = None) -> dict:
     """Return a validated copy of ``config`` with defaults filled in, or raise UserError."""
     schema = schema or load_schema()
     instance = _plain(config)
-    errors = sorted(
-        DefaultFillingValidator(schema).iter_errors(instance),
-        key=lambda e: (len(list(e.absolute_path)), key_of(e)),
-    )
-    if errors:
-        error = errors[0]
-        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
-        raise UserError(f"config error: {key_of(error)}: {error.message}{more}")
+    _check_against(instance, schema, DefaultFillingValidator)
+    _check_parts(instance, schema)
     check_consistency(instance)
     return instance
 
 
-def check_consistency(config: dict) -> None:
-    """Rules that span keys, which the schema cannot say."""
+def _check_against(instance: Any, schema: dict, validator_class, at: str = "") -> None:
+    """One line for the first error, its key prefixed with ``at`` (a part's place)."""
+    errors = sorted(
+        validator_class(schema).iter_errors(instance),
+        key=lambda e: (len(list(e.absolute_path)), key_of(e)),
+    )
+    if errors:
+        error = errors[0]
+        key = ".".join(filter(None, [at, *map(str, error.absolute_path)])) or "(top level)"
+        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        raise UserError(f"config error: {key}: {error.message}{more}")
+
+
+TRAINING_JUDGE = "training"
+
+
+def _check_parts(config: dict, schema: dict) -> None:
+    """Parts that take the keys of another section: each method's train settings (checked
+    as given, since the train section fills the rest) and each evaluation judge (its
+    defaults filled in from the judge section's schema)."""
+    sections = schema["properties"]
+    names = [method["name"] for method in config["methods"]]
+    for duplicate in sorted({n for n in names if names.count(n) > 1}):
+        raise UserError(f"config error: methods: the name '{duplicate}' is given twice")
+    for n, method in enumerate(config["methods"]):
+        _check_against(
+            method["train"],
+            sections["train"],
+            jsonschema.Draft202012Validator,
+            f"methods.{n}.train",
+        )
+    judges = config["evaluate"]["judges"]
+    names = [judge["name"] for judge in judges]
+    for duplicate in sorted({n for n in names if names.count(n) > 1}):
+        raise UserError(f"config error: evaluate.judges: the name '{duplicate}' is given twice")
+    for n, judge in enumerate(judges):
+        if judge["name"] == TRAINING_JUDGE:
+            raise UserError(
+                f"config error: evaluate.judges.{n}.name: '{TRAINING_JUDGE}' names the training "
+                "judge (evaluate.training_judge); give this one another name"
+            )
+        settings = {k: v for k, v in judge.items() if k != "name"}
+        _check_against(settings, sections["judge"], DefaultFillingValidator, f"evaluate.judges.{n}")
+        judge.update(settings)
+    if not config["evaluate"]["training_judge"] and not judges:
+        raise UserError(
+            "config error: evaluate.training_judge: false leaves no judge; list evaluate.judges"
+        )
+
+
+def train_settings(train: dict):
+    """The train section (or a method's) as the train stage's settings, checked."""
     from sppoflow.training import TrainSettings
 
-    train = {k: v for k, v in config["train"].items() if k not in ("lora", "accelerate_config")}
-    lora = config["train"]["lora"]
-    train.update({("lora" if k == "enabled" else f"lora_{k}"): v for k, v in lora.items()})
-    TrainSettings(**train).check()
+    settings = {k: v for k, v in train.items() if k not in ("lora", "accelerate_config")}
+    lora = train["lora"]
+    settings.update({("lora" if k == "enabled" else f"lora_{k}"): v for k, v in lora.items()})
+    checked = TrainSettings(**settings)
+    checked.check()
+    return checked
+
+
+def check_consistency(config: dict) -> None:
+    """Rules that span keys, which the schema cannot say."""
+    from sppoflow.methods import methods
+
+    try:
+        train_settings(config["train"])
+    except UserError as error:
+        raise UserError(f"config error: {error}") from None
+    for method in methods(config):
+        try:
+            train_settings(method.train)
+        except UserError as error:
+            raise UserError(f"config error: method {method.name}: {error}") from None
     accelerate_config = config["train"]["accelerate_config"]
     if accelerate_config and shipped_file(accelerate_config) is None:
         raise UserError(

@@ -1,21 +1,28 @@
 """The evaluate stage: a round's responses on held-out prompts against an opponent's.
 
-The opponent is the base model (its responses generated once and reused) or the previous
-round. The judge gives P(round > opponent | x) per prompt (both orders for pairwise judges);
-a prompt is a win above 1/2, a tie at 1/2 (ties count half) and a loss below.
+The opponent is the base model (its responses generated once and reused), the previous
+round, or (head to head) another method's final round. Each judge gives P(round > opponent |
+x) per prompt (both orders for pairwise judges); a prompt is a win above 1/2, a tie at 1/2
+(ties count half) and a loss below. Judges other than the training judge see whether a gain
+is the training judge's alone; measures that need no judge (length, truncation, repeating
+the prompt, repetition loops) are kept beside the verdicts.
 """
 
 from __future__ import annotations
 
+import gc
+import json
 import math
 import re
+from collections import Counter
+from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
 
 from sppoflow.errors import UserError
 from sppoflow.length_control import length_controlled_win_rate
-from sppoflow.preference import PreferenceModel
+from sppoflow.preference import JudgeSettings, PreferenceModel, build_judge
 
 TIE_TOLERANCE = 1e-6
 Z_95 = 1.959964
@@ -83,6 +90,39 @@ def prompt_overlap(prompt: str, response: str) -> float:
     return len(words & set(WORD.findall(response.lower()))) / len(words)
 
 
+NGRAM = 4
+LOOP_SHARE = 0.5
+
+
+def repetition(response: str) -> float:
+    """Share of the response's word 4-grams that repeat an earlier one (0: none; a response
+    stuck in a loop comes near 1)."""
+    words = WORD.findall(response.lower())
+    grams = [tuple(words[i : i + NGRAM]) for i in range(len(words) - NGRAM + 1)]
+    if not grams:
+        return 0.0
+    return (len(grams) - len(Counter(grams))) / len(grams)
+
+
+def objective_measures(responses: pd.DataFrame) -> dict:
+    """What needs no judge, over a samples table of evaluation responses: mean tokens, the
+    share cut at max_new_tokens, how much of the prompt a response repeats, and repetition
+    loops (responses whose 4-grams are at least half repeats)."""
+    loops = responses["response"].map(repetition)
+    overlap = [
+        prompt_overlap(p, r)
+        for p, r in zip(responses["prompt"], responses["response"], strict=True)
+    ]
+    return {
+        "n_responses": len(responses),
+        "mean_tokens": float(responses["response_tokens"].mean()),
+        "truncated_share": float((responses["finish_reason"] == "length").mean()),
+        "mean_prompt_overlap": float(np.mean(overlap)),
+        "mean_repetition": float(loops.mean()),
+        "loop_share": float((loops >= LOOP_SHARE).mean()),
+    }
+
+
 def judge_against(
     judge: PreferenceModel,
     ours: pd.DataFrame,
@@ -115,6 +155,8 @@ def judge_against(
             "opponent_overlap": [
                 prompt_overlap(p, r) for p, r in zip(prompts, merged["response_opp"], strict=True)
             ],
+            "repetition": merged["response"].map(repetition),
+            "opponent_repetition": merged["response_opp"].map(repetition),
             "score": comparison.score_a if comparison.score_a is not None else nan,
             "opponent_score": comparison.score_b if comparison.score_b is not None else nan,
             "order_flipped": comparison.flipped if comparison.flipped is not None else nan,
@@ -122,9 +164,59 @@ def judge_against(
     )
 
 
-def summarise(judgements: pd.DataFrame, round_number: int, judge_name: str) -> dict:
-    """Metrics per opponent: win rate and mean preference with 95% CIs, lengths."""
-    metrics: dict = {"round": round_number, "judge": judge_name}
+def judges_from(judges_json: str | None, flag_settings: JudgeSettings) -> dict[str, JudgeSettings]:
+    """The evaluation judges: a JSON object of name -> judge settings (as the workflow passes
+    them), else the judge of the stage's flags, named as the training judge."""
+    from sppoflow.config import TRAINING_JUDGE
+
+    if not judges_json:
+        return {TRAINING_JUDGE: flag_settings}
+    try:
+        return {name: JudgeSettings(**values) for name, values in json.loads(judges_json).items()}
+    except (json.JSONDecodeError, TypeError, AttributeError) as error:
+        raise UserError(f"--judges: not a JSON object of judge name -> settings: {error}") from None
+
+
+def judge_all(
+    judges: Mapping[str, JudgeSettings], ours: pd.DataFrame, opponents: Mapping[str, pd.DataFrame]
+) -> pd.DataFrame:
+    """EVAL_JUDGEMENTS rows of every judge against every opponent; one judge in memory at a
+    time."""
+    frames = []
+    for name, settings in judges.items():
+        judge = build_judge(settings)
+        for opponent, theirs in opponents.items():
+            frames.append(judge_against(judge, ours, theirs, opponent).assign(judge=name))
+        del judge
+        gc.collect()
+    return pd.concat(frames, ignore_index=True)
+
+
+def summarise(
+    judgements: pd.DataFrame,
+    round_number: int,
+    backends: Mapping[str, str],
+    method: str | None = None,
+) -> dict:
+    """Metrics per judge and opponent: win rate and mean preference with 95% CIs, lengths.
+
+    The first judge of ``backends`` (name -> backend) is the primary one: its verdicts also
+    stand at the top level (``judge``, ``vs_base``, ``vs_previous``)."""
+    primary = next(iter(backends))
+    by_judge = {
+        name: {"backend": backend, **verdicts(judgements[judgements["judge"] == name])}
+        for name, backend in backends.items()
+    }
+    metrics: dict = {"round": round_number, "method": method}
+    metrics.update(judge=backends[primary], judge_name=primary)
+    metrics.update({k: v for k, v in by_judge[primary].items() if k != "backend"})
+    metrics["judges"] = by_judge
+    return metrics
+
+
+def verdicts(judgements: pd.DataFrame) -> dict:
+    """One judge's metrics per opponent (vs_<opponent>)."""
+    metrics: dict = {}
     for opponent, rows in judgements.groupby("opponent", sort=False):
         win_rate, win_low, win_high = mean_with_ci(rows["outcome"].to_numpy())
         prob, prob_low, prob_high = mean_with_ci(rows["prob"].to_numpy())

@@ -11,25 +11,31 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 import duckdb
 import pandas as pd
 
+from sppoflow.errors import UserError
 from sppoflow.tables import SAMPLES, read_table
 
-# view name -> (file pattern under results/, whether the round comes from the path)
+# view name -> (file under a round's folder, the rounds that every method shares when methods
+# run side by side: round 0 is the base model, round 1 samples it for every method)
 VIEWS = {
-    "samples": "results/iter*/samples.parquet",
-    "preferences": "results/iter*/preferences.parquet",
-    "responses": "results/iter*/responses.parquet",
-    "pairs": "results/iter*/pairs.parquet",
-    "aggregate_stats": "results/iter*/aggregate_stats.parquet",
-    "eval_responses": "results/iter*/eval/responses.parquet",
-    "eval_judgements": "results/iter*/eval/judgements.parquet",
-    "train_log": "results/iter*/train_log.csv",
+    "samples": ("samples.parquet", (1,)),
+    "preferences": ("preferences.parquet", (1,)),
+    "responses": ("responses.parquet", (1,)),
+    "pairs": ("pairs.parquet", (1,)),
+    "aggregate_stats": ("aggregate_stats.parquet", (1,)),
+    "eval_responses": ("eval/responses.parquet", (0,)),
+    "eval_judgements": ("eval/judgements.parquet", ()),
+    "train_log": ("train_log.csv", ()),
 }
-ROUND_FROM_PATH = "CAST(regexp_extract(filename, 'iter(\\d+)', 1) AS INTEGER)"
+HEAD_TO_HEAD = "results/methods/head_to_head/judgements.parquet"
+# the last iter<t>/ of the path (a method may be named iter5)
+ROUND_FROM_PATH = "CAST(regexp_extract(filename, '.*iter(\\d+)/', 1) AS INTEGER)"
+NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]*$")
 
 
 def alpaca_eval_records(responses_path: Path, generator: str) -> list[dict]:
@@ -48,33 +54,72 @@ def write_alpaca_eval(responses_path: Path, generator: str, out: Path) -> None:
     os.replace(partial, out)
 
 
-def view_sql(name: str, pattern: str) -> str:
+def _reader(pattern: str) -> str:
     reader = "read_csv_auto" if pattern.endswith(".csv") else "read_parquet"
-    return (
-        f"CREATE OR REPLACE VIEW {name} AS SELECT {ROUND_FROM_PATH} AS round, * EXCLUDE (filename) "
-        f"FROM {reader}('{pattern}', filename = true)"
-    )
+    return f"{reader}('{pattern}', filename = true)"
 
 
-def write_database(out: Path, workdir: Path = Path(".")) -> list[str]:
-    """Create the views (those whose files exist) and return their names."""
+def view_sql(db, name: str, parts: list[tuple[str, list[str]]]) -> str:
+    """A view over (file pattern, methods it belongs to) parts: each part's rows once per
+    method, with the method and the round (from the path) as the first columns."""
+    selects = []
+    for pattern, methods in parts:
+        columns = db.execute(f"SELECT * FROM {_reader(pattern)} LIMIT 0").df().columns
+        dropped = ", ".join(c for c in ("filename", "method", "round") if c in columns)
+        values = ", ".join(f"('{m}')" for m in methods)
+        selects.append(
+            f"SELECT m.method, {ROUND_FROM_PATH} AS round, f.* EXCLUDE ({dropped}) "
+            f"FROM {_reader(pattern)} AS f CROSS JOIN (VALUES {values}) AS m(method)"
+        )
+    return f"CREATE OR REPLACE VIEW {name} AS " + " UNION ALL BY NAME ".join(selects)
+
+
+def view_parts(file: str, shared_rounds: tuple, methods: list[tuple[str, str]]):
+    """(pattern, methods) for a view's file: a single method's rounds all under results/;
+    side by side, the shared rounds there (every method's) and each method's own folder."""
+    if len(methods) == 1:
+        return [(f"results/iter*/{file}", [methods[0][0]])]
+    names = [name for name, _ in methods]
+    parts = [(f"results/iter{r}/{file}", names) for r in shared_rounds]
+    return parts + [(f"results/{chain}iter*/{file}", [name]) for name, chain in methods]
+
+
+def write_database(
+    out: Path, workdir: Path = Path("."), methods: list[tuple[str, str]] | None = None
+) -> list[str]:
+    """Create the views (those whose files exist) and return their names. ``methods`` are
+    (name, chain) pairs: a chain is the folder prefix of the method's rounds under results/
+    ("" for a single method, "methods/<name>/" side by side); default one method, "sppo"."""
+    methods = methods or [("sppo", "")]
+    for name, chain in methods:
+        if not NAME.match(name) or chain not in ("", f"methods/{name}/"):
+            raise UserError(f"not a method name and folder: {name!r}, {chain!r}")
     partial = out.with_name(out.name + ".partial")
     partial.unlink(missing_ok=True)
     made: list[str] = []
     with duckdb.connect(str(partial)) as db:
-        for name, pattern in VIEWS.items():
-            if not list(workdir.glob(pattern)):
-                continue
-            db.execute(view_sql(name, pattern))
-            made.append(name)
+        for name, (file, shared_rounds) in VIEWS.items():
+            parts = [
+                (pattern, owners)
+                for pattern, owners in view_parts(file, shared_rounds, methods)
+                if list(workdir.glob(pattern))
+            ]
+            if parts:
+                db.execute(view_sql(db, name, parts))
+                made.append(name)
         if "eval_judgements" in made:
             db.execute(
-                "CREATE OR REPLACE VIEW win_rates AS SELECT round, opponent, count(*) AS prompts,"
-                " avg(outcome) AS win_rate, avg(prob) AS mean_prob, avg(tokens) AS tokens,"
-                " avg(opponent_tokens) AS opponent_tokens FROM eval_judgements"
-                " GROUP BY round, opponent ORDER BY round, opponent"
+                "CREATE OR REPLACE VIEW win_rates AS SELECT method, round, judge, opponent,"
+                " count(*) AS prompts, avg(outcome) AS win_rate, avg(prob) AS mean_prob,"
+                " avg(tokens) AS tokens, avg(opponent_tokens) AS opponent_tokens"
+                " FROM eval_judgements GROUP BY method, round, judge, opponent"
+                " ORDER BY method, round, judge, opponent"
             )
             made.append("win_rates")
+        if (workdir / HEAD_TO_HEAD).is_file():
+            reader = f"read_parquet('{HEAD_TO_HEAD}')"
+            db.execute(f"CREATE OR REPLACE VIEW head_to_head AS SELECT * FROM {reader}")
+            made.append("head_to_head")
     os.replace(partial, out)
     return made
 

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from sppoflow.summary import rank_correlation
+from sppoflow.summary import primary_against_base, rank_correlation
 from sppoflow.tables import EVAL_JUDGEMENTS, PAIRS, SAMPLES, read_table
 from sppoflow.versions import package_versions
 
@@ -45,37 +45,49 @@ def _page(title: str, body: str) -> str:
     )
 
 
-def read_metrics(paths: Sequence[Path]) -> list[dict]:
-    return sorted((json.loads(Path(p).read_text()) for p in paths), key=lambda m: m["round"])
-
-
 # -- per round -------------------------------------------------------------------------------
 
 
-def training_curves(log_path: Path, round_number: int, out: Path) -> None:
-    """Loss, log-ratios against their targets, learning rate and gradient norm per step."""
+def training_curves(log_path: Path, title: str, out: Path) -> None:
+    """Loss, log-ratios against their targets, the winner-loser margin (the implicit reward
+    margin DPO and IPO train) and its accuracy, learning rate and gradient norm per step."""
     log = pd.read_csv(log_path)
     with plt.rc_context(STYLE):
-        fig, axes = plt.subplots(1, 4, figsize=(15, 3.4))
+        fig, axes = plt.subplots(2, 3, figsize=(15, 6.4))
+        axes = axes.ravel()
         axes[0].plot(log["step"], log["loss"], color="black")
         axes[0].set(title="loss", xlabel="step")
         for name, color in (("winner", "tab:green"), ("loser", "tab:red")):
             axes[1].plot(log["step"], log[f"logratio_{name}"], color=color, label=f"{name}")
-            axes[1].plot(
-                log["step"], log[f"target_{name}"], color=color, ls="--", label=f"{name} target"
-            )
+            if log[f"target_{name}"].notna().any():
+                axes[1].plot(
+                    log["step"], log[f"target_{name}"], color=color, ls="--", label=f"{name} target"
+                )
         axes[1].axhline(0, color="grey", lw=0.5)
         axes[1].set(title="log pi/pi_t against targets", xlabel="step")
         axes[1].legend(fontsize=7)
-        axes[2].plot(log["step"], log["learning_rate"], color="tab:blue")
-        axes[2].set(title="learning rate", xlabel="step")
-        axes[3].plot(log["step"], log["grad_norm"], color="tab:purple")
-        axes[3].set(title="gradient norm (before clipping)", xlabel="step")
-        fig.suptitle(f"Round {round_number}: training")
+        if "reward_margin" in log:  # logs written before the baselines lack these columns
+            margin = log["logratio_winner"] - log["logratio_loser"]
+            axes[2].plot(log["step"], margin, color="tab:olive", label="h = l_w - l_l")
+            if log["target_margin"].notna().any():
+                axes[2].plot(
+                    log["step"], log["target_margin"], color="tab:olive", ls="--", label="target"
+                )
+            axes[2].axhline(0, color="grey", lw=0.5)
+            axes[2].legend(fontsize=7)
+            axes[3].plot(log["step"], log["reward_accuracy"], color="tab:cyan")
+            axes[3].set(ylim=(-0.05, 1.05))
+        axes[2].set(title="winner-loser log-ratio margin", xlabel="step")
+        axes[3].set(title="reward accuracy (share of pairs with h > 0)", xlabel="step")
+        axes[4].plot(log["step"], log["learning_rate"], color="tab:blue")
+        axes[4].set(title="learning rate", xlabel="step")
+        axes[5].plot(log["step"], log["grad_norm"], color="tab:purple")
+        axes[5].set(title="gradient norm (before clipping)", xlabel="step")
+        fig.suptitle(f"{title}: training")
         _save(fig, out)
 
 
-def win_rate_estimates(pairs_path: Path, stats_path: Path, round_number: int, out: Path) -> None:
+def win_rate_estimates(pairs_path: Path, stats_path: Path, title: str, out: Path) -> None:
     """Distribution of the estimated win rates of the trained winners and losers."""
     pairs = read_table(pairs_path, PAIRS)
     stats = pd.read_parquet(stats_path).iloc[0]
@@ -88,7 +100,7 @@ def win_rate_estimates(pairs_path: Path, stats_path: Path, round_number: int, ou
         ax.axvline(0.5, color="grey", lw=0.8)
         ax.set(xlabel="estimated win rate against the policy", ylabel="prompts")
         ax.set_title(
-            f"Round {round_number}: {len(pairs)} pairs; judge saw no difference on "
+            f"{title}: {len(pairs)} pairs; judge saw no difference on "
             f"{no_difference:.0%} of {int(stats['n_prompts'])} prompts",
             fontsize=9,
         )
@@ -99,89 +111,228 @@ def win_rate_estimates(pairs_path: Path, stats_path: Path, round_number: int, ou
 # -- across rounds ---------------------------------------------------------------------------
 
 
+def method_of(metrics: dict) -> str:
+    return metrics.get("method") or "policy"
+
+
+def by_method(metrics: list[dict]) -> dict[str, list[dict]]:
+    """Each method's metrics in round order, methods in the order first seen."""
+    grouped: dict[str, list[dict]] = {}
+    for m in metrics:
+        grouped.setdefault(method_of(m), []).append(m)
+    return {name: sorted(rows, key=lambda m: m["round"]) for name, rows in grouped.items()}
+
+
+def judges_of(m: dict) -> dict[str, dict]:
+    """A round's verdicts per judge (metrics of a single judge have no "judges" entry)."""
+    return m.get("judges") or {m.get("judge_name", "training"): {**m, "backend": m["judge"]}}
+
+
+def _ci(v: dict, key: str) -> str:
+    if v.get(key) is None:
+        return ""
+    return f"[{v[f'{key}_ci_low']:.3f}, {v[f'{key}_ci_high']:.3f}]"
+
+
 def win_rate_table(metrics: list[dict]) -> pd.DataFrame:
     rows = []
     for m in metrics:
-        for opponent in ("base", "previous"):
-            v = m.get(f"vs_{opponent}")
-            if not v:
-                continue
-            rows.append(
-                {
-                    "round": m["round"],
-                    "against": "base model" if opponent == "base" else f"round {m['round'] - 1}",
-                    "win rate": v["win_rate"],
-                    "95% CI": f"[{v['win_rate_ci_low']:.3f}, {v['win_rate_ci_high']:.3f}]",
-                    "length-controlled": v.get("lc_win_rate"),
-                    "LC 95% CI": f"[{v['lc_win_rate_ci_low']:.3f}, {v['lc_win_rate_ci_high']:.3f}]"
-                    if v.get("lc_win_rate") is not None
-                    else "",
-                    "wins / ties / losses": f"{v['wins']} / {v['ties']} / {v['losses']}",
-                    "mean P": v["mean_prob"],
-                    "tokens (round / opponent)": f"{v['mean_tokens']:.0f} / "
-                    f"{v['mean_opponent_tokens']:.0f}",
-                }
-            )
+        for judge, verdicts in judges_of(m).items():
+            for opponent in ("base", "previous"):
+                v = verdicts.get(f"vs_{opponent}")
+                if not v:
+                    continue
+                rows.append(
+                    {
+                        "method": method_of(m),
+                        "round": m["round"],
+                        "judge": f"{judge} ({verdicts['backend']})",
+                        "against": "base model"
+                        if opponent == "base"
+                        else f"round {m['round'] - 1}",
+                        "win rate": v["win_rate"],
+                        "95% CI": _ci(v, "win_rate"),
+                        "length-controlled": v.get("lc_win_rate"),
+                        "LC 95% CI": _ci(v, "lc_win_rate"),
+                        "wins / ties / losses": f"{v['wins']} / {v['ties']} / {v['losses']}",
+                        "mean P": v["mean_prob"],
+                        "tokens (round / opponent)": f"{v['mean_tokens']:.0f} / "
+                        f"{v['mean_opponent_tokens']:.0f}",
+                    }
+                )
     return pd.DataFrame(rows)
 
 
+OBJECTIVE_COLUMNS = {
+    "mean_tokens": "mean tokens",
+    "truncated_share": "cut at max tokens",
+    "mean_prompt_overlap": "prompt words repeated",
+    "mean_repetition": "repeated 4-grams",
+    "loop_share": "repetition loops",
+}
+
+
+def objective_table(metrics: list[dict]) -> pd.DataFrame:
+    """Measures that need no judge, per method and round; round 0 is the base model."""
+    rows = []
+    for m in metrics:
+        objective = m.get("objective")
+        if not objective:
+            continue
+        if not rows:
+            rows.append({"method": "base model", "round": 0, **objective["base"]})
+        rows.append({"method": method_of(m), "round": m["round"], **objective["round"]})
+    if not rows:
+        return pd.DataFrame()
+    table = pd.DataFrame(rows).rename(columns=OBJECTIVE_COLUMNS)
+    return table[["method", "round", *OBJECTIVE_COLUMNS.values()]]
+
+
 def win_rates(metrics: list[dict], png: Path, table_html: Path) -> None:
-    rounds = [m["round"] for m in metrics]
+    """Win rate against the base per round, per method and judge (one panel a judge), with
+    95% CIs; the length-controlled rate dashed; with one method also against the previous
+    round."""
+    methods = by_method(metrics)
+    judges = list(judges_of(metrics[0]))
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     with plt.rc_context(STYLE):
-        fig, ax = plt.subplots(figsize=(6.5, 3.6))
-        for offset, opponent, color, label in (
-            (-0.08, "base", "tab:blue", "against the base model"),
-            (0.08, "previous", "tab:orange", "against the previous round"),
-        ):
-            values = [m[f"vs_{opponent}"] for m in metrics]
-            rate = np.array([v["win_rate"] for v in values])
-            low = rate - np.array([v["win_rate_ci_low"] for v in values])
-            high = np.array([v["win_rate_ci_high"] for v in values]) - rate
-            x = np.array(rounds) + offset
-            ax.errorbar(x, rate, yerr=[low, high], fmt="o-", color=color, capsize=4, label=label)
-        ax.axhline(0.5, color="grey", lw=0.8, ls="--")
-        ax.set(xlabel="round", ylabel="win rate (ties half), 95% CI", ylim=(0, 1), xticks=rounds)
-        ax.legend(fontsize=8)
+        fig, axes = plt.subplots(1, len(judges), figsize=(6.5 * len(judges), 3.8), squeeze=False)
+        for ax, judge in zip(axes[0], judges, strict=True):
+            lines = [(name, "base", rows) for name, rows in methods.items()]
+            if len(methods) == 1:
+                lines.append((next(iter(methods)), "previous", next(iter(methods.values()))))
+            for n, (name, opponent, rows) in enumerate(lines):
+                values = [judges_of(m)[judge][f"vs_{opponent}"] for m in rows]
+                x = np.array([m["round"] for m in rows]) + 0.06 * (n - (len(lines) - 1) / 2)
+                rate = np.array([v["win_rate"] for v in values])
+                low = rate - np.array([v["win_rate_ci_low"] for v in values])
+                high = np.array([v["win_rate_ci_high"] for v in values]) - rate
+                against = "base" if opponent == "base" else "previous round"
+                label = (
+                    f"{name} vs {against}"
+                    if len(methods) > 1 or opponent != "base"
+                    else (f"vs {against}")
+                )
+                ax.errorbar(
+                    x,
+                    rate,
+                    yerr=[low, high],
+                    fmt="o-",
+                    color=colors[n % len(colors)],
+                    capsize=4,
+                    label=label,
+                )
+                lc = [v.get("lc_win_rate") for v in values]
+                if opponent == "base" and None not in lc:
+                    ax.plot(
+                        x,
+                        lc,
+                        ls="--",
+                        marker="x",
+                        color=colors[n % len(colors)],
+                        label=f"{label}, length-controlled",
+                    )
+            ax.axhline(0.5, color="grey", lw=0.8, ls=":")
+            rounds = sorted({m["round"] for m in metrics})
+            backend = judges_of(metrics[0])[judge]["backend"]
+            ax.set(
+                xlabel="round",
+                ylabel="win rate (ties half), 95% CI",
+                ylim=(0, 1),
+                xticks=rounds,
+                title=f"judge: {judge} ({backend})",
+            )
+            ax.legend(fontsize=7)
         _save(fig, png)
-    table = win_rate_table(metrics)
-    body = table.to_html(index=False, float_format=lambda v: f"{v:.3f}", border=0)
+    body = win_rate_table(metrics).to_html(index=False, float_format=lambda v: f"{v:.3f}", border=0)
+    objective = objective_table(metrics)
+    if len(objective):
+        body += (
+            "<h3>Measures that need no judge</h3>"
+            + objective.to_html(index=False, float_format=lambda v: f"{v:.3f}", border=0)
+            + "<p>Shares of the held-out responses: cut at max_new_tokens; the prompt's "
+            "content words repeated; word 4-grams that repeat an earlier one; loops (at least "
+            "half the 4-grams repeated). Round 0 is the base model.</p>"
+        )
     table_html.write_text(_page("Win rates per round", body))
 
 
 def lengths(metrics: list[dict], png: Path) -> None:
-    """Response length per round, and the raw against the length-controlled win rate."""
-    rounds = [0] + [m["round"] for m in metrics]
-    tokens = [metrics[0]["vs_base"]["mean_opponent_tokens"]] + [
-        m["vs_base"]["mean_tokens"] for m in metrics
-    ]
+    """Response length per round, and the raw against the length-controlled win rate (the
+    primary judge, against the base), per method."""
+    methods = by_method(metrics)
+    base_tokens = metrics[0]["vs_base"]["mean_opponent_tokens"]
     with plt.rc_context(STYLE):
         fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.6))
-        left.bar(rounds, tokens, color=["grey"] + ["tab:blue"] * len(metrics))
+        for n, (name, rows) in enumerate(methods.items()):
+            rounds = [0] + [m["round"] for m in rows]
+            tokens = [base_tokens] + [m["vs_base"]["mean_tokens"] for m in rows]
+            left.plot(rounds, tokens, "o-", label=name)
+            for kind, key, ls in (
+                ("raw", "win_rate", "-"),
+                ("length-controlled", "lc_win_rate", "--"),
+            ):
+                values = [m["vs_base"] for m in rows]
+                rate = np.array([v[key] for v in values])
+                low = rate - np.array([v[f"{key}_ci_low"] for v in values])
+                high = np.array([v[f"{key}_ci_high"] for v in values]) - rate
+                x = np.array(rounds[1:]) + (-0.06 if kind == "raw" else 0.06) + 0.02 * n
+                right.errorbar(
+                    x,
+                    rate,
+                    yerr=[low, high],
+                    fmt="o",
+                    ls=ls,
+                    capsize=4,
+                    color=f"C{n}",
+                    label=f"{name}, {kind}",
+                )
+        rounds = sorted({0} | {m["round"] for m in metrics})
         left.set(xlabel="round (0 = base model)", ylabel="mean response tokens", xticks=rounds)
-        for name, key, color in (
-            ("raw", "win_rate", "tab:blue"),
-            ("length-controlled", "lc_win_rate", "tab:green"),
-        ):
-            values = [m["vs_base"] for m in metrics]
-            rate = np.array([v[key] for v in values])
-            low = rate - np.array([v[f"{key}_ci_low"] for v in values])
-            high = np.array([v[f"{key}_ci_high"] for v in values]) - rate
-            x = np.array(rounds[1:]) + (-0.06 if name == "raw" else 0.06)
-            right.errorbar(x, rate, yerr=[low, high], fmt="o-", color=color, capsize=4, label=name)
-        right.axhline(0.5, color="grey", lw=0.8, ls="--")
+        left.legend(fontsize=7)
+        right.axhline(0.5, color="grey", lw=0.8, ls=":")
         right.set(xlabel="round", ylabel="win rate against the base", ylim=(0, 1))
         right.set_xticks(rounds[1:])
-        right.legend(fontsize=8)
+        right.legend(fontsize=7)
         _save(fig, png)
 
 
-def judge_rewards(judgement_paths: Sequence[Path], rounds: Sequence[int], png: Path) -> None:
-    """What the judge rewards: its score (or verdict) against length and prompt repetition,
-    and for pairwise judges how often swapping the pair flips the verdict."""
+def head_to_head(metrics_path: Path, table_html: Path) -> None:
+    """The methods' final rounds against each other, per judge."""
+    metrics = json.loads(Path(metrics_path).read_text())
+    rows = []
+    for pair in metrics["pairs"]:
+        for judge, v in pair["judges"].items():
+            rows.append(
+                {
+                    "method": pair["method"],
+                    "against": pair["opponent"],
+                    "judge": judge,
+                    "win rate": v["win_rate"],
+                    "95% CI": _ci(v, "win_rate"),
+                    "length-controlled": v.get("lc_win_rate"),
+                    "LC 95% CI": _ci(v, "lc_win_rate"),
+                    "wins / ties / losses": f"{v['wins']} / {v['ties']} / {v['losses']}",
+                    "tokens (method / against)": f"{v['mean_tokens']:.0f} / "
+                    f"{v['mean_opponent_tokens']:.0f}",
+                }
+            )
+    body = pd.DataFrame(rows).to_html(index=False, float_format=lambda v: f"{v:.3f}", border=0)
+    body += (
+        f"<p>Round {metrics['round']} of each method, on the same held-out prompts; a win "
+        "rate above 0.5 favours the method of the row.</p>"
+    )
+    table_html.write_text(_page("The methods head to head", body))
+
+
+def judge_rewards(judgement_paths: Sequence[Path], rounds: Sequence, png: Path) -> None:
+    """What the (primary) judge rewards: its score (or verdict) against length and prompt
+    repetition, and for pairwise judges how often swapping the pair flips the verdict.
+    ``rounds`` label the files: round numbers, or "method, round" names."""
     frames = []
     for path, round_number in zip(judgement_paths, rounds, strict=True):
-        rows = read_table(path, EVAL_JUDGEMENTS)
-        frames.append(rows[rows["opponent"] == "base"].assign(round=round_number))
+        rows = primary_against_base(read_table(path, EVAL_JUDGEMENTS))
+        frames.append(rows.assign(round=round_number))
     data = pd.concat(frames, ignore_index=True)
     pointwise = data["score"].notna().all()
     with plt.rc_context(STYLE):
@@ -193,8 +344,8 @@ def judge_rewards(judgement_paths: Sequence[Path], rounds: Sequence[int], png: P
                 ("base", base["opponent_tokens"], base["opponent_overlap"], base["opponent_score"])
             ]
             points += [
-                (f"round {r}", g["tokens"], g["overlap"], g["score"])
-                for r, g in data.groupby("round")
+                (_round_label(r), g["tokens"], g["overlap"], g["score"])
+                for r, g in data.groupby("round", sort=False)
             ]
             for label, tokens, overlap, score in points:
                 axes[0].scatter(tokens, score, s=10, alpha=0.6, label=label)
@@ -207,8 +358,10 @@ def judge_rewards(judgement_paths: Sequence[Path], rounds: Sequence[int], png: P
         else:
             length_gap = data["tokens"] - data["opponent_tokens"]
             overlap_gap = data["overlap"] - data["opponent_overlap"]
-            for r, g in data.groupby("round"):
-                axes[0].scatter(length_gap[g.index], g["prob"], s=10, alpha=0.6, label=f"round {r}")
+            for r, g in data.groupby("round", sort=False):
+                axes[0].scatter(
+                    length_gap[g.index], g["prob"], s=10, alpha=0.6, label=_round_label(r)
+                )
                 axes[1].scatter(overlap_gap[g.index], g["prob"], s=10, alpha=0.6)
             corr_len = rank_correlation(data["prob"], length_gap)
             corr_overlap = rank_correlation(data["prob"], overlap_gap)
@@ -220,11 +373,16 @@ def judge_rewards(judgement_paths: Sequence[Path], rounds: Sequence[int], png: P
         if pointwise:
             fig.suptitle("pointwise judge: swapping a pair cannot flip its verdict", fontsize=9)
         else:
-            flips = data.groupby("round")["order_flipped"].mean()
-            axes[2].bar(flips.index, flips.values, color="tab:purple")
-            axes[2].set(xlabel="round", ylabel="share of verdicts", ylim=(0, 1), xticks=flips.index)
+            flips = data.groupby("round", sort=False)["order_flipped"].mean()
+            axes[2].bar(range(len(flips)), flips.values, color="tab:purple")
+            axes[2].set_xticks(range(len(flips)), [str(r) for r in flips.index], fontsize=7)
+            axes[2].set(xlabel="round", ylabel="share of verdicts", ylim=(0, 1))
             axes[2].set_title("verdict flips when the pair is swapped", fontsize=9)
         _save(fig, png)
+
+
+def _round_label(label) -> str:
+    return label if isinstance(label, str) else f"round {label}"
 
 
 def _corr(value: float) -> str:
@@ -232,12 +390,13 @@ def _corr(value: float) -> str:
 
 
 def examples(
-    base_path: Path, round_paths: Sequence[Path], rounds: Sequence[int], out: Path, n: int = 8
+    base_path: Path, round_paths: Sequence[Path], rounds: Sequence, out: Path, n: int = 8
 ) -> None:
-    """Prompt, base answer and each round's answer, for the first n evaluation prompts."""
+    """Prompt, base answer and each round's (of each method's) answer, for the first n
+    evaluation prompts; ``rounds`` label the files (numbers, or "method, round" names)."""
     base = read_table(base_path, SAMPLES).set_index("prompt_id")
     answers = [read_table(p, SAMPLES).set_index("prompt_id")["response"] for p in round_paths]
-    head = "".join(f"<th>round {r}</th>" for r in rounds)
+    head = "".join(f"<th>{html.escape(_round_label(r))}</th>" for r in rounds)
     rows = []
     for prompt_id in sorted(base.index)[:n]:
         cells = [base.at[prompt_id, "prompt"], base.at[prompt_id, "response"]]
@@ -254,12 +413,13 @@ def examples(
     out.write_text(_page("Example responses", body))
 
 
-def config_page(config: dict, out: Path, training: dict[int, dict] | None = None) -> None:
+def config_page(config: dict, out: Path, training: dict | None = None) -> None:
     """The validated config, and package versions: of this report job and, from each round's
-    model/sppo_training.json, of the environment that trained it (rules may differ in env)."""
+    model/sppo_training.json (keyed by round number or "method, round" name), of the
+    environment that trained it (rules may differ in env)."""
     columns = {"report job": package_versions()}
-    for round_number, summary in sorted((training or {}).items()):
-        columns[f"round {round_number} training"] = summary.get("versions", {})
+    for label, summary in (training or {}).items():
+        columns[f"{_round_label(label)} training"] = summary.get("versions", {})
     names = list(dict.fromkeys(name for versions in columns.values() for name in versions))
     head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
     rows = "".join(

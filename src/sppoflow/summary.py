@@ -1,4 +1,5 @@
-"""The summary stage: one table across rounds, and what the judge rewards in practice."""
+"""The summary stage: one table across rounds (and methods), and what the judge rewards in
+practice."""
 
 from __future__ import annotations
 
@@ -20,7 +21,8 @@ def _read_json(path: Path) -> dict:
 
 def round_row(metrics_path: Path, stats_path: Path, log_path: Path) -> dict:
     metrics = _read_json(metrics_path)
-    row: dict = {"round": metrics["round"], "judge": metrics["judge"]}
+    row: dict = {"method": metrics.get("method"), "round": metrics["round"]}
+    row["judge"] = metrics["judge"]
     for opponent in ("base", "previous"):
         m = metrics.get(f"vs_{opponent}")
         if not m:
@@ -31,6 +33,13 @@ def round_row(metrics_path: Path, stats_path: Path, log_path: Path) -> dict:
         for key in ("lc_win_rate", "lc_win_rate_ci_low", "lc_win_rate_ci_high", "length_coef"):
             row[f"{key}_vs_{opponent}"] = m.get(key)
         row[f"mean_prob_vs_{opponent}"] = m["mean_prob"]
+    for name, verdicts in metrics.get("judges", {}).items():
+        if name != metrics.get("judge_name") and "vs_base" in verdicts:
+            row[f"win_rate_vs_base_{name}"] = verdicts["vs_base"]["win_rate"]
+            row[f"lc_win_rate_vs_base_{name}"] = verdicts["vs_base"].get("lc_win_rate")
+    for key, value in metrics.get("objective", {}).get("round", {}).items():
+        if key != "n_responses":
+            row[f"eval_{key}"] = value
     base = metrics["vs_base"]
     row.update(
         n_eval_prompts=base["n_prompts"],
@@ -56,6 +65,7 @@ def round_row(metrics_path: Path, stats_path: Path, log_path: Path) -> dict:
         train_loss_last=float(last["loss"]),
         logratio_winner_last=float(last["logratio_winner"]),
         logratio_loser_last=float(last["logratio_loser"]),
+        reward_accuracy_last=float(last.get("reward_accuracy", float("nan"))),
     )
     return row
 
@@ -65,13 +75,21 @@ def rank_correlation(a: pd.Series, b: pd.Series) -> float:
     return float(a.rank().corr(b.rank()))
 
 
-def judge_rewards(judgements_path: Path, round_number: int) -> dict:
-    """How the judge's verdict against the base moves with length and with prompt overlap."""
-    rows = pd.read_parquet(judgements_path)
+def primary_against_base(rows: pd.DataFrame) -> pd.DataFrame:
+    """The primary (first) judge's verdicts against the base model."""
     rows = rows[rows["opponent"] == "base"]
+    if "judge" in rows:
+        rows = rows[rows["judge"] == rows["judge"].iloc[0]]
+    return rows
+
+
+def judge_rewards(judgements_path: Path, round_number: int, method: str | None = None) -> dict:
+    """How the judge's verdict against the base moves with length and with prompt overlap."""
+    rows = primary_against_base(pd.read_parquet(judgements_path))
     length_gap = rows["tokens"] - rows["opponent_tokens"]
     overlap_gap = rows["overlap"] - rows["opponent_overlap"]
     result = {
+        "method": method,
         "round": round_number,
         "corr_prob_length_gap": rank_correlation(rows["prob"], length_gap),
         "corr_prob_overlap_gap": rank_correlation(rows["prob"], overlap_gap),
@@ -94,6 +112,10 @@ def summarise_rounds(
         raise UserError("summary needs the same number of metrics, stats, logs and judgement files")
     table = pd.DataFrame([round_row(*paths) for paths in zip(metrics, stats, logs, strict=True)])
     rewards = pd.DataFrame(
-        [judge_rewards(path, n) for path, n in zip(judgements, table["round"], strict=True)]
+        [
+            judge_rewards(path, n, method)
+            for path, n, method in zip(judgements, table["round"], table["method"], strict=True)
+        ]
     )
-    return table.sort_values("round"), rewards.sort_values("round")
+    # rows stay in the order given (each method's rounds in turn)
+    return table, rewards

@@ -1,4 +1,6 @@
-"""The train stage: fit pi_theta to the SPPO targets, starting from the round's policy pi_t.
+"""The train stage: fit pi_theta to the round's preferences, starting from its policy pi_t.
+
+The objective is SPPO's (or, for the paper's baselines, DPO's or IPO's; ``sppoflow.loss``).
 
 Built on transformers' Trainer, so mixed precision, gradient accumulation, checkpointing,
 resume and multi-GPU launch (``accelerate launch``) come from it. The reference pi_t is the
@@ -32,7 +34,16 @@ from sppoflow.devices import bf16_supported, resolve_device
 from sppoflow.errors import UserError, check_choice
 from sppoflow.logprobs import response_logps
 from sppoflow.lora import add_lora_adapters, save_merged
-from sppoflow.loss import LOSSES, pair_targets, sppo_general_loss, sppo_pair_loss
+from sppoflow.loss import (
+    LOSSES,
+    MARGIN_LOSSES,
+    dpo_loss,
+    implicit_reward,
+    ipo_loss,
+    pair_targets,
+    sppo_general_loss,
+    sppo_pair_loss,
+)
 from sppoflow.models import cast_saved_weights, disk_dtype, dtype_name, folder_dtype
 from sppoflow.run_state import keep_for_run
 from sppoflow.tracking import (
@@ -62,17 +73,23 @@ LOG_COLUMNS = (
     "logratio_loser",
     "target_winner",
     "target_loser",
+    "target_margin",
+    "reward_margin",
+    "reward_accuracy",
 )
 
 
 @dataclass
 class TrainSettings:
-    loss: str = setting("sppo", "SPPO loss variant", LOSSES)
+    loss: str = setting("sppo", "SPPO variant, or a baseline: dpo, ipo", LOSSES)
     pairs: str = setting(
         "winner_loser", "train the winner/loser pair or all K responses", PAIR_MODES
     )
     eta: float = setting(1000.0, "eta of the SPPO target eta * (P - 1/2); beta = 1/eta")
-    beta: float | None = setting(None, "beta = 1/eta; when set, it fixes eta")
+    beta: float | None = setting(
+        None, "SPPO: beta = 1/eta, when set it fixes eta; dpo: DPO's beta (required)"
+    )
+    tau: float | None = setting(None, "ipo: IPO's tau, target margin 1/(2 tau) (required)")
     optimizer: str = setting("rmsprop", "optimizer", list(OPTIMIZERS))
     learning_rate: float = setting(5e-7, "peak learning rate")
     lr_scheduler: str = setting("linear", "learning-rate schedule after warmup", SCHEDULERS)
@@ -115,6 +132,8 @@ class TrainSettings:
     )
 
     def resolved_eta(self) -> float:
+        if self.loss in MARGIN_LOSSES:
+            return float("nan")  # DPO and IPO have no eta
         if self.beta is not None:
             if self.beta <= 0:
                 raise UserError(f"train.beta must be positive, got {self.beta}")
@@ -132,12 +151,35 @@ class TrainSettings:
         check_choice("train.save_dtype", self.save_dtype, SAVE_DTYPES)
         if self.pairs == "all" and self.loss != "sppo":
             raise UserError(
-                f"train.pairs=all trains the general objective: set train.loss=sppo ({self.loss})"
+                f"train.pairs=all trains SPPO's general objective: set train.loss=sppo "
+                f"(not {self.loss})"
             )
         if self.max_prompt_length >= self.max_length:
             raise UserError("train.max_prompt_length must be smaller than train.max_length")
         self.resolved_eta()
+        self.reward_beta()
         self.reporters()
+
+    def reward_beta(self) -> float:
+        """The scale of the implicit reward beta * l_y in the logs: DPO's beta, IPO's tau (as
+        in TRL's IPO logs), 1/eta for SPPO."""
+        if self.loss == "dpo":
+            if self.beta is None or self.beta <= 0:
+                raise UserError("train.loss=dpo needs train.beta > 0 (DPO's beta; 0.1 is common)")
+            return self.beta
+        if self.loss == "ipo":
+            if self.tau is None or self.tau <= 0:
+                raise UserError("train.loss=ipo needs train.tau > 0 (target margin 1/(2 tau))")
+            return self.tau
+        return 1.0 / self.resolved_eta()
+
+    def objective(self) -> str:
+        """The loss and its one parameter, as the logs name them."""
+        if self.loss == "dpo":
+            return f"dpo, beta {self.beta:g}"
+        if self.loss == "ipo":
+            return f"ipo, tau {self.tau:g}"
+        return f"{self.loss}, eta {self.resolved_eta():g}"
 
     def reporters(self) -> list[str]:
         """train.report_to as a list (one value may be given as a plain string), checked."""
@@ -288,12 +330,14 @@ def reference_logps(
 
 
 class SPPOTrainer(Trainer):
-    """Trainer whose loss is SPPO's regression of log-ratios onto the win-rate targets."""
+    """Trainer whose loss is SPPO's regression of log-ratios onto the win-rate targets, or one
+    of the paper's baselines on the winner/loser margin (DPO, IPO)."""
 
     def __init__(self, *args, sppo: TrainSettings, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.sppo = sppo
         self.eta = sppo.resolved_eta()
+        self.reward_beta = sppo.reward_beta()
         self.model_accepts_loss_kwargs = False  # our loss is a mean: scale it for accumulation
         self._step_metrics: dict[str, list[float]] = defaultdict(list)
 
@@ -305,25 +349,41 @@ class SPPOTrainer(Trainer):
                 model, inputs["input_ids"], inputs["attention_mask"], inputs["response_mask"]
             )
         logratio = logps - inputs["ref_logps"]
-        p, role, q = inputs["p"], inputs["role"], inputs["q"]
-        if self.sppo.pairs == "winner_loser":
-            l_w, l_l = logratio[0::2], logratio[1::2]
-            p_w, p_l, q_pair = p[0::2], p[1::2], q[0::2]
-            loss = sppo_pair_loss(l_w, l_l, p_w, p_l, q_pair, self.eta, self.sppo.loss).mean()
-            t_w, t_l = pair_targets(p_w, p_l, q_pair, self.eta, self.sppo.loss)
-        else:
-            loss = sppo_general_loss(logratio, p, self.eta).mean()
-            targets = self.eta * (p - 0.5)
-            l_w, l_l = logratio[role == 1], logratio[role == -1]
-            t_w, t_l = targets[role == 1], targets[role == -1]
+        loss, l_w, l_l, t_w, t_l, t_margin = self.objective(logratio, inputs)
+        margin = implicit_reward(l_w, self.reward_beta) - implicit_reward(l_l, self.reward_beta)
         for name, value in (
             ("logratio_winner", l_w),
             ("logratio_loser", l_l),
             ("target_winner", t_w),
             ("target_loser", t_l),
+            ("target_margin", t_margin),
+            ("reward_margin", margin),
+            ("reward_accuracy", (margin > 0).float()),
         ):
             self._step_metrics[name].append(value.detach().float().mean().item())
         return loss
+
+    def objective(self, logratio: torch.Tensor, inputs: dict) -> tuple[torch.Tensor, ...]:
+        """The loss, the winners' and losers' log-ratios, and what the loss pulls them
+        towards (NaN where it pulls a margin, not each log-ratio; DPO has no target)."""
+        p, role, q = inputs["p"], inputs["role"], inputs["q"]
+        loss_name = self.sppo.loss
+        if self.sppo.pairs == "all":
+            targets = self.eta * (p - 0.5)
+            l_w, l_l = logratio[role == 1], logratio[role == -1]
+            t_w, t_l = targets[role == 1], targets[role == -1]
+            return sppo_general_loss(logratio, p, self.eta).mean(), l_w, l_l, t_w, t_l, t_w - t_l
+        l_w, l_l = logratio[0::2], logratio[1::2]
+        nan = torch.full_like(l_w, float("nan"))
+        if loss_name == "dpo":
+            return dpo_loss(l_w, l_l, self.sppo.beta).mean(), l_w, l_l, nan, nan, nan
+        if loss_name == "ipo":
+            target = torch.full_like(l_w, 1.0 / (2.0 * self.sppo.tau))
+            return ipo_loss(l_w, l_l, self.sppo.tau).mean(), l_w, l_l, nan, nan, target
+        p_w, p_l, q_pair = p[0::2], p[1::2], q[0::2]
+        loss = sppo_pair_loss(l_w, l_l, p_w, p_l, q_pair, self.eta, loss_name).mean()
+        t_w, t_l = pair_targets(p_w, p_l, q_pair, self.eta, loss_name)
+        return loss, l_w, l_l, t_w, t_l, t_w - t_l
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         if "loss" in logs and self._step_metrics:
@@ -671,7 +731,7 @@ def log_plan(
     global_batch = global_batch_size(args, settings)
     log.info(
         "training %d prompts on %d process(es)%s, global batch %d (%d x %d accumulation "
-        "x %d), %d steps per epoch, precision %s, eta %g%s",
+        "x %d), %d steps per epoch, precision %s, %s%s",
         examples,
         args.world_size,
         f" ({torch.distributed.get_backend()})" if torch.distributed.is_initialized() else "",
@@ -681,7 +741,7 @@ def log_plan(
         args.world_size,
         math.ceil(examples / global_batch),
         precision,
-        settings.resolved_eta(),
+        settings.objective(),
         f", LoRA r={settings.lora_r}" if settings.lora else "",
     )
 
@@ -706,7 +766,8 @@ def publish(
     shutil.copyfile(state_dir / "train_log.csv", log_path)
     summary = {
         "settings": asdict(settings),
-        "eta": settings.resolved_eta(),
+        "objective": settings.objective(),
+        "eta": settings.resolved_eta() if settings.loss not in MARGIN_LOSSES else None,
         **record,
         "processes": trainer.args.world_size,
         "global_batch_size": global_batch_size(trainer.args, settings),

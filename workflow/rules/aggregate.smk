@@ -1,15 +1,15 @@
 rule aggregate:
     input:
-        samples="results/iter{it}/samples.parquet",
-        preferences="results/iter{it}/preferences.parquet",
+        samples="results/{chain}iter{it}/samples.parquet",
+        preferences="results/{chain}iter{it}/preferences.parquet",
     output:
-        responses="results/iter{it}/responses.parquet",
-        pairs="results/iter{it}/pairs.parquet",
-        stats="results/iter{it}/aggregate_stats.parquet",
+        responses="results/{chain}iter{it}/responses.parquet",
+        pairs="results/{chain}iter{it}/pairs.parquet",
+        stats="results/{chain}iter{it}/aggregate_stats.parquet",
     log:
-        "results/iter{it}/logs/aggregate.log",
+        "results/{chain}iter{it}/logs/aggregate.log",
     benchmark:
-        "results/iter{it}/benchmarks/aggregate.tsv"
+        "results/{chain}iter{it}/benchmarks/aggregate.tsv"
     params:
         args=aggregate_args,
         script=script("aggregate"),

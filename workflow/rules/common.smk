@@ -10,9 +10,10 @@ SRC = Path(workflow.basedir).parent / "src"
 if str(SRC) not in sys.path:
     sys.path.insert(0, str(SRC))
 
-from sppoflow.config import load_schema, shipped_file, validate as validate_config
+from sppoflow.config import TRAINING_JUDGE, load_schema, shipped_file, validate as validate_config
 from sppoflow.errors import UserError
 from sppoflow.hub import remember_launch_settings
+from sppoflow.methods import method_of_chain, methods as configured_methods
 from sppoflow.placement import placement as job_placement, runtime_for
 
 try:
@@ -25,6 +26,11 @@ except UserError as error:
 ROUNDS = list(range(1, config["rounds"] + 1))
 PROMPT_FILE_TYPES = (".jsonl", ".json", ".csv", ".parquet")
 SHARDS = config["shards"]
+# Methods side by side (config methods): each method's rounds live under results/{chain},
+# chain "methods/<name>/"; a single method's under results/ itself (chain ""). Round 0 (the
+# base model) and round 1's samples, preferences and pairs are every method's.
+METHODS = configured_methods(config)
+SIDE_BY_SIDE = len(METHODS) > 1
 
 # Jobs never reach the hub: fetch_model and prompt_pool (local rules, run on the submit host)
 # first put what the run needs into the hub cache, with the hub settings Snakemake was started
@@ -37,6 +43,7 @@ HUB_ACCESS = remember_launch_settings()
 wildcard_constraints:
     it=r"\d+",
     shard=r"\d+",
+    chain=r"(|methods/[A-Za-z][A-Za-z0-9_.-]*/)",
 
 
 def flags(settings, skip=()):
@@ -65,16 +72,89 @@ def script(name):
     return str(Path(workflow.basedir).parent / "scripts" / f"{name}.py")
 
 
-def model_of_round(it):
-    return f"results/iter{it}/model"
+def round_dir(chain, it):
+    """The folder of round ``it`` of a chain of rounds; round 0 is the base model, every
+    chain's."""
+    return "results/iter0" if int(it) == 0 else f"results/{chain}iter{it}"
+
+
+def sampling_dir(chain, it):
+    """Where a round's samples, preferences and pairs live: round 1 samples the base model,
+    so with methods side by side they are every method's, under results/iter1."""
+    return "results/iter1" if int(it) == 1 else round_dir(chain, it)
+
+
+def method_files(pattern, rounds=None):
+    """``pattern`` (with {chain} and {it}) for every method and round."""
+    return [
+        pattern.format(chain=m.chain, it=it) for m in METHODS for it in (rounds or ROUNDS)
+    ]
+
+
+def method_stats():
+    """aggregate_stats.parquet of every method's rounds (round 1's is shared)."""
+    return [
+        f"{sampling_dir(m.chain, it)}/aggregate_stats.parquet" for m in METHODS for it in ROUNDS
+    ]
+
+
+def alpaca_generator(wildcards):
+    """The model's name in an AlpacaEval file: <method>-iter<t>; side by side, round 0 is
+    base-iter0."""
+    if int(wildcards.it) == 0 and SIDE_BY_SIDE:
+        return "base-iter0"
+    return f"{method_of_chain(config, wildcards.chain).name}-iter{wildcards.it}"
+
+
+def head_to_head_metrics():
+    return ["results/methods/head_to_head/metrics.json"] if SIDE_BY_SIDE else []
+
+
+def head_to_head_report():
+    """Methods side by side: the report's table of the final rounds against each other."""
+    if not SIDE_BY_SIDE:
+        return {}
+    table = report(
+        "results/report/head_to_head.html",
+        caption="../report/head_to_head.rst",
+        category="1. Did it work",
+        labels={"figure": "methods head to head"},
+    )
+    return {"head_to_head": table}
+
+
+def head_to_head_flag(wildcards, input):
+    return f"--head-to-head {input.head_to_head}" if SIDE_BY_SIDE else ""
 
 
 def previous_model(wildcards):
-    return model_of_round(int(wildcards.it) - 1)
+    return f"{round_dir(wildcards.chain, int(wildcards.it) - 1)}/model"
 
 
 def previous_eval_responses(wildcards):
-    return f"results/iter{int(wildcards.it) - 1}/eval/responses.parquet"
+    return f"{round_dir(wildcards.chain, int(wildcards.it) - 1)}/eval/responses.parquet"
+
+
+def round_samples(wildcards):
+    return f"{sampling_dir(wildcards.chain, wildcards.it)}/samples.parquet"
+
+
+def round_pairs(wildcards):
+    return f"{sampling_dir(wildcards.chain, wildcards.it)}/pairs.parquet"
+
+
+def round_responses(wildcards):
+    return f"{sampling_dir(wildcards.chain, wildcards.it)}/responses.parquet"
+
+
+def round_stats(wildcards):
+    return f"{sampling_dir(wildcards.chain, wildcards.it)}/aggregate_stats.parquet"
+
+
+def method_label(wildcards):
+    """A chain's round as the report names it: "round 2", or "dpo, round 2"."""
+    name = method_of_chain(config, wildcards.chain).name
+    return f"{name}, round {wildcards.it}" if SIDE_BY_SIDE else f"Round {wildcards.it}"
 
 
 def local_prompt_files(wildcards):
@@ -115,7 +195,7 @@ def sample_args(wildcards):
 
 
 def eval_generate_args(wildcards):
-    evaluate = flags({**config["evaluate"], "k": 1})
+    evaluate = flags({**config["evaluate"], "k": 1}, skip=("training_judge", "judges"))
     return f"{evaluate} {engine_flags()} {system_prompt_flag()}"
 
 
@@ -123,9 +203,33 @@ def judge_args(wildcards):
     return flags(config["judge"])
 
 
+def evaluation_judges():
+    """The evaluation's judges as {name: settings}: the training judge (unless
+    evaluate.training_judge is off), then evaluate.judges. The score stage's chunking is left
+    out, so that changing it never re-runs an evaluation."""
+    judges = {}
+    if config["evaluate"]["training_judge"]:
+        judges[TRAINING_JUDGE] = config["judge"]
+    for judge in config["evaluate"]["judges"]:
+        judges[judge["name"]] = {k: v for k, v in judge.items() if k != "name"}
+    return {
+        name: {k: v for k, v in settings.items() if k != "prompts_per_chunk"}
+        for name, settings in judges.items()
+    }
+
+
+def evaluation_judge_records():
+    """The hub records (fetch_model) of the evaluation judges' models."""
+    records = ["results/hub/judge.json"] if config["evaluate"]["training_judge"] else []
+    return records + [f"results/hub/eval_judge_{j['name']}.json" for j in config["evaluate"]["judges"]]
+
+
+def method_name(wildcards):
+    return method_of_chain(config, wildcards.chain).name
+
+
 def evaluate_judge_args(wildcards):
-    """The judge settings less the score stage's chunking, so that it never re-runs evaluate."""
-    return flags(config["judge"], skip=("prompts_per_chunk",))
+    return f"--judges {shlex.quote(json.dumps(evaluation_judges()))}"
 
 
 def aggregate_args(wildcards):
@@ -133,7 +237,7 @@ def aggregate_args(wildcards):
 
 
 def train_args(wildcards):
-    train = config["train"]
+    train = method_of_chain(config, wildcards.chain).train
     lora = {("lora" if k == "enabled" else f"lora_{k}"): v for k, v in train["lora"].items()}
     settings = flags(train, skip=("lora", "accelerate_config", "report_to"))
     return f"{settings} {flags(lora)} {system_prompt_flag()}"
@@ -156,7 +260,7 @@ def tracking_args(wildcards):
     on or off never re-runs training."""
     tracking = {
         "report_to": config["train"]["report_to"],
-        "tracking_dir": f"results/tracking/iter{wildcards.it}",
+        "tracking_dir": f"results/tracking/{wildcards.chain}iter{wildcards.it}",
         "run_group": Path.cwd().name,
     }
     return Unrecorded(flags(tracking))
@@ -164,15 +268,21 @@ def tracking_args(wildcards):
 
 def train_launch(wildcards):
     """One process per GPU; DDP unless train.accelerate_config names DeepSpeed or FSDP."""
-    accelerate_config = config["train"]["accelerate_config"]
+    accelerate_config = method_of_chain(config, wildcards.chain).train["accelerate_config"]
     if not accelerate_config:
         return ""
     return f"--accelerate-config {shlex.quote(str(shipped_file(accelerate_config)))}"
 
 
 def fetch_args(wildcards):
-    """The model and revision of config section policy or judge."""
-    return flags({k: config[wildcards.role][k] for k in ("model", "revision")})
+    """The model and revision of config section policy or judge, or of an evaluation judge
+    (role eval_judge_<name>)."""
+    role = wildcards.role
+    if role.startswith("eval_judge_"):
+        [section] = [j for j in config["evaluate"]["judges"] if j["name"] == role[len("eval_judge_"):]]
+    else:
+        section = config[role]
+    return flags({k: section[k] for k in ("model", "revision")})
 
 
 # -- data-parallel shards (config shards): sample, score and eval_generate -------------------
@@ -185,7 +295,7 @@ def stage_output(path, name):
 
 
 def shard_file(name):
-    return f"results/iter{{it}}/shards/{name}.{{shard}}-of-{SHARDS}.parquet"
+    return f"results/{{chain}}iter{{it}}/shards/{name}.{{shard}}-of-{SHARDS}.parquet"
 
 
 def shard_files(name):
@@ -202,10 +312,6 @@ def job_file(path):
 
 def shard_flags(wildcards):
     return "" if SHARDS == 1 else f"--shard {wildcards.shard} --shards {SHARDS}"
-
-
-def round_files(pattern):
-    return [pattern.format(it=it) for it in ROUNDS]
 
 
 def generation_env():

@@ -5,14 +5,14 @@
 
 rule eval_generate:
     input:
-        model="results/iter{it}/model",
+        model="results/{chain}iter{it}/model",
         prompts="results/prompts/eval.parquet",
     output:
-        stage_output("results/iter{it}/eval/responses.parquet", "eval_responses"),
+        stage_output("results/{chain}iter{it}/eval/responses.parquet", "eval_responses"),
     log:
-        job_file("results/iter{it}/logs/eval_generate.log"),
+        job_file("results/{chain}iter{it}/logs/eval_generate.log"),
     benchmark:
-        job_file("results/iter{it}/benchmarks/eval_generate.tsv")
+        job_file("results/{chain}iter{it}/benchmarks/eval_generate.tsv")
     params:
         args=eval_generate_args,
         shard=shard_flags,
@@ -39,9 +39,9 @@ if SHARDS > 1:
             prompts="results/prompts/eval.parquet",
             shards=shard_files("eval_responses"),
         output:
-            "results/iter{it}/eval/responses.parquet",
+            "results/{chain}iter{it}/eval/responses.parquet",
         log:
-            "results/iter{it}/logs/gather_eval_responses.log",
+            "results/{chain}iter{it}/logs/gather_eval_responses.log",
         params:
             script=script("gather"),
         localrule: True
@@ -58,19 +58,20 @@ if SHARDS > 1:
 
 rule evaluate:
     input:
-        responses="results/iter{it}/eval/responses.parquet",
+        responses="results/{chain}iter{it}/eval/responses.parquet",
         base="results/iter0/eval/responses.parquet",
         previous=previous_eval_responses,
-        judge="results/hub/judge.json",
+        judges=evaluation_judge_records(),
     output:
-        judgements="results/iter{it}/eval/judgements.parquet",
-        metrics="results/iter{it}/eval/metrics.json",
+        judgements="results/{chain}iter{it}/eval/judgements.parquet",
+        metrics="results/{chain}iter{it}/eval/metrics.json",
     log:
-        "results/iter{it}/logs/evaluate.log",
+        "results/{chain}iter{it}/logs/evaluate.log",
     benchmark:
-        "results/iter{it}/benchmarks/evaluate.tsv"
+        "results/{chain}iter{it}/benchmarks/evaluate.tsv"
     params:
         args=evaluate_judge_args,
+        method=method_name,
         with_gpus=script("with_gpus"),
         script=script("evaluate"),
     wildcard_constraints:
@@ -85,6 +86,42 @@ rule evaluate:
         **placement("evaluate"),
     shell:
         "exec python {params.with_gpus} {resources.gpu} -- python {params.script}"
-        " --round {wildcards.it} --responses {input.responses}"
+        " --round {wildcards.it} --method {params.method} --responses {input.responses}"
         " --base {input.base} --previous {input.previous} --judgements {output.judgements}"
         " --metrics {output.metrics} {params.args} --threads {threads} > {log} 2>&1"
+
+
+# Methods side by side: the final rounds of every two methods, judged against each other by
+# every evaluation judge.
+if SIDE_BY_SIDE:
+
+    rule head_to_head:
+        input:
+            responses=method_files("results/{chain}iter{it}/eval/responses.parquet", [ROUNDS[-1]]),
+            judges=evaluation_judge_records(),
+        output:
+            judgements="results/methods/head_to_head/judgements.parquet",
+            metrics="results/methods/head_to_head/metrics.json",
+        log:
+            "results/methods/head_to_head/logs/head_to_head.log",
+        benchmark:
+            "results/methods/head_to_head/benchmarks/head_to_head.tsv"
+        params:
+            args=evaluate_judge_args,
+            methods=" ".join(m.name for m in METHODS),
+            round=ROUNDS[-1],
+            with_gpus=script("with_gpus"),
+            script=script("head_to_head"),
+        conda:
+            "../../envs/torch.yaml"
+        threads: 8
+        resources:
+            gpu=gpus("evaluate"),
+            mem_mb=mem_mb("evaluate"),
+            runtime=runtime("evaluate"),
+            **placement("evaluate"),
+        shell:
+            "exec python {params.with_gpus} {resources.gpu} -- python {params.script}"
+            " --methods {params.methods} --responses {input.responses} --round {params.round}"
+            " --judgements {output.judgements} --metrics {output.metrics} {params.args}"
+            " --threads {threads} > {log} 2>&1"

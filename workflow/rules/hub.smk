@@ -13,7 +13,7 @@ rule fetch_model:
         script=script("fetch"),
         hub=HUB_ACCESS,
     wildcard_constraints:
-        role="policy|judge",
+        role=r"policy|judge|eval_judge_[A-Za-z][A-Za-z0-9_.-]*",
     localrule: True
     conda:
         "../../envs/data.yaml"

@@ -4,27 +4,30 @@
 
 rule round_figures:
     input:
-        log="results/iter{it}/train_log.csv",
-        pairs="results/iter{it}/pairs.parquet",
-        stats="results/iter{it}/aggregate_stats.parquet",
+        log="results/{chain}iter{it}/train_log.csv",
+        pairs=round_pairs,
+        stats=round_stats,
     output:
         training=report(
-            "results/iter{it}/report/training.png",
+            "results/{chain}iter{it}/report/training.png",
             caption="../report/training.rst",
             category="2. Training",
-            subcategory="Round {it}",
+            subcategory=method_label,
             labels={"figure": "training curves"},
         ),
         estimates=report(
-            "results/iter{it}/report/win_rate_estimates.png",
+            "results/{chain}iter{it}/report/win_rate_estimates.png",
             caption="../report/win_rate_estimates.rst",
             category="2. Training",
-            subcategory="Round {it}",
+            subcategory=method_label,
             labels={"figure": "estimated win rates p_w, p_l"},
         ),
     log:
-        "results/iter{it}/logs/round_figures.log",
+        "results/{chain}iter{it}/logs/round_figures.log",
+    benchmark:
+        "results/{chain}iter{it}/benchmarks/round_figures.tsv"
     params:
+        title=method_label,
         script=script("report"),
     wildcard_constraints:
         it=r"[1-9]\d*",
@@ -36,17 +39,22 @@ rule round_figures:
         mem_mb=2000,
         runtime=10,
     shell:
-        "python {params.script} round --round {wildcards.it} --train-log {input.log}"
+        "python {params.script} round --round {wildcards.it} --title {params.title:q}"
+        " --train-log {input.log}"
         " --pairs {input.pairs} --stats {input.stats} --training {output.training}"
         " --estimates {output.estimates} > {log} 2>&1"
 
 
 rule report_figures:
     input:
-        metrics=round_files("results/iter{it}/eval/metrics.json"),
-        judgements=round_files("results/iter{it}/eval/judgements.parquet"),
-        responses=["results/iter0/eval/responses.parquet", *round_files("results/iter{it}/eval/responses.parquet")],
-        models=round_files("results/iter{it}/model"),
+        metrics=method_files("results/{chain}iter{it}/eval/metrics.json"),
+        judgements=method_files("results/{chain}iter{it}/eval/judgements.parquet"),
+        responses=[
+            "results/iter0/eval/responses.parquet",
+            *method_files("results/{chain}iter{it}/eval/responses.parquet"),
+        ],
+        models=method_files("results/{chain}iter{it}/model"),
+        head_to_head=head_to_head_metrics(),
     output:
         win_rates=report(
             "results/report/win_rates.png",
@@ -78,6 +86,7 @@ rule report_figures:
             category="4. Examples",
             labels={"figure": "example responses"},
         ),
+        **head_to_head_report(),
         config=report(
             "results/report/config.html",
             caption="../report/config.rst",
@@ -92,6 +101,7 @@ rule report_figures:
         config=lambda wildcards: shlex.quote(
             json.dumps({k: v for k, v in config.items() if k != "resources"})
         ),
+        head_to_head=head_to_head_flag,
     localrule: True
     conda:
         "../../envs/data.yaml"
@@ -102,19 +112,20 @@ rule report_figures:
     shell:
         "python {params.script} summary --metrics {input.metrics}"
         " --judgements {input.judgements} --responses {input.responses} --models {input.models}"
-        " --config-json {params.config} --out-dir results/report > {log} 2>&1"
+        " --config-json {params.config} {params.head_to_head} --out-dir results/report"
+        " > {log} 2>&1"
 
 
 rule export_alpaca_eval:
     input:
-        "results/iter{it}/eval/responses.parquet",
+        "results/{chain}iter{it}/eval/responses.parquet",
     output:
-        "results/export/alpaca_eval_iter{it}.json",
+        "results/export/{chain}alpaca_eval_iter{it}.json",
     log:
-        "results/export/logs/alpaca_eval_iter{it}.log",
+        "results/export/logs/{chain}alpaca_eval_iter{it}.log",
     params:
         script=script("export"),
-        generator=lambda wildcards: f"sppo-iter{wildcards.it}",
+        generator=alpaca_generator,
     localrule: True
     conda:
         "../../envs/data.yaml"
@@ -129,14 +140,18 @@ rule export_alpaca_eval:
 
 rule duckdb_views:
     input:
-        round_files("results/iter{it}/eval/judgements.parquet"),
-        round_files("results/iter{it}/train_log.csv"),
+        method_files("results/{chain}iter{it}/eval/judgements.parquet"),
+        method_files("results/{chain}iter{it}/train_log.csv"),
+        head_to_head_metrics(),
     output:
         "results/sppo.duckdb",
     log:
         "results/export/logs/duckdb.log",
+    benchmark:
+        "results/export/benchmarks/duckdb.tsv"
     params:
         script=script("export"),
+        methods=" ".join(m.name for m in METHODS),
     localrule: True
     conda:
         "../../envs/data.yaml"
@@ -145,4 +160,4 @@ rule duckdb_views:
         mem_mb=2000,
         runtime=10,
     shell:
-        "python {params.script} duckdb --out {output} > {log} 2>&1"
+        "python {params.script} duckdb --out {output} --methods {params.methods} > {log} 2>&1"

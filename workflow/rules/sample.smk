@@ -7,11 +7,11 @@ rule sample:
         model=previous_model,
         prompts="results/prompts/train_iter{it}.parquet",
     output:
-        stage_output("results/iter{it}/samples.parquet", "samples"),
+        stage_output("results/{chain}iter{it}/samples.parquet", "samples"),
     log:
-        job_file("results/iter{it}/logs/sample.log"),
+        job_file("results/{chain}iter{it}/logs/sample.log"),
     benchmark:
-        job_file("results/iter{it}/benchmarks/sample.tsv")
+        job_file("results/{chain}iter{it}/benchmarks/sample.tsv")
     params:
         args=sample_args,
         shard=shard_flags,
@@ -38,9 +38,9 @@ if SHARDS > 1:
             prompts="results/prompts/train_iter{it}.parquet",
             shards=shard_files("samples"),
         output:
-            "results/iter{it}/samples.parquet",
+            "results/{chain}iter{it}/samples.parquet",
         log:
-            "results/iter{it}/logs/gather_samples.log",
+            "results/{chain}iter{it}/logs/gather_samples.log",
         params:
             k=config["sample"]["k"],
             script=script("gather"),

@@ -6,14 +6,14 @@
 
 rule score:
     input:
-        samples="results/iter{it}/samples.parquet",
+        samples="results/{chain}iter{it}/samples.parquet",
         judge="results/hub/judge.json",
     output:
-        stage_output("results/iter{it}/preferences.parquet", "preferences"),
+        stage_output("results/{chain}iter{it}/preferences.parquet", "preferences"),
     log:
-        job_file("results/iter{it}/logs/score.log"),
+        job_file("results/{chain}iter{it}/logs/score.log"),
     benchmark:
-        job_file("results/iter{it}/benchmarks/score.tsv")
+        job_file("results/{chain}iter{it}/benchmarks/score.tsv")
     params:
         args=judge_args,
         shard=shard_flags,
@@ -37,12 +37,12 @@ if SHARDS > 1:
 
     rule gather_preferences:
         input:
-            samples="results/iter{it}/samples.parquet",
+            samples="results/{chain}iter{it}/samples.parquet",
             shards=shard_files("preferences"),
         output:
-            "results/iter{it}/preferences.parquet",
+            "results/{chain}iter{it}/preferences.parquet",
         log:
-            "results/iter{it}/logs/gather_preferences.log",
+            "results/{chain}iter{it}/logs/gather_preferences.log",
         params:
             script=script("gather"),
         localrule: True

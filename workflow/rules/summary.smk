@@ -1,9 +1,12 @@
+# One row per round of each method (the method column names it), in the order of the methods.
+
+
 rule summary:
     input:
-        metrics=round_files("results/iter{it}/eval/metrics.json"),
-        stats=round_files("results/iter{it}/aggregate_stats.parquet"),
-        logs=round_files("results/iter{it}/train_log.csv"),
-        judgements=round_files("results/iter{it}/eval/judgements.parquet"),
+        metrics=method_files("results/{chain}iter{it}/eval/metrics.json"),
+        stats=method_stats(),
+        logs=method_files("results/{chain}iter{it}/train_log.csv"),
+        judgements=method_files("results/{chain}iter{it}/eval/judgements.parquet"),
     output:
         metrics="results/summary/metrics.tsv",
         judge_rewards="results/summary/judge_rewards.tsv",

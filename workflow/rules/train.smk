@@ -1,30 +1,32 @@
-# Resumable state lives in results/iter{it}/train_state, which is not a declared output:
+# Resumable state lives in results/{chain}iter{it}/train_state, which is not a declared output:
 # Snakemake deletes declared outputs before a job starts, and a retried job should resume.
 # On SIGTERM (a SLURM time limit) the trainer saves a checkpoint there; `exec` lets the signal
 # reach the GPU wrapper, which passes it on and waits, instead of a shell that would die.
 # A job with several GPUs runs one process per GPU through accelerate launch
 # (train.accelerate_config: DDP, DeepSpeed ZeRO-3 or FSDP).
-# TensorBoard / W&B files go to results/tracking/iter{it} (train.report_to), also not an output:
+# {chain} is "" for a single method and "methods/<name>/" for each of several side by side;
+# round 1 of every method trains on the shared samples of the base model (common.smk).
+# TensorBoard / W&B files go to results/tracking/{chain}iter{it} (train.report_to), also not an output:
 # they are a record of the run that Snakemake neither needs nor deletes.
 
 
 rule train:
     input:
         model=previous_model,
-        samples="results/iter{it}/samples.parquet",
-        pairs="results/iter{it}/pairs.parquet",
-        responses="results/iter{it}/responses.parquet",
+        samples=round_samples,
+        pairs=round_pairs,
+        responses=round_responses,
     output:
-        model=directory("results/iter{it}/model"),
-        log="results/iter{it}/train_log.csv",
+        model=directory("results/{chain}iter{it}/model"),
+        log="results/{chain}iter{it}/train_log.csv",
     log:
-        "results/iter{it}/logs/train.log",
+        "results/{chain}iter{it}/logs/train.log",
     benchmark:
-        "results/iter{it}/benchmarks/train.tsv"
+        "results/{chain}iter{it}/benchmarks/train.tsv"
     params:
         args=train_args,
         launch=train_launch,
-        state="results/iter{it}/train_state",
+        state="results/{chain}iter{it}/train_state",
         tracking=tracking_args,
         with_gpus=script("with_gpus"),
         script=script("train"),

@@ -1,0 +1,79 @@
+#!/usr/bin/env python
+"""head_to_head stage: the final rounds of methods trained side by side, judged against each
+other by every evaluation judge.
+
+For methods m1, m2, m3 (in config order) it judges m1 against m2 and m3, then m2 against m3,
+on the held-out prompts, and writes the per-prompt judgements (column method; opponent is
+the other method's name) and a JSON of win rates with 95% confidence intervals per pair and
+judge: P(method > opponent), ties counting half.
+
+Example:
+    python scripts/head_to_head.py --methods sppo dpo --round 3 \\
+        --responses results/methods/sppo/iter3/eval/responses.parquet \\
+        results/methods/dpo/iter3/eval/responses.parquet \\
+        --judgements /tmp/h2h.parquet --metrics /tmp/h2h.json
+"""
+
+import json
+from pathlib import Path
+
+import _bootstrap  # noqa: F401
+import pandas as pd
+
+from sppoflow.cli import add_settings, parser_for, run_stage, settings_from
+from sppoflow.errors import UserError
+from sppoflow.evaluation import judge_all, judges_from, verdicts
+from sppoflow.preference import JudgeSettings
+from sppoflow.tables import EVAL_JUDGEMENTS, SAMPLES, read_table, write_table
+
+
+def main(args) -> None:
+    if len(args.methods) != len(args.responses) or len(args.methods) < 2:
+        raise UserError("give two or more --methods and one --responses file for each, in order")
+    responses = {
+        m: read_table(p, SAMPLES) for m, p in zip(args.methods, args.responses, strict=True)
+    }
+    judges = judges_from(args.judges, settings_from(JudgeSettings, args))
+    frames = []
+    for n, method in enumerate(args.methods[:-1]):
+        later = {other: responses[other] for other in args.methods[n + 1 :]}
+        frames.append(judge_all(judges, responses[method], later).assign(method=method))
+    judgements = pd.concat(frames, ignore_index=True)
+    pairs = []
+    for (method, opponent), rows in judgements.groupby(["method", "opponent"], sort=False):
+        pairs.append(
+            {
+                "method": method,
+                "opponent": opponent,
+                "judges": {
+                    name: verdicts(group)[f"vs_{opponent}"]
+                    for name, group in rows.groupby("judge", sort=False)
+                },
+            }
+        )
+    metrics = {"round": args.round, "methods": args.methods, "pairs": pairs}
+    write_table(judgements, args.judgements, EVAL_JUDGEMENTS)
+    partial = Path(args.metrics + ".partial")
+    partial.write_text(json.dumps(metrics, indent=2) + "\n")
+    partial.replace(args.metrics)
+    print(json.dumps(metrics, indent=2))
+
+
+def build_parser():
+    parser = parser_for(__doc__)
+    parser.add_argument("--methods", nargs="+", required=True, help="method names, in order")
+    parser.add_argument(
+        "--responses", nargs="+", required=True, help="each method's final eval responses"
+    )
+    parser.add_argument("--round", type=int, required=True, help="the final round's number")
+    parser.add_argument("--judgements", required=True, help="per-prompt judgements to write")
+    parser.add_argument("--metrics", required=True, help="metrics JSON to write")
+    parser.add_argument(
+        "--judges", default=None, help="JSON object: judge name -> judge settings (overrides flags)"
+    )
+    add_settings(parser, JudgeSettings)
+    return parser
+
+
+if __name__ == "__main__":
+    run_stage(main, build_parser())
