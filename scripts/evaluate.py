@@ -20,14 +20,20 @@ Example:
 """
 
 import json
-from pathlib import Path
 
 import _bootstrap  # noqa: F401
 
-from sppoflow.cli import add_settings, parser_for, run_stage, settings_from
-from sppoflow.evaluation import judge_all, judges_from, objective_measures, summarise
+from sppoflow.cli import parser_for, run_stage, settings_from
+from sppoflow.evaluation import (
+    add_judge_arguments,
+    judge_all,
+    judges_from,
+    objective_measures,
+    summarise,
+    write_evaluation,
+)
 from sppoflow.preference import JudgeSettings
-from sppoflow.tables import EVAL_JUDGEMENTS, SAMPLES, read_table, write_table
+from sppoflow.tables import SAMPLES, read_table
 
 
 def main(args) -> None:
@@ -42,10 +48,7 @@ def main(args) -> None:
         judgements, args.round, {n: s.backend for n, s in judges.items()}, args.method
     )
     metrics["objective"] = {"round": objective_measures(ours), "base": objective_measures(base)}
-    write_table(judgements, args.judgements, EVAL_JUDGEMENTS)
-    partial = Path(args.metrics + ".partial")
-    partial.write_text(json.dumps(metrics, indent=2) + "\n")
-    partial.replace(args.metrics)
+    write_evaluation(judgements, metrics, args.judgements, args.metrics)
     print(json.dumps(metrics, indent=2))
 
 
@@ -56,12 +59,7 @@ def build_parser():
     parser.add_argument("--responses", required=True, help="the round's eval responses")
     parser.add_argument("--base", required=True, help="the base model's eval responses")
     parser.add_argument("--previous", default=None, help="the previous round's eval responses")
-    parser.add_argument("--judgements", required=True, help="per-prompt judgements to write")
-    parser.add_argument("--metrics", required=True, help="metrics JSON to write")
-    parser.add_argument(
-        "--judges", default=None, help="JSON object: judge name -> judge settings (overrides flags)"
-    )
-    add_settings(parser, JudgeSettings)
+    add_judge_arguments(parser)
     return parser
 
 

@@ -15,16 +15,21 @@ Example:
 """
 
 import json
-from pathlib import Path
 
 import _bootstrap  # noqa: F401
 import pandas as pd
 
-from sppoflow.cli import add_settings, parser_for, run_stage, settings_from
+from sppoflow.cli import parser_for, run_stage, settings_from
 from sppoflow.errors import UserError
-from sppoflow.evaluation import judge_all, judges_from, verdicts
+from sppoflow.evaluation import (
+    add_judge_arguments,
+    judge_all,
+    judges_from,
+    verdicts,
+    write_evaluation,
+)
 from sppoflow.preference import JudgeSettings
-from sppoflow.tables import EVAL_JUDGEMENTS, SAMPLES, read_table, write_table
+from sppoflow.tables import SAMPLES, read_table
 
 
 def main(args) -> None:
@@ -52,10 +57,7 @@ def main(args) -> None:
             }
         )
     metrics = {"round": args.round, "methods": args.methods, "pairs": pairs}
-    write_table(judgements, args.judgements, EVAL_JUDGEMENTS)
-    partial = Path(args.metrics + ".partial")
-    partial.write_text(json.dumps(metrics, indent=2) + "\n")
-    partial.replace(args.metrics)
+    write_evaluation(judgements, metrics, args.judgements, args.metrics)
     print(json.dumps(metrics, indent=2))
 
 
@@ -66,12 +68,7 @@ def build_parser():
         "--responses", nargs="+", required=True, help="each method's final eval responses"
     )
     parser.add_argument("--round", type=int, required=True, help="the final round's number")
-    parser.add_argument("--judgements", required=True, help="per-prompt judgements to write")
-    parser.add_argument("--metrics", required=True, help="metrics JSON to write")
-    parser.add_argument(
-        "--judges", default=None, help="JSON object: judge name -> judge settings (overrides flags)"
-    )
-    add_settings(parser, JudgeSettings)
+    add_judge_arguments(parser)
     return parser
 
 

@@ -63,6 +63,7 @@ def main(args) -> None:
             run_id=run_id,
             tracking_dir=Path(args.tracking_dir) if args.tracking_dir else None,
             run_group=args.run_group,
+            run_name=args.run_name,
         )
     except TrainingStopped as stopped:
         print(f"stopped: {stopped}", file=sys.stderr)
@@ -85,6 +86,11 @@ def build_parser():
         "(default: tracking/ beside --out)",
     )
     parser.add_argument("--run-group", default=None, help="W&B group of this run's rounds")
+    parser.add_argument(
+        "--run-name",
+        default=None,
+        help="names the run in the trackers (default: --tracking-dir's name)",
+    )
     parser.add_argument("--system-prompt", default=None, help="system message, as in sampling")
     add_settings(parser, TrainSettings)
     return parser

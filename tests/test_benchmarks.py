@@ -63,3 +63,22 @@ def test_the_gpu_check_skips_without_a_gpu():
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("skipped: torch sees no CUDA device")
+
+
+def test_methods_cost_counts_the_shared_work_once_per_separate_run():
+    import pandas as pd
+    from stages import methods_cost
+
+    jobs = pd.DataFrame(
+        {
+            "stage": ["sample", "train", "train", "train", "head_to_head"],
+            "method": ["shared", "sppo", "dpo", "dpo", "head_to_head"],
+            "seconds": [100.0, 10.0, 20.0, 30.0, 5.0],
+        }
+    )
+    cost = methods_cost(jobs).set_index("part")["seconds"]
+    assert cost["shared by every method"] == 100.0
+    assert cost["sppo alone"] == 10.0 and cost["dpo alone"] == 50.0
+    assert cost["this run (job time)"] == 100 + 60 + 5
+    assert cost["2 separate runs (estimate)"] == 60 + 2 * 100
+    assert methods_cost(jobs[jobs.method == "shared"]) is None  # a single method's run

@@ -9,7 +9,7 @@ import pytest
 from conftest import ROOT, SCRIPTS
 
 STAGES = ["base_model", "prompts", "sample", "score", "aggregate", "train", "evaluate", "summary"]
-STAGES += ["fetch", "gather"]
+STAGES += ["fetch", "gather", "head_to_head"]
 
 
 def run_script(name, *args, cwd=ROOT):
@@ -153,6 +153,15 @@ def test_unknown_loss_is_refused_by_the_train_stage(tmp_path):
         "--state-dir",
         "d",
         "--loss",
-        "dpo",
+        "kto",
     )
-    assert run.returncode == 2 and "invalid choice: 'dpo'" in run.stderr
+    assert run.returncode == 2 and "invalid choice: 'kto'" in run.stderr
+
+
+def test_head_to_head_needs_a_responses_file_per_method(tmp_path):
+    run = run_script(
+        "head_to_head", "--methods", "sppo", "dpo", "--responses", "a.parquet", "--round", "3",
+        "--judgements", tmp_path / "j.parquet", "--metrics", tmp_path / "m.json",
+    )  # fmt: skip
+    assert "two or more --methods and one --responses file for each" in error_line(run)
+    assert not (tmp_path / "j.parquet").exists() and not (tmp_path / "m.json").exists()

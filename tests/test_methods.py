@@ -61,6 +61,13 @@ def test_three_methods_share_round_one_and_the_base_then_run_their_own_chains(tm
     )
 
 
+def test_lint_is_clean_with_methods_side_by_side(tmp_path):
+    (tmp_path / "config").symlink_to(ROOT / "config")
+    run = snakemake(tmp_path, "--lint", "--configfile", "config/config.yaml", "config/compare.yaml")
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "Congratulations" in run.stdout + run.stderr
+
+
 TWO_METHODS = [{"name": "sppo"}, {"name": "dpo", "train": {"loss": "dpo", "beta": 0.5}}]
 
 

@@ -236,12 +236,15 @@ def test_paper_configs_plan_every_round_with_pairrm(tmp_path, paper):
     counts = Counter(rule for rule, _, _ in jobs)
     assert counts["score"] == counts["sample"] == 3 * 8  # 8 shards per round, as the authors
     assert counts["gather_preferences"] == 3 and counts["train"] == 3
-    judged = re.findall(r"scripts/(score|evaluate)\.py .*?--backend (\S+) --model (\S+)", output)
-    assert len(judged) == 3 * 8 + 3  # the score shards and evaluate of rounds 1-3
-    assert set(judged) == {
-        ("score", "pairrm", "llm-blender/PairRM-hf"),
-        ("evaluate", "pairrm", "llm-blender/PairRM-hf"),
-    }
+    scored = re.findall(r"scripts/score\.py .*?--backend (\S+) --model (\S+)", output)
+    assert len(scored) == 3 * 8  # the score shards of rounds 1-3
+    assert set(scored) == {("pairrm", "llm-blender/PairRM-hf")}
+    evaluated = re.findall(r"scripts/evaluate\.py .*?--judges '(\{.*?\}\})'", output)
+    assert len(evaluated) == 3  # evaluate of rounds 1-3, by the training judge alone
+    for judges in map(json.loads, evaluated):
+        assert list(judges) == ["training"]
+        assert judges["training"]["backend"] == "pairrm"
+        assert judges["training"]["model"] == "llm-blender/PairRM-hf"
     assert "--tau" not in output  # nothing leaks in from the CPU demo's config
     assert "--per-round UCLA-AGI/data-mistral-7b-instruct-sppo-iter1" in output
 

@@ -16,6 +16,7 @@ import math
 import re
 from collections import Counter
 from collections.abc import Mapping
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -23,6 +24,7 @@ import pandas as pd
 from sppoflow.errors import UserError
 from sppoflow.length_control import length_controlled_win_rate
 from sppoflow.preference import JudgeSettings, PreferenceModel, build_judge
+from sppoflow.tables import EVAL_JUDGEMENTS, write_table
 
 TIE_TOLERANCE = 1e-6
 Z_95 = 1.959964
@@ -175,6 +177,29 @@ def judges_from(judges_json: str | None, flag_settings: JudgeSettings) -> dict[s
         return {name: JudgeSettings(**values) for name, values in json.loads(judges_json).items()}
     except (json.JSONDecodeError, TypeError, AttributeError) as error:
         raise UserError(f"--judges: not a JSON object of judge name -> settings: {error}") from None
+
+
+def add_judge_arguments(parser) -> None:
+    """The outputs of a judging stage and its judges' flags: --judges (JSON), or the judge
+    flags of one judge."""
+    from sppoflow.cli import add_settings
+
+    parser.add_argument("--judgements", required=True, help="per-prompt judgements to write")
+    parser.add_argument("--metrics", required=True, help="metrics JSON to write")
+    parser.add_argument(
+        "--judges", default=None, help="JSON object: judge name -> judge settings (overrides flags)"
+    )
+    add_settings(parser, JudgeSettings)
+
+
+def write_evaluation(
+    judgements: pd.DataFrame, metrics: dict, judgements_path: Path | str, metrics_path: Path | str
+) -> None:
+    """The judgements table and the metrics JSON, each written whole or not at all."""
+    write_table(judgements, judgements_path, EVAL_JUDGEMENTS)
+    partial = Path(f"{metrics_path}.partial")
+    partial.write_text(json.dumps(metrics, indent=2) + "\n")
+    partial.replace(metrics_path)
 
 
 def judge_all(

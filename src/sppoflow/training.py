@@ -657,6 +657,7 @@ def train(
     run_id: str | None = None,
     tracking_dir: Path | None = None,
     run_group: str | None = None,
+    run_name: str | None = None,
 ) -> dict:
     """Train, publish the model to ``out_dir`` and the step log to ``log_path``.
 
@@ -666,7 +667,7 @@ def train(
     A SIGTERM or SIGUSR1 saves a checkpoint and raises :class:`TrainingStopped`.
     The step metrics also go to the trackers of train.report_to, their files to
     ``tracking_dir`` (default: ``tracking`` beside ``out_dir``), whose name names the run;
-    ``run_group`` groups runs in W&B.
+    ``run_group`` groups runs in W&B; ``run_name`` names the run (default: the folder's name).
     """
     settings.check()
     device = resolve_device(settings.device)
@@ -674,7 +675,8 @@ def train(
     check_saved_precision(settings, precision)
     targets = report_targets(settings.reporters())
     tracking_dir = Path(tracking_dir) if tracking_dir else Path(out_dir).parent / "tracking"
-    args = training_arguments(settings, state_dir, device, precision, targets, tracking_dir.name)
+    run_name = run_name or tracking_dir.name
+    args = training_arguments(settings, state_dir, device, precision, targets, run_name)
     tracking_env = tracking_environment(targets, tracking_dir, run_group)
     with environment(tracking_env), StopOnSignal(args.world_size, args.device) as stop:
         trainer = build_trainer(

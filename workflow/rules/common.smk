@@ -261,6 +261,7 @@ def tracking_args(wildcards):
     tracking = {
         "report_to": config["train"]["report_to"],
         "tracking_dir": f"results/tracking/{wildcards.chain}iter{wildcards.it}",
+        "run_name": f"{method_name(wildcards)}-iter{wildcards.it}" if SIDE_BY_SIDE else None,
         "run_group": Path.cwd().name,
     }
     return Unrecorded(flags(tracking))
