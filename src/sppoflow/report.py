@@ -195,12 +195,15 @@ def win_rates(metrics: list[dict], png: Path, table_html: Path) -> None:
     methods = by_method(metrics)
     judges = list(judges_of(metrics[0]))
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    lines = [(name, "base", rows) for name, rows in methods.items()]
+    if len(methods) == 1:
+        lines.append((next(iter(methods)), "previous", next(iter(methods.values()))))
+    rounds = sorted({m["round"] for m in metrics})
     with plt.rc_context(STYLE):
-        fig, axes = plt.subplots(1, len(judges), figsize=(6.5 * len(judges), 3.8), squeeze=False)
+        fig, axes = plt.subplots(
+            1, len(judges), figsize=(6.5 * len(judges) + 2, 3.8), squeeze=False
+        )
         for ax, judge in zip(axes[0], judges, strict=True):
-            lines = [(name, "base", rows) for name, rows in methods.items()]
-            if len(methods) == 1:
-                lines.append((next(iter(methods)), "previous", next(iter(methods.values()))))
             for n, (name, opponent, rows) in enumerate(lines):
                 values = [judges_of(m)[judge][f"vs_{opponent}"] for m in rows]
                 x = np.array([m["round"] for m in rows]) + 0.06 * (n - (len(lines) - 1) / 2)
@@ -208,41 +211,19 @@ def win_rates(metrics: list[dict], png: Path, table_html: Path) -> None:
                 low = rate - np.array([v["win_rate_ci_low"] for v in values])
                 high = np.array([v["win_rate_ci_high"] for v in values]) - rate
                 against = "base" if opponent == "base" else "previous round"
-                label = (
-                    f"{name} vs {against}"
-                    if len(methods) > 1 or opponent != "base"
-                    else (f"vs {against}")
-                )
-                ax.errorbar(
-                    x,
-                    rate,
-                    yerr=[low, high],
-                    fmt="o-",
-                    color=colors[n % len(colors)],
-                    capsize=4,
-                    label=label,
-                )
+                label = f"{name} vs {against}" if len(methods) > 1 else f"vs {against}"
+                color = colors[n % len(colors)]
+                ax.errorbar(x, rate, yerr=[low, high], fmt="o-", color=color, capsize=4,
+                            label=label)  # fmt: skip
                 lc = [v.get("lc_win_rate") for v in values]
                 if opponent == "base" and None not in lc:
-                    ax.plot(
-                        x,
-                        lc,
-                        ls="--",
-                        marker="x",
-                        color=colors[n % len(colors)],
-                        label=f"{label}, length-controlled",
-                    )
+                    ax.plot(x, lc, ls="--", marker="x", color=color)
+            ax.plot([], [], ls="--", marker="x", color="grey", label="length-controlled")
             ax.axhline(0.5, color="grey", lw=0.8, ls=":")
-            rounds = sorted({m["round"] for m in metrics})
             backend = judges_of(metrics[0])[judge]["backend"]
-            ax.set(
-                xlabel="round",
-                ylabel="win rate (ties half), 95% CI",
-                ylim=(0, 1),
-                xticks=rounds,
-                title=f"judge: {judge} ({backend})",
-            )
-            ax.legend(fontsize=7)
+            ax.set(xlabel="round", ylabel="win rate (ties half), 95% CI", ylim=(0, 1),
+                   xticks=rounds, title=f"judge: {judge} ({backend})")  # fmt: skip
+            ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
         _save(fig, png)
     body = win_rate_table(metrics).to_html(index=False, float_format=lambda v: f"{v:.3f}", border=0)
     objective = objective_table(metrics)
