@@ -57,7 +57,9 @@ def jobs_by_rule(cluster, since: int = 0) -> dict[str, list[dict]]:
     for job in cluster.jobs():
         match = re.match(r"rule_(\w+?)(?:_wildcards_(\S+))?$", job.get("Comment", ""))
         if match and int(job["JobId"]) > since:
-            found[match.group(1)].append({**job, "wildcards": match.group(2) or ""})
+            # the plugin joins the wildcard values with "_"; a single method's chain is ""
+            wildcards = (match.group(2) or "").lstrip("_")
+            found[match.group(1)].append({**job, "wildcards": wildcards})
     return found
 
 
