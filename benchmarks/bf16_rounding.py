@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "src")]
 
 from sppoflow.models import load_policy  # noqa: E402
-from sppoflow.tables import PAIRS, RESPONSES, SAMPLES, read_table  # noqa: E402
+from sppoflow.tables import PAIRS, RESPONSE_WIN_RATES, SAMPLES, read_table  # noqa: E402
 from sppoflow.training import TrainSettings, build_examples, train  # noqa: E402
 
 
@@ -49,7 +49,7 @@ def train_round(run: Path, learning_rate: float, out: Path) -> None:
         tokenizer,
         read_table(run / "iter1" / "samples.parquet", SAMPLES),
         read_table(run / "iter1" / "pairs.parquet", PAIRS),
-        read_table(run / "iter1" / "responses.parquet", RESPONSES),
+        read_table(run / "iter1" / "response_win_rates.parquet", RESPONSE_WIN_RATES),
         settings,
     )
     train(model, tokenizer, examples, settings, out / "state", out / "model", out / "log.csv")

@@ -116,13 +116,22 @@ def child_score(args) -> None:
 def child_aggregate(args) -> None:
     """What scripts/aggregate.py does, timed from reading the files to writing the tables."""
     from sppoflow.aggregate import AggregateSettings, aggregate
-    from sppoflow.tables import PAIRS, PREFERENCES, RESPONSES, SAMPLES, check_table, write_table
+    from sppoflow.tables import (
+        PAIRS,
+        PREFERENCES,
+        RESPONSE_WIN_RATES,
+        SAMPLES,
+        check_table,
+        write_table,
+    )
 
     start = time.perf_counter()
     check_table(args.samples, SAMPLES)
     check_table(args.out, PREFERENCES)
     result = aggregate(args.samples, args.out, AggregateSettings())
-    write_table(result.responses, args.out.with_name("responses.parquet"), RESPONSES)
+    write_table(
+        result.win_rates, args.out.with_name("response_win_rates.parquet"), RESPONSE_WIN_RATES
+    )
     write_table(result.pairs, args.out.with_name("pairs.parquet"), PAIRS)
     pairs = int(result.stats["n_pairs"].iat[0]) if "n_pairs" in result.stats else 0
     print(f"{pairs} {time.perf_counter() - start:.3f} {peak_rss_mb():.1f}")

@@ -42,7 +42,7 @@ def measure(variant: str, args) -> dict:
 
     from sppoflow.logprobs import response_logps
     from sppoflow.models import load_policy
-    from sppoflow.tables import PAIRS, RESPONSES, SAMPLES, read_table
+    from sppoflow.tables import PAIRS, RESPONSE_WIN_RATES, SAMPLES, read_table
     from sppoflow.training import (
         Collator,
         SPPOTrainer,
@@ -65,7 +65,7 @@ def measure(variant: str, args) -> dict:
         tokenizer,
         read_table(args.run / "iter1" / "samples.parquet", SAMPLES),
         read_table(args.run / "iter1" / "pairs.parquet", PAIRS),
-        read_table(args.run / "iter1" / "responses.parquet", RESPONSES),
+        read_table(args.run / "iter1" / "response_win_rates.parquet", RESPONSE_WIN_RATES),
         settings,
     )[: args.prompts]
     device = torch.device("cpu")

@@ -22,6 +22,7 @@ def main(args) -> None:
         revision=args.revision,
         chat_template=args.chat_template,
         dtype=args.dtype,
+        trust_remote_code=args.trust_remote_code,
     )
 
 
@@ -35,6 +36,12 @@ def build_parser():
         default="auto",
         choices=["auto", "float32", "bfloat16", "float16"],
         help="precision on disk (auto: the source's)",
+    )
+    parser.add_argument(
+        "--trust-remote-code",
+        action="store_true",
+        help="run the model's own Python code (auto_map in its config); recorded in the "
+        "output folder for the later stages",
     )
     parser.add_argument("--out", required=True, help="output model folder")
     return parser

@@ -12,21 +12,17 @@ Example:
 """
 
 import json
-from pathlib import Path
 
 import _bootstrap  # noqa: F401
 
 from sppoflow.cli import parser_for, run_stage
 from sppoflow.hub import fetch
+from sppoflow.tables import write_text_atomically
 
 
 def main(args) -> None:
     record = fetch(args.model, args.revision)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    partial = out.with_name(out.name + ".partial")
-    partial.write_text(json.dumps(record, indent=2) + "\n")
-    partial.replace(out)
+    write_text_atomically(args.out, json.dumps(record, indent=2) + "\n")
 
 
 def build_parser():

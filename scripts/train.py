@@ -16,8 +16,9 @@ which outlives --state-dir.
 
 Example:
     python scripts/train.py --model results/iter0/model --samples results/iter1/samples.parquet \\
-        --pairs-table results/iter1/pairs.parquet --responses results/iter1/responses.parquet \\
-        --out /tmp/model --log /tmp/train_log.csv --state-dir /tmp/train_state
+        --pairs-table results/iter1/pairs.parquet \\
+        --win-rates results/iter1/response_win_rates.parquet --out /tmp/model \\
+        --log /tmp/train_log.csv --state-dir /tmp/train_state
 """
 
 import sys
@@ -27,7 +28,7 @@ import _bootstrap  # noqa: F401
 
 from sppoflow.cli import add_settings, parser_for, run_stage, settings_from
 from sppoflow.models import load_policy
-from sppoflow.tables import PAIRS, RESPONSES, SAMPLES, read_table
+from sppoflow.tables import PAIRS, RESPONSE_WIN_RATES, SAMPLES, read_table
 from sppoflow.tracking import report_targets
 from sppoflow.training import (
     TrainingStopped,
@@ -45,12 +46,12 @@ def main(args) -> None:
     report_targets(settings.reporters())  # a missing tracker fails before the model loads
     samples = read_table(args.samples, SAMPLES)
     pairs = read_table(args.pairs_table, PAIRS)
-    responses = read_table(args.responses, RESPONSES)
-    inputs = [Path(args.samples), Path(args.pairs_table), Path(args.responses)]
+    win_rates = read_table(args.win_rates, RESPONSE_WIN_RATES)
+    inputs = [Path(args.samples), Path(args.pairs_table), Path(args.win_rates)]
     run_id = fingerprint(inputs, settings, Path(args.model))
     # fp32 weights (precision is autocast), loaded onto this process's GPU where there is one
     model, tokenizer = load_policy(args.model, device=process_device(settings))
-    examples = build_examples(tokenizer, samples, pairs, responses, settings, args.system_prompt)
+    examples = build_examples(tokenizer, samples, pairs, win_rates, settings, args.system_prompt)
     try:
         train(
             model,
@@ -75,7 +76,7 @@ def build_parser():
     parser.add_argument("--model", required=True, help="starting policy pi_t (model folder)")
     parser.add_argument("--samples", required=True, help="samples parquet of the round")
     parser.add_argument("--pairs-table", required=True, help="pairs parquet of the round")
-    parser.add_argument("--responses", required=True, help="response win rates parquet")
+    parser.add_argument("--win-rates", required=True, help="response win rates parquet")
     parser.add_argument("--out", required=True, help="model folder to write")
     parser.add_argument("--log", required=True, help="per-step training log (CSV) to write")
     parser.add_argument("--state-dir", required=True, help="resumable state (not an output)")

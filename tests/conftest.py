@@ -8,12 +8,16 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_DATASETS_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import yaml
+
+from tiny_model import build_tiny_llama
+from tiny_model import embedded_tokenizer as load_embedded_tokenizer
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = ROOT / "scripts"
@@ -25,6 +29,18 @@ sys.path.insert(0, str(ROOT / "src"))
 # The issue's bad-input cases: each config must fail with a line that names the key.
 BAD_CONFIGS = [
     ({"rounds": 0}, "config error: rounds: 0 is less than the minimum of 1"),
+    (
+        {"policy": {"model": "/nope/model"}},
+        "config error: policy.model: /nope/model does not exist (a hub id is org/name)",
+    ),
+    (
+        {"judge": {"backend": "reward_model", "model": "./models/rm"}},
+        "config error: judge.model: ./models/rm does not exist (a hub id is org/name)",
+    ),
+    (
+        {"prompts": {"source": "absent.jsonl"}},
+        "config error: prompts.source: absent.jsonl does not exist",
+    ),
     ({"sample": {"k": 1}}, "config error: sample.k: 1 is less than the minimum of 2"),
     ({"judge": {"backend": "oracle"}}, "config error: judge.backend: 'oracle' is not one of"),
     ({"train": {"loss": "kto"}}, "config error: train.loss: 'kto' is not one of"),
@@ -59,8 +75,8 @@ BAD_CONFIGS = [
         "config error: train.accelerate_config: absent.yaml does not exist",
     ),
     (
-        {"resources": {"train": {"gpus": -1}}},
-        "config error: resources.train.gpus: -1 is less than the minimum of 0",
+        {"resources": {"train": {"gpu": -1}}},
+        "config error: resources.train.gpu: -1 is less than the minimum of 0",
     ),
     ({"train": {"lora": {"r": 0}}}, "config error: train.lora.r: 0 is less than the minimum of 1"),
 ]
@@ -68,36 +84,7 @@ BAD_CONFIGS = [
 
 @pytest.fixture(scope="session")
 def embedded_tokenizer():
-    from sppoflow.models import load_tokenizer, resolve_source
-
-    return load_tokenizer(resolve_source("embedded:smollm2-135m-instruct"))
-
-
-def build_tiny_llama(folder: Path, tokenizer, seed: int = 0) -> Path:
-    """A 2-layer, hidden-size-32 Llama with random weights and the real tokenizer and template."""
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(seed)
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=1024,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-        tie_word_embeddings=True,
-    )
-    model = LlamaForCausalLM(config)
-    model.generation_config.eos_token_id = tokenizer.eos_token_id
-    model.generation_config.pad_token_id = tokenizer.pad_token_id
-    model.save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
+    return load_embedded_tokenizer()
 
 
 @pytest.fixture(scope="session")
@@ -124,6 +111,25 @@ def fake_hub_cache(cache: Path, repo_id: str, files_from: Path) -> None:
         (snapshot / f.name).write_bytes(f.read_bytes())
 
 
+def run_script(name, *args, cwd=ROOT):
+    """A stage script run by hand, as a user would."""
+    return subprocess.run(
+        [sys.executable, str(SCRIPTS / f"{name}.py"), *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+    )
+
+
+def error_line(run) -> str:
+    """The one line a failed stage prints: exit status 2, ``error: ...``, no traceback."""
+    assert run.returncode == 2, run.stderr
+    lines = [line for line in run.stderr.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1, run.stderr
+    assert "Traceback" not in run.stderr
+    return lines[0]
+
+
 def snakemake(workdir, *args, env=None, clean_env=False):
     """Run the workflow's Snakefile in ``workdir`` with this environment's snakemake (in
     ``env`` alone with ``clean_env``, else in this process's environment plus ``env``)."""
@@ -138,39 +144,31 @@ def snakemake(workdir, *args, env=None, clean_env=False):
     )
 
 
-# A 2-round run small enough for a 2-core CPU: 6 prompts a round, K = 3, 12 new tokens.
-# Judge chunks of 2 prompts, so that a round's scoring has 3 chunks to share out in shards.
-TINY_CONFIG = {
-    "rounds": 2,
-    "prompts": {
-        "source": str(ROOT / "config/prompts/instructions.jsonl"),
-        "n_eval": 6,
-        "n_per_round": 6,
-    },
-    "sample": {"k": 3, "max_new_tokens": 12, "batch_size": 4, "device": "cpu"},
-    "judge": {"device": "cpu", "prompts_per_chunk": 2},
-    "train": {
-        "eta": 10,
-        "learning_rate": 1.0e-3,
-        "batch_size": 1,
-        "max_length": 128,
-        "max_prompt_length": 96,
-        "device": "cpu",
-    },
-    "evaluate": {"max_new_tokens": 12, "batch_size": 4, "device": "cpu"},
-}
+# The tiny config in .test/ (2 rounds of 6 prompts, K = 3, 12 new tokens, judge chunks of 2
+# prompts), with its prompt file's absolute path for runs in other folders.
+TEST_DIR = ROOT / ".test"
+TINY_CONFIG = yaml.safe_load((TEST_DIR / "config" / "config.yaml").read_text())
+TINY_CONFIG["prompts"]["source"] = str(TEST_DIR / TINY_CONFIG["prompts"]["source"])
+
+
+def test_workdir(folder: Path, model_dir: Path) -> Path:
+    """``folder`` laid out as .test/ (its config and data), with the tiny model at the path
+    the config names."""
+    shutil.copytree(TEST_DIR / "config", folder / "config")
+    shutil.copytree(TEST_DIR / "data", folder / "data")
+    (folder / "resources").mkdir()
+    (folder / "resources" / "tiny-llama").symlink_to(model_dir)
+    return folder
 
 
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory, tiny_model_dir):
-    """A 2-round run of the whole workflow on the tiny model, on this machine (default
-    profile), shared by the workflow, report and cluster tests."""
-    folder = tmp_path_factory.mktemp("tiny-run")
-    config = {**TINY_CONFIG, "policy": {"model": str(tiny_model_dir)}}
-    (folder / "config.yaml").write_text(yaml.safe_dump(config))
-    run = snakemake(folder, "--configfile", "config.yaml", "--cores", "2")
+    """A 2-round run of the whole workflow on the .test config, on this machine (default
+    profile), shared by the workflow, report, reproducibility and cluster tests."""
+    folder = test_workdir(tmp_path_factory.mktemp("tiny-run"), tiny_model_dir)
+    run = snakemake(folder, "--cores", "2")
     assert run.returncode == 0, run.stderr[-5000:]
-    return folder, config
+    return folder, yaml.safe_load((folder / "config" / "config.yaml").read_text())
 
 
 @pytest.fixture(scope="session")

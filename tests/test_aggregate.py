@@ -40,15 +40,15 @@ def tables():
 
 def test_score_estimator_matches_the_worked_example():
     samples, preferences = tables()
-    result = aggregate(samples, preferences, AggregateSettings("score", 0.001), round_number=2)
-    a = result.responses[result.responses.prompt_id == "a"].set_index("response_idx")
+    result = aggregate(samples, preferences, AggregateSettings("strength", 0.001), round_number=2)
+    a = result.win_rates[result.win_rates.prompt_id == "a"].set_index("response_idx")
     # s_i = (1/K) sum_j (L[i,j] - L[j,i]), by hand
-    assert a["score"].tolist() == pytest.approx([5 / 3, -1.3 / 3, -3.7 / 3])
-    s = a["score"].to_numpy()
+    assert a["strength"].tolist() == pytest.approx([5 / 3, -1.3 / 3, -3.7 / 3])
+    s = a["strength"].to_numpy()
     expected = [np.mean([sigmoid(s[i] - s[j]) for j in range(3)]) for i in range(3)]
-    assert a["win_rate_score"].tolist() == pytest.approx(expected)
+    assert a["win_rate_strength"].tolist() == pytest.approx(expected)
     assert a["win_rate"].tolist() == pytest.approx(expected)
-    assert a["win_rate_score"].iloc[0] == pytest.approx(
+    assert a["win_rate_strength"].iloc[0] == pytest.approx(
         (0.5 + sigmoid(5 / 3 + 1.3 / 3) + sigmoid(5 / 3 + 3.7 / 3)) / 3
     )
     assert a["is_winner"].tolist() == [True, False, False]
@@ -78,7 +78,7 @@ def test_score_estimator_matches_the_worked_example():
 def test_direct_estimator_averages_both_orders_without_the_self_term():
     samples, preferences = tables()
     result = aggregate(samples, preferences, AggregateSettings("direct", 0.001))
-    a = result.responses[result.responses.prompt_id == "a"].set_index("response_idx")
+    a = result.win_rates[result.win_rates.prompt_id == "a"].set_index("response_idx")
     P = np.vectorize(sigmoid)(L)
     expected = [
         np.mean([(P[i, j] + 1 - P[j, i]) / 2 for j in range(3) if j != i]) for i in range(3)
@@ -93,14 +93,35 @@ def test_direct_estimator_averages_both_orders_without_the_self_term():
     assert (pair.winner_idx, pair.loser_idx) == (0, 2)
     assert pair.q == pytest.approx((P[0, 2] + 1 - P[2, 0]) / 2)
     # the score-based win rates are still reported beside the direct ones
-    assert a["win_rate_score"].notna().all()
+    assert a["win_rate_strength"].notna().all()
 
 
-def test_min_spread_drops_weak_preferences():
+def test_min_spread_drops_weak_preferences(caplog):
     samples, preferences = tables()
-    result = aggregate(samples, preferences, AggregateSettings("score", 0.99))
-    assert result.pairs.empty
-    assert result.stats.iloc[0].n_no_preference == 2
+    with caplog.at_level("WARNING"):
+        result = aggregate(samples, preferences, AggregateSettings("strength", 0.01))
+    assert result.pairs.prompt_id.tolist() == ["a"] and result.stats.iloc[0].n_no_preference == 1
+    assert (
+        "1 of 2 prompts give no pair: their responses tie (spread 0 or below min_spread=0.01)"
+        in caplog.text
+    )
+    with pytest.raises(UserError, match=r"below aggregate\.min_spread=0\.99"):
+        aggregate(samples, preferences, AggregateSettings("strength", 0.99))
+
+
+def test_a_prompt_whose_responses_all_tie_gives_no_pair(caplog):
+    samples, preferences = tables()  # prompt b's two responses tie
+    with caplog.at_level("WARNING"):
+        result = aggregate(samples, preferences, AggregateSettings())
+    assert result.pairs.prompt_id.tolist() == ["a"]
+    assert "1 of 2 prompts give no pair: their responses tie (spread 0)" in caplog.text
+    preferences["logit"], preferences["prob"] = 0.0, 0.5
+    with pytest.raises(UserError) as error:
+        aggregate(samples, preferences, AggregateSettings())
+    assert str(error.value) == (
+        "no training pair: the responses of all 2 prompts tie (win-rate spread 0); the judge "
+        "cannot tell them apart, or the policy gives one answer K times"
+    )
 
 
 def test_incomplete_preferences_are_refused():
@@ -115,7 +136,7 @@ def test_unknown_estimator_is_refused():
         aggregate(samples, preferences, AggregateSettings("mean"))
 
 
-@pytest.mark.parametrize("estimator", ["score", "direct"])
+@pytest.mark.parametrize("estimator", ["strength", "direct"])
 def test_the_result_does_not_depend_on_the_order_of_the_rows(estimator):
     """Sums over a prompt's responses run in response order, not in the order the rows (or a
     hash join's output) arrive: the same tables give the same bits, however shuffled."""
@@ -140,6 +161,6 @@ def test_the_result_does_not_depend_on_the_order_of_the_rows(estimator):
     for seed in range(5):
         shuffled = preferences.sample(frac=1, random_state=seed).reset_index(drop=True)
         again = aggregate(samples.sample(frac=1, random_state=seed), shuffled, settings)
-        pd.testing.assert_frame_equal(again.responses, first.responses, check_exact=True)
+        pd.testing.assert_frame_equal(again.win_rates, first.win_rates, check_exact=True)
         pd.testing.assert_frame_equal(again.pairs, first.pairs, check_exact=True)
         pd.testing.assert_frame_equal(again.stats, first.stats, check_exact=True)

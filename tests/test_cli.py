@@ -1,32 +1,13 @@
 """Every stage script runs by hand: --help works and bad input is one clear line."""
 
 import json
-import subprocess
-import sys
 
 import pytest
 
-from conftest import ROOT, SCRIPTS
+from conftest import error_line, run_script
 
 STAGES = ["base_model", "prompts", "sample", "score", "aggregate", "train", "evaluate", "summary"]
 STAGES += ["fetch", "gather", "head_to_head"]
-
-
-def run_script(name, *args, cwd=ROOT):
-    return subprocess.run(
-        [sys.executable, str(SCRIPTS / f"{name}.py"), *map(str, args)],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-    )
-
-
-def error_line(run):
-    assert run.returncode == 2, run.stderr
-    lines = [line for line in run.stderr.splitlines() if line.startswith("error:")]
-    assert len(lines) == 1, run.stderr
-    assert "Traceback" not in run.stderr
-    return lines[0]
 
 
 @pytest.mark.parametrize("stage", STAGES)
@@ -125,7 +106,7 @@ def test_wrong_table_is_named(tmp_path):
         tmp_path / "odd.parquet",
         "--preferences",
         tmp_path / "odd.parquet",
-        "--responses",
+        "--win-rates",
         tmp_path / "r",
         "--pairs",
         tmp_path / "p",
@@ -144,7 +125,7 @@ def test_unknown_loss_is_refused_by_the_train_stage(tmp_path):
         "s",
         "--pairs-table",
         "p",
-        "--responses",
+        "--win-rates",
         "r",
         "--out",
         "o",

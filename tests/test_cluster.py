@@ -84,12 +84,12 @@ def test_slurm_profile_asks_for_gpus_only_where_the_model_runs(tmp_path):
     for rule in GPU_RULES:
         want = paper[stage.get(rule, rule)]
         for job in planned[rule]:
-            assert int(job["gpu"]) == want["gpus"], rule
+            assert int(job["gpu"]) == want["gpu"], rule
             assert int(job["mem_mb"]) == want["mem_mb"], rule
             assert int(job["runtime"]) == want["runtime"], rule  # first attempt
             assert job["slurm_partition"] == "gpu" and job["gpu_model"] == "h100"
             call = sbatch_call(rule, job)
-            assert f"--gpus=h100:{want['gpus']}" in call, call
+            assert f"--gpus=h100:{want['gpu']}" in call, call
             assert f"--mem {want['mem_mb']}" in call and f"-t {want['runtime']}" in call
             assert "-A sppo-lab" in call and "-p gpu" in call and "--nodes=1" in call
             assert "--ntasks-per-gpu" not in call  # it would split an srun into one task per GPU

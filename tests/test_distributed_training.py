@@ -21,7 +21,7 @@ import torch
 from safetensors.torch import load_file
 
 from conftest import ROOT
-from sppoflow.tables import PAIRS, RESPONSES, SAMPLES, write_table
+from sppoflow.tables import PAIRS, RESPONSE_WIN_RATES, SAMPLES, write_table
 from sppoflow.training import COMPLETE
 from test_training import round_tables
 
@@ -54,7 +54,7 @@ def launch(tmp_path, model_dir, tables, processes, batch_size, name, *extra):
         "--model", str(model_dir),
         "--samples", str(tables["samples"]),
         "--pairs-table", str(tables["pairs"]),
-        "--responses", str(tables["responses"]),
+        "--win-rates", str(tables["win_rates"]),
         "--out", str(out / "model"),
         "--log", str(out / "train_log.csv"),
         "--state-dir", str(out / "state"),
@@ -81,11 +81,11 @@ def launch(tmp_path, model_dir, tables, processes, batch_size, name, *extra):
 @pytest.fixture(scope="module")
 def round_files(tmp_path_factory, embedded_tokenizer):
     folder = tmp_path_factory.mktemp("round")
-    samples, pairs, responses = round_tables(embedded_tokenizer, n_prompts=8)
-    paths = {name: folder / f"{name}.parquet" for name in ("samples", "pairs", "responses")}
+    samples, pairs, win_rates = round_tables(embedded_tokenizer, n_prompts=8)
+    paths = {name: folder / f"{name}.parquet" for name in ("samples", "pairs", "win_rates")}
     write_table(samples, paths["samples"], SAMPLES)
     write_table(pairs, paths["pairs"], PAIRS)
-    write_table(responses, paths["responses"], RESPONSES)
+    write_table(win_rates, paths["win_rates"], RESPONSE_WIN_RATES)
     return paths
 
 
@@ -137,7 +137,7 @@ def wrapped_launch(tmp_path, model_dir, tables, name, extra_env=None):
         sys.executable, str(ROOT / "scripts" / "with_gpus.py"), "2", "--process-per-gpu", "--",
         str(ROOT / "scripts" / "train.py"),
         "--model", str(model_dir), "--samples", str(tables["samples"]),
-        "--pairs-table", str(tables["pairs"]), "--responses", str(tables["responses"]),
+        "--pairs-table", str(tables["pairs"]), "--win-rates", str(tables["win_rates"]),
         "--out", str(out / "model"), "--log", str(out / "train_log.csv"),
         "--state-dir", str(out / "state"), "--batch-size", "1", "--global-batch-size", "2",
         "--epochs", "1", "--eta", "10", "--learning-rate", "1e-3", "--warmup-ratio", "0",

@@ -107,7 +107,7 @@ def test_pointwise_interface_compare_and_matrix():
     scorer = LengthScorer(tau=2.0)
     comparison = scorer.compare(["q", "q"], ["aaaa", "a"], ["aa", "aa"])
     assert comparison.prob == pytest.approx(sigmoid(np.array([1.0, -0.5])))
-    assert comparison.score_a.tolist() == [4.0, 1.0]
+    assert comparison.reward_a.tolist() == [4.0, 1.0]
 
 
 def test_pairwise_interface_asks_both_orders_and_reports_flips():

@@ -8,10 +8,10 @@ import pytest
 import torch
 from transformers import LlamaConfig, LlamaForSequenceClassification
 
-from conftest import build_tiny_llama
 from sppoflow.errors import UserError
 from sppoflow.preference import JudgeSettings, build_judge, sigmoid
 from sppoflow.preference.llm_judge import fill
+from tiny_model import build_tiny_llama
 
 PROMPTS = ["How do I boil an egg?", "Name a prime number {x}."]
 RESPONSES = [

@@ -104,7 +104,7 @@ def test_hub_id_loads_through_the_hub_code_path_offline(tiny_model_dir, tmp_path
     )
     assert missing.returncode == 2
     [line] = missing.stderr.strip().splitlines()[-1:]
-    assert line.startswith("error: cannot load tokenizer of sppo-test/absent")
+    assert line.startswith("error: policy.model: cannot load sppo-test/absent: ")
 
 
 def test_a_bf16_source_stays_bf16_on_disk(tiny_model_dir, tmp_path):

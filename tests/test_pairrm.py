@@ -118,9 +118,9 @@ def test_scores_every_ordered_pair_and_feeds_the_aggregate_stage(checkpoints):
     assert a.loc[(1, 2), "logit"] == pytest.approx(direct, abs=1e-5)
     # a position-biased model: the two orders are separate forward passes, not negations
     assert a.loc[(1, 2), "logit"] != pytest.approx(-a.loc[(2, 1), "logit"])
-    for estimator in ("score", "direct"):
+    for estimator in ("strength", "direct"):
         result = aggregate(samples, preferences, AggregateSettings(estimator, 0.0))
-        assert len(result.pairs) == 2 and result.responses.win_rate.between(0, 1).all()
+        assert len(result.pairs) == 2 and result.win_rates.win_rate.between(0, 1).all()
 
 
 def test_pairrm_large_shapes_match_the_public_checkpoint():

@@ -43,8 +43,8 @@ def judgements(
                     "opponent_overlap": rng.uniform(0, 1, N),
                     "repetition": rng.uniform(0, 0.3, N),
                     "opponent_repetition": rng.uniform(0, 0.3, N),
-                    "score": score,
-                    "opponent_score": np.full(N, np.nan) if pairwise else rng.uniform(0, 1, N),
+                    "reward": score,
+                    "opponent_reward": np.full(N, np.nan) if pairwise else rng.uniform(0, 1, N),
                     "order_flipped": rng.uniform(0, 1, N) < 0.2 if pairwise else np.nan,
                 }
             )

@@ -202,7 +202,7 @@ def test_a_two_gpu_train_job_gets_one_node_and_two_processes(slurm_run, slurm_cl
     run = copy_run(folder, tmp_path)
     one_process = weights(run / "results/iter1/model")
     config = yaml.safe_load((run / "config.yaml").read_text())
-    config["resources"]["train"]["gpus"] = 2
+    config["resources"]["train"]["gpu"] = 2
     (run / "two_gpus.yaml").write_text(yaml.safe_dump(config))
     since = last_job_id(slurm_cluster)
     with slurm_cluster.watch() as watcher:

@@ -136,7 +136,7 @@ def test_asking_for_a_tracker_that_is_not_installed_says_what_to_install(monkeyp
 
 @pytest.mark.skipif(tracking.installed("wandb"), reason="wandb is installed")
 def test_the_train_script_says_what_to_install_in_one_line_before_loading_anything(tmp_path):
-    flags = ["--model", "m", "--samples", "s", "--pairs-table", "p", "--responses", "r"]
+    flags = ["--model", "m", "--samples", "s", "--pairs-table", "p", "--win-rates", "r"]
     flags += ["--out", "o", "--log", "l", "--state-dir", "d", "--report-to", "wandb"]
     run = subprocess.run(
         [sys.executable, str(SCRIPTS / "train.py"), *flags],

@@ -49,7 +49,7 @@ def round_tables(tokenizer, n_prompts=N_PROMPTS):
     preferences = pd.DataFrame(prefs, columns=["prompt_id", "i", "j", "logit"])
     preferences["prob"] = 1 / (1 + (-preferences.logit).map(lambda x: 2.718281828**x))
     result = aggregate(samples, preferences, AggregateSettings())
-    return samples, result.pairs, result.responses
+    return samples, result.pairs, result.win_rates
 
 
 def settings(**overrides):

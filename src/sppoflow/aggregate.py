@@ -1,11 +1,12 @@
 """The aggregate stage: win rates, training pairs and round statistics, in SQL run by DuckDB.
 
 The queries live in ``sql/*.sql`` and read the views ``samples`` and ``preferences``; see
-README, "The pipeline", for the two estimators (the authors' score-based one and the direct one).
+README, "The pipeline", for the two estimators (the authors' strength-based one and the direct one).
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -17,13 +18,15 @@ import pyarrow.parquet as pq
 from sppoflow.cli import setting
 from sppoflow.errors import UserError, check_choice
 
-ESTIMATORS = ("score", "direct")
+log = logging.getLogger(__name__)
+
+ESTIMATORS = ("strength", "direct")
 
 
 @dataclass
 class AggregateSettings:
     estimator: str = setting(
-        "score", "win-rate estimator: the authors' score or direct", ESTIMATORS
+        "strength", "win-rate estimator: the authors' strength or direct", ESTIMATORS
     )
     min_spread: float = setting(
         0.0, "prompts whose p_winner - p_loser is below this are not trained on"
@@ -32,7 +35,7 @@ class AggregateSettings:
 
 @dataclass
 class Aggregates:
-    responses: pd.DataFrame  # RESPONSES: every response's win rates
+    win_rates: pd.DataFrame  # RESPONSE_WIN_RATES: every response's win rates
     pairs: pd.DataFrame  # PAIRS: the winner and loser of each prompt
     stats: pd.DataFrame  # one row of round statistics
 
@@ -70,9 +73,9 @@ def register(con: duckdb.DuckDBPyConnection, name: str, table: pd.DataFrame | Pa
         con.register(name, table.drop(columns=["response_token_ids"], errors="ignore"))
         return
     columns = [c for c in pq.read_schema(table).names if c != "response_token_ids"]
-    selected = ", ".join(f'"{c}"' for c in columns)
-    path = str(table).replace("'", "''")
-    con.execute(f"CREATE VIEW {name} AS SELECT {selected} FROM read_parquet('{path}')")
+    # the relation API: neither the path nor a column name is spliced into SQL text
+    relation = con.read_parquet(str(table)).select(*map(duckdb.ColumnExpression, columns))
+    relation.create_view(name)
 
 
 def aggregate(
@@ -90,8 +93,8 @@ def aggregate(
     register(con, "preferences", preferences)
     check_complete(con)
     params = {"estimator": settings.estimator}
-    responses = con.execute(query("response_win_rates"), params).df()
-    con.register("responses", responses)
+    win_rates = con.execute(query("response_win_rates"), params).df()
+    con.register("response_win_rates", win_rates)
     pairs = con.execute(query("pairs"), {**params, "min_spread": settings.min_spread}).df()
     con.register("pairs", pairs)
     stats = con.execute(
@@ -99,4 +102,28 @@ def aggregate(
         {**params, "min_spread": settings.min_spread, "round": round_number},
     ).df()
     con.close()
-    return Aggregates(responses, pairs, stats)
+    check_preferences(stats.iloc[0], settings)
+    return Aggregates(win_rates, pairs, stats)
+
+
+def check_preferences(stats: pd.Series, settings: AggregateSettings) -> None:
+    """Prompts whose responses all tie (or differ by less than min_spread) give no pair: a
+    warning for some, an error when none is left to train on."""
+    tied, prompts = int(stats["n_no_preference"]), int(stats["n_prompts"])
+    if prompts and tied == prompts:
+        raise UserError(
+            f"no training pair: the responses of all {prompts} prompts tie (win-rate spread 0"
+            + (
+                f" or below aggregate.min_spread={settings.min_spread}"
+                if settings.min_spread
+                else ""
+            )
+            + "); the judge cannot tell them apart, or the policy gives one answer K times"
+        )
+    if tied:
+        log.warning(
+            "%d of %d prompts give no pair: their responses tie (spread 0%s)",
+            tied,
+            prompts,
+            f" or below min_spread={settings.min_spread}" if settings.min_spread else "",
+        )

@@ -32,9 +32,10 @@ def encode_prompts(
     return tokenizer(texts, add_special_tokens=False)["input_ids"]
 
 
-def stop_token_ids(model, tokenizer) -> set[int]:
-    """Every token that ends a response: the generation config's EOS ids and the tokenizer's."""
-    ids = model.generation_config.eos_token_id
+def stop_token_ids(eos_token_id: int | list[int] | None, tokenizer) -> set[int]:
+    """Every token that ends a response: the EOS id(s) of the model's generation config
+    (``eos_token_id``) and the tokenizer's. Both sampling backends stop on this set."""
+    ids = eos_token_id
     stops = set(ids if isinstance(ids, list) else [ids] if ids is not None else [])
     if tokenizer.eos_token_id is not None:
         stops.add(tokenizer.eos_token_id)

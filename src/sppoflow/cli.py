@@ -15,8 +15,10 @@ import sys
 import types
 import typing
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, TypeVar
 
+from sppoflow import provenance
 from sppoflow.errors import UserError
 
 S = TypeVar("S")
@@ -100,7 +102,14 @@ def parser_for(description: str) -> argparse.ArgumentParser:
         description=description, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument(
-        "--threads", type=int, default=None, help="CPU threads for torch (default: all)"
+        "--threads", type=int, default=None, help="CPU cores this job has (default: all)"
+    )
+    parser.add_argument(
+        "--cpu-threads",
+        type=int,
+        default=None,
+        help="threads torch computes with on a CPU, whatever --threads is: results do not "
+        "then depend on the cores a job gets (default: --threads)",
     )
     return parser
 
@@ -119,8 +128,11 @@ def add_shard_arguments(parser: argparse.ArgumentParser, unit: str) -> None:
     )
 
 
-def configure_threads(threads: int | None) -> None:
-    """Limit torch's intra-op threads to the cores Snakemake gave the job."""
+def configure_threads(threads: int | None, cpu_threads: int | None = None) -> None:
+    """torch's intra-op threads: ``cpu_threads`` where given (CPU kernels split their sums
+    by thread, so a fixed count gives the same bits on any allocation), else the cores
+    Snakemake gave the job."""
+    threads = cpu_threads or threads
     if threads is None:
         return
     os.environ.setdefault("OMP_NUM_THREADS", str(threads))
@@ -139,7 +151,8 @@ def run_stage(main: Callable[[argparse.Namespace], None], parser: argparse.Argum
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    configure_threads(getattr(args, "threads", None))
+    configure_threads(getattr(args, "threads", None), getattr(args, "cpu_threads", None))
+    provenance.begin_job(Path(sys.argv[0]).stem, vars(args))
     try:
         main(args)
     except UserError as error:

@@ -80,6 +80,37 @@ def _check_against(instance: Any, schema: dict, validator_class, at: str = "") -
 
 TRAINING_JUDGE = "training"
 
+# Settings that change where or how fast a job runs, not what it writes: changing one re-runs
+# nothing, and the config recorded with each output (sppoflow.provenance) leaves them out.
+RUN_ONLY_SETTINGS = {
+    "judge": ("batch_size", "max_batch_tokens", "prompts_per_chunk", "device"),
+    "train": ("checkpoint_steps", "gradient_checkpointing", "report_to"),
+}
+RUN_ONLY_SECTIONS = ("resources", "shards")
+
+
+def split_run_only(section: str, settings: Mapping[str, Any]) -> tuple[dict, dict]:
+    """(the settings that decide a job's result, the run-only ones) of a config section (or
+    of an evaluation judge or a method's train settings)."""
+    run_only = RUN_ONLY_SETTINGS.get(section, ())
+    result = {k: v for k, v in settings.items() if k not in run_only}
+    return result, {k: v for k, v in settings.items() if k in run_only}
+
+
+def recorded_config(config: Mapping[str, Any]) -> dict:
+    """The validated config without its run-only settings: what the outputs record."""
+    recorded = {k: v for k, v in config.items() if k not in RUN_ONLY_SECTIONS}
+    for section in RUN_ONLY_SETTINGS:
+        recorded[section] = split_run_only(section, config[section])[0]
+    recorded["evaluate"] = {
+        **config["evaluate"],
+        "judges": [split_run_only("judge", j)[0] for j in config["evaluate"]["judges"]],
+    }
+    recorded["methods"] = [
+        {**m, "train": split_run_only("train", m.get("train", {}))[0]} for m in config["methods"]
+    ]
+    return recorded
+
 
 def _check_parts(config: dict, schema: dict) -> None:
     """Parts that take the keys of another section: each method's train settings (checked
@@ -155,6 +186,48 @@ def check_consistency(config: dict) -> None:
         raise UserError(
             "config error: prompts.n_per_round must be set when one source feeds all rounds"
         )
+    check_local_paths(config)
+
+
+PROMPT_FILE_TYPES = (".jsonl", ".json", ".csv", ".parquet")
+
+
+def local_references(config: dict) -> list[tuple[str, str, str]]:
+    """(key, value, kind) of every config value that may name a local path; kind is "model"
+    (or embedded, or a hub id), "source" (a prompt file or folder, or a hub dataset id) or
+    "file"."""
+    policy, judge, prompts = config["policy"], config["judge"], config["prompts"]
+    judges = config["evaluate"]["judges"]
+    found = [
+        ("policy.model", policy["model"], "model"),
+        ("judge.model", judge["model"], "model"),
+        *[(f"evaluate.judges.{n}.model", j["model"], "model") for n, j in enumerate(judges)],
+        ("policy.chat_template", policy["chat_template"], "file"),
+        ("judge.template", judge["template"], "file"),
+        *[(f"evaluate.judges.{n}.template", j["template"], "file") for n, j in enumerate(judges)],
+        ("prompts.source", prompts["source"], "source"),
+        ("prompts.eval_source", prompts["eval_source"], "source"),
+        *[(f"prompts.per_round.{n}", s, "source") for n, s in enumerate(prompts["per_round"])],
+    ]
+    return [(key, value, kind) for key, value, kind in found if value]
+
+
+def check_local_paths(config: dict) -> None:
+    """A local path that does not exist fails here, before any job starts (hub ids and
+    embedded names are left to the jobs that fetch them)."""
+    from sppoflow.sources import is_hub_id, missing_local_path
+
+    for key, value, kind in local_references(config):
+        if Path(value).expanduser().exists():
+            continue
+        is_file = Path(value).suffix.lower() in PROMPT_FILE_TYPES
+        if (
+            kind == "file"
+            or (kind == "source" and (is_file or not is_hub_id(value)))
+            or (kind == "model" and missing_local_path(value))
+        ):
+            hint = " (a hub id is org/name)" if kind == "model" else ""
+            raise UserError(f"config error: {key}: {value} does not exist{hint}")
 
 
 def _plain(value: Any) -> Any:

@@ -24,7 +24,7 @@ import pandas as pd
 from sppoflow.errors import UserError
 from sppoflow.length_control import length_controlled_win_rate
 from sppoflow.preference import JudgeSettings, PreferenceModel, build_judge
-from sppoflow.tables import EVAL_JUDGEMENTS, write_table
+from sppoflow.tables import EVAL_JUDGEMENTS, write_table, write_text_atomically
 
 TIE_TOLERANCE = 1e-6
 Z_95 = 1.959964
@@ -159,8 +159,8 @@ def judge_against(
             ],
             "repetition": merged["response"].map(repetition),
             "opponent_repetition": merged["response_opp"].map(repetition),
-            "score": comparison.score_a if comparison.score_a is not None else nan,
-            "opponent_score": comparison.score_b if comparison.score_b is not None else nan,
+            "reward": comparison.reward_a if comparison.reward_a is not None else nan,
+            "opponent_reward": comparison.reward_b if comparison.reward_b is not None else nan,
             "order_flipped": comparison.flipped if comparison.flipped is not None else nan,
         }
     )
@@ -197,9 +197,7 @@ def write_evaluation(
 ) -> None:
     """The judgements table and the metrics JSON, each written whole or not at all."""
     write_table(judgements, judgements_path, EVAL_JUDGEMENTS)
-    partial = Path(f"{metrics_path}.partial")
-    partial.write_text(json.dumps(metrics, indent=2) + "\n")
-    partial.replace(metrics_path)
+    write_text_atomically(metrics_path, json.dumps(metrics, indent=2) + "\n")
 
 
 def judge_all(

@@ -17,15 +17,16 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
+from sppoflow import provenance
 from sppoflow.errors import UserError
-from sppoflow.tables import SAMPLES, read_table
+from sppoflow.tables import SAMPLES, read_table, write_text_atomically
 
 # view name -> (file under a round's folder, the rounds that every method shares when methods
 # run side by side: round 0 is the base model, round 1 samples it for every method)
 VIEWS = {
     "samples": ("samples.parquet", (1,)),
     "preferences": ("preferences.parquet", (1,)),
-    "responses": ("responses.parquet", (1,)),
+    "response_win_rates": ("response_win_rates.parquet", (1,)),
     "pairs": ("pairs.parquet", (1,)),
     "aggregate_stats": ("aggregate_stats.parquet", (1,)),
     "eval_responses": ("eval/responses.parquet", (0,)),
@@ -48,10 +49,7 @@ def alpaca_eval_records(responses_path: Path, generator: str) -> list[dict]:
 
 def write_alpaca_eval(responses_path: Path, generator: str, out: Path) -> None:
     records = alpaca_eval_records(responses_path, generator)
-    partial = out.with_name(out.name + ".partial")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    partial.write_text(json.dumps(records, indent=1, ensure_ascii=False) + "\n")
-    os.replace(partial, out)
+    write_text_atomically(out, json.dumps(records, indent=1, ensure_ascii=False) + "\n")
 
 
 def _reader(pattern: str) -> str:
@@ -82,6 +80,34 @@ def view_parts(file: str, shared_rounds: tuple, methods: list[tuple[str, str]]):
     names = [name for name, _ in methods]
     parts = [(f"results/iter{r}/{file}", names) for r in shared_rounds]
     return parts + [(f"results/{chain}iter*/{file}", [name]) for name, chain in methods]
+
+
+# Where the provenance records lie (sppoflow.provenance): in every parquet output's metadata,
+# and in each model folder's provenance.json.
+PROVENANCE_SOURCES = {
+    "results/**/*.parquet": (
+        "SELECT file_name AS file, decode(value)::JSON AS record "
+        "FROM parquet_kv_metadata('{pattern}') WHERE decode(key) = '{key}'"
+    ),
+    "results/**/model/provenance.json": (
+        "SELECT filename AS file, content::JSON AS record FROM read_text('{pattern}')"
+    ),
+}
+
+
+def provenance_sql(patterns: list[str]) -> str:
+    """The view ``provenance``: one row per output file that records what made it."""
+    key = provenance.METADATA_KEY.decode()
+    records = " UNION ALL ".join(PROVENANCE_SOURCES[p].format(pattern=p, key=key) for p in patterns)
+    return (
+        "CREATE OR REPLACE VIEW provenance AS "
+        "SELECT file, nullif(regexp_extract(file, 'methods/([^/]+)/', 1), '') AS method, "
+        "TRY_CAST(regexp_extract(file, '.*iter(\\d+)/', 1) AS INTEGER) AS round, "
+        "record->>'stage' AS stage, record->>'config_sha256' AS config_sha256, "
+        "record->>'git_commit' AS git_commit, record->'arguments' AS arguments, "
+        "record->'versions' AS versions, record->'config' AS config "
+        f"FROM ({records}) ORDER BY file"
+    )
 
 
 def write_database(
@@ -116,6 +142,10 @@ def write_database(
                 " ORDER BY method, round, judge, opponent"
             )
             made.append("win_rates")
+        recorded = [p for p in PROVENANCE_SOURCES if list(workdir.glob(p))]
+        if recorded:
+            db.execute(provenance_sql(recorded))
+            made.append("provenance")
         if (workdir / HEAD_TO_HEAD).is_file():
             reader = f"read_parquet('{HEAD_TO_HEAD}')"
             db.execute(f"CREATE OR REPLACE VIEW head_to_head AS SELECT * FROM {reader}")

@@ -102,7 +102,7 @@ def generate(
         for start in range(0, len(jobs), settings.batch_size)
     ]
     mine = take_shard(list(enumerate(batches)), shard, shards)
-    stops = stop_token_ids(model, tokenizer)
+    stops = stop_token_ids(model.generation_config.eos_token_id, tokenizer)
     pad_id = tokenizer.pad_token_id
     device = next(model.parameters()).device
     do_sample = settings.temperature > 0

@@ -9,12 +9,18 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
+from transformers import AutoModelForCausalLM, PreTrainedModel
 
-from sppoflow.errors import UserError, first_line
+from sppoflow import safe_loading
+from sppoflow.errors import UserError
+from sppoflow.provenance import write_to_folder as record_provenance
 from sppoflow.sources import ModelSource, resolve_source
 
 __all__ = [
@@ -95,18 +101,28 @@ def cast_saved_weights(folder: Path | str, dtype: torch.dtype) -> None:
     config_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
 
 
-def load_tokenizer(source: ModelSource, revision: str | None = None):
+@contextmanager
+def folder_written_whole(out_dir: Path) -> Iterator[Path]:
+    """A folder to write into, renamed to ``out_dir`` only when the block ends without an
+    error: an interrupted save leaves no folder that looks finished."""
+    partial = out_dir.with_name(out_dir.name + ".partial")
+    if partial.exists():
+        shutil.rmtree(partial)
+    partial.mkdir(parents=True)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(
-            source.folder, gguf_file=source.gguf_file, revision=revision
-        )
-    except (OSError, ValueError) as error:
-        raise UserError(
-            f"cannot load tokenizer of {source.reference}: {first_line(error)}"
-        ) from error
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    return tokenizer
+        yield partial
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    os.replace(partial, out_dir)
+
+
+def load_tokenizer(source: ModelSource, revision: str | None = None, trust: bool = False):
+    return safe_loading.load_tokenizer(
+        source.folder, "policy.model", trust, gguf_file=source.gguf_file, revision=revision
+    )
 
 
 def load_causal_lm(
@@ -114,17 +130,22 @@ def load_causal_lm(
     dtype: torch.dtype = torch.float32,
     revision: str | None = None,
     device: torch.device | None = None,
+    trust: bool = False,
 ) -> PreTrainedModel:
     """The model in ``dtype``; on a GPU ``device`` the weights go from the (memory-mapped)
     files straight to it, so host memory never holds a copy: 8 processes of a 9B model
     would otherwise hold 8 x 37 GB of fp32 weights while loading."""
     placement = {"device_map": {"": str(device)}} if device and device.type == "cuda" else {}
-    try:
-        model = AutoModelForCausalLM.from_pretrained(
-            source.folder, gguf_file=source.gguf_file, revision=revision, dtype=dtype, **placement
-        )
-    except (OSError, ValueError) as error:
-        raise UserError(f"cannot load model {source.reference}: {first_line(error)}") from error
+    model = safe_loading.load_pretrained(
+        AutoModelForCausalLM,
+        source.folder,
+        "policy.model",
+        trust,
+        gguf_file=source.gguf_file,
+        revision=revision,
+        dtype=dtype,
+        **placement,
+    )
     if source.gguf_file:
         # The GGUF weights were dequantized on load; forget the quantizer so that
         # save_pretrained writes plain safetensors that reload in a fraction of a second.
@@ -141,14 +162,16 @@ def import_policy(
     revision: str | None = None,
     chat_template: str | None = None,
     dtype: str = "auto",
+    trust_remote_code: bool = False,
 ) -> None:
     """The base_model stage: any supported source -> a safetensors folder with its tokenizer.
 
-    ``dtype`` ``auto`` keeps the source's precision on disk.
+    ``dtype`` ``auto`` keeps the source's precision on disk. ``trust_remote_code`` (the
+    config's choice for this model) is recorded in the folder for every later stage.
     """
     source = resolve_source(reference)
     log.info("loading %s (%s: %s)", reference, source.kind, source.folder)
-    tokenizer = load_tokenizer(source, revision)
+    tokenizer = load_tokenizer(source, revision, trust_remote_code)
     if chat_template:
         template_path = Path(chat_template)
         if not template_path.is_file():
@@ -159,15 +182,21 @@ def import_policy(
             f"{reference} has no chat template; give one with policy.chat_template (a .jinja file)"
         )
     weights_dtype = disk_dtype(dtype, source_dtype(source))
-    model = load_causal_lm(source, weights_dtype, revision)
+    model = load_causal_lm(source, weights_dtype, revision, trust=trust_remote_code)
+    safe_loading.check_tokenizer_fits(model, tokenizer, reference)
     if model.generation_config.pad_token_id is None:
         model.generation_config.pad_token_id = tokenizer.pad_token_id
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out_dir)
-    tokenizer.save_pretrained(out_dir)
-    provenance = {"reference": reference, "kind": source.kind, "revision": revision}
-    (out_dir / "sppo_source.json").write_text(json.dumps(provenance, indent=2) + "\n")
+    origin = {
+        "reference": reference,
+        "kind": source.kind,
+        "revision": revision,
+        "trust_remote_code": trust_remote_code,
+    }
+    with folder_written_whole(Path(out_dir)) as folder:
+        model.save_pretrained(folder)
+        tokenizer.save_pretrained(folder)
+        (folder / safe_loading.SOURCE_RECORD).write_text(json.dumps(origin, indent=2) + "\n")
+        record_provenance(folder)
     n_params = sum(p.numel() for p in model.parameters())
     log.info(
         "saved %s (%.1fM parameters, %s) to %s",
@@ -185,4 +214,8 @@ def load_policy(
     source = resolve_source(str(folder))
     if source.kind != "local":
         raise UserError(f"model folder {folder} does not exist")
-    return load_causal_lm(source, dtype, device=device), load_tokenizer(source)
+    trust = safe_loading.trusted_by_record(folder)
+    model = load_causal_lm(source, dtype, device=device, trust=trust)
+    tokenizer = load_tokenizer(source, trust=trust)
+    safe_loading.check_tokenizer_fits(model, tokenizer, folder)
+    return model, tokenizer

@@ -18,6 +18,7 @@ import pandas as pd
 
 from sppoflow.cli import setting
 from sppoflow.errors import UserError, first_line
+from sppoflow.sources import is_hub_id
 
 log = logging.getLogger(__name__)
 
@@ -59,9 +60,14 @@ def read_source(source: str, column: str, split: str = "train") -> list[str]:
             raise UserError(f"{path}: prompt file is empty")
         try:
             frame = reader(path)
+        except UnicodeDecodeError as error:
+            raise UserError(
+                f"{path}: not UTF-8 text (byte 0x{error.object[error.start]:02x} at offset "
+                f"{error.start}); save it as UTF-8"
+            ) from error
         except ValueError as error:
             raise UserError(f"{path}: cannot read prompts: {error}") from error
-    elif path.is_dir() or _looks_like_dataset_id(source):
+    elif path.is_dir() or is_hub_id(source):
         frame = _read_dataset(source, split)
     else:
         raise UserError(f"prompt file {source} not found")
@@ -72,13 +78,6 @@ def read_source(source: str, column: str, split: str = "train") -> list[str]:
         )
     values = frame[column].tolist()
     return [_as_text(v, source, column) for v in values]
-
-
-def _looks_like_dataset_id(source: str) -> bool:
-    return (
-        not source.startswith(("/", ".", "~"))
-        and re.fullmatch(r"[\w.-]+/[\w.-]+", source) is not None
-    )
 
 
 def _read_dataset(source: str, split: str) -> pd.DataFrame:
@@ -159,6 +158,7 @@ def build_pool(
         clean(read_source(s, settings.column, settings.split), s).assign(source_round=r)
         for s, r in zip(sources, rounds, strict=True)
     ]
+    warn_about_repeats(tables, sources)
     train = pd.concat(tables).drop_duplicates("prompt_id", keep="first")
     if eval_source:
         eval_frame = seeded_order(
@@ -181,6 +181,23 @@ def build_pool(
         parts.append(ordered.assign(split="train", source_round=r, position=range(len(ordered))))
     pool = pd.concat(parts, ignore_index=True)
     return pool[["prompt_id", "prompt", "split", "source_round", "position"]]
+
+
+def warn_about_repeats(tables: Sequence[pd.DataFrame], sources: Sequence[str]) -> None:
+    """A prompt in two per-round sources is trained in the earlier round only: say so."""
+    seen: dict[str, int] = {}
+    for number, table in enumerate(tables, start=1):
+        repeated = table[table["prompt_id"].isin(seen)]
+        if len(repeated):
+            first = repeated.iloc[0]
+            log.warning(
+                "prompts.per_round: %d prompt(s) of round %d's source %s are also in an earlier "
+                "round's (first: %r, in round %d's); each is trained in its first round only",
+                len(repeated), number, sources[number - 1], first["prompt"][:60],
+                seen[first["prompt_id"]],
+            )  # fmt: skip
+        for pid in table["prompt_id"]:
+            seen.setdefault(pid, number)
 
 
 def round_prompts(pool: pd.DataFrame, round_number: int, n_per_round: int | None) -> pd.DataFrame:

@@ -315,17 +315,17 @@ def judge_rewards(judgement_paths: Sequence[Path], rounds: Sequence, png: Path) 
         rows = primary_against_base(read_table(path, EVAL_JUDGEMENTS))
         frames.append(rows.assign(round=round_number))
     data = pd.concat(frames, ignore_index=True)
-    pointwise = data["score"].notna().all()
+    pointwise = data["reward"].notna().all()
     with plt.rc_context(STYLE):
         # a pointwise judge gives one score per response, so there is no order to swap
         fig, axes = plt.subplots(1, 2 if pointwise else 3, figsize=(10 if pointwise else 15, 3.8))
         if pointwise:
             base = data.drop_duplicates("prompt_id")
             points = [
-                ("base", base["opponent_tokens"], base["opponent_overlap"], base["opponent_score"])
+                ("base", base["opponent_tokens"], base["opponent_overlap"], base["opponent_reward"])
             ]
             points += [
-                (_round_label(r), g["tokens"], g["overlap"], g["score"])
+                (_round_label(r), g["tokens"], g["overlap"], g["reward"])
                 for r, g in data.groupby("round", sort=False)
             ]
             for label, tokens, overlap, score in points:
@@ -334,8 +334,8 @@ def judge_rewards(judgement_paths: Sequence[Path], rounds: Sequence, png: Path) 
             scores = pd.concat([p[3] for p in points])
             corr_len = rank_correlation(scores, pd.concat([p[1] for p in points]))
             corr_overlap = rank_correlation(scores, pd.concat([p[2] for p in points]))
-            axes[0].set(xlabel="response tokens", ylabel="judge score")
-            axes[1].set(xlabel="share of the prompt's words repeated", ylabel="judge score")
+            axes[0].set(xlabel="response tokens", ylabel="judge reward")
+            axes[1].set(xlabel="share of the prompt's words repeated", ylabel="judge reward")
         else:
             length_gap = data["tokens"] - data["opponent_tokens"]
             overlap_gap = data["overlap"] - data["opponent_overlap"]

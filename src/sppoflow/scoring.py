@@ -33,7 +33,14 @@ from sppoflow.errors import UserError
 from sppoflow.preference import PreferenceModel, sigmoid
 from sppoflow.run_state import keep_for_run
 from sppoflow.shards import check_shard
-from sppoflow.tables import PREFERENCES, SAMPLES, check_table, write_table
+from sppoflow.tables import (
+    PREFERENCES,
+    SAMPLES,
+    check_table,
+    with_provenance,
+    write_atomically,
+    write_table,
+)
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +50,13 @@ DUCKDB_MEMORY = "512MB"  # a chunk needs a few MB; beyond this DuckDB spills to 
 
 def judge_chunk(judge: PreferenceModel, groups: list[tuple[str, pd.DataFrame]]) -> pd.DataFrame:
     """PREFERENCES rows for the prompts of one chunk."""
+    empty = sum(int((g["response"].str.strip() == "").sum()) for _, g in groups)
+    if empty:
+        log.warning(
+            "%d of %d responses are empty; the judge compares them as they are",
+            empty,
+            sum(len(g) for _, g in groups),
+        )
     matrices = judge.logit_matrices(
         [g["prompt"].iat[0] for _, g in groups], [g["response"].tolist() for _, g in groups]
     )
@@ -197,24 +211,29 @@ def part_name(chunk: int) -> str:
 
 def join_parts(paths: list[Path], out: Path) -> int:
     """Concatenate part files into ``out`` one part at a time (atomically, as write_table)."""
-    schema = pa.schema(
-        [
-            ("prompt_id", pa.string()),
-            ("i", pa.int64()),
-            ("j", pa.int64()),
-            ("logit", pa.float64()),
-            ("prob", pa.float64()),
-        ]
+    schema = with_provenance(
+        pa.schema(
+            [
+                ("prompt_id", pa.string()),
+                ("i", pa.int64()),
+                ("j", pa.int64()),
+                ("logit", pa.float64()),
+                ("prob", pa.float64()),
+            ]
+        )
     )
     out.parent.mkdir(parents=True, exist_ok=True)
-    partial = out.with_name(out.name + ".partial")
     rows = 0
-    with pq.ParquetWriter(partial, schema) as writer:
-        for path in paths:
-            table = pq.read_table(path, columns=list(PREFERENCES.columns)).cast(schema)
-            writer.write_table(table)
-            rows += table.num_rows
-    partial.replace(out)
+
+    def write(partial: Path) -> None:
+        nonlocal rows
+        with pq.ParquetWriter(partial, schema) as writer:
+            for path in paths:
+                table = pq.read_table(path, columns=list(PREFERENCES.columns)).cast(schema)
+                writer.write_table(table)
+                rows += table.num_rows
+
+    write_atomically(out, write)
     return rows
 
 

@@ -12,7 +12,31 @@ from pathlib import Path
 from sppoflow import embedded
 from sppoflow.errors import UserError
 
+# a hub repository id: "name" (canonical models such as gpt2) or "org/name"
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
+
+
+def looks_like_path(reference: str) -> bool:
+    """A reference the user meant as a local path: it exists, starts like a path, or has more
+    than one "/" (no hub id does)."""
+    return (
+        Path(reference).expanduser().exists()
+        or reference.startswith(("/", ".", "~"))
+        or reference.count("/") > 1
+    )
+
+
+def is_hub_id(reference: str) -> bool:
+    """A model or dataset id on the hub (and not a local path)."""
+    return not looks_like_path(reference) and HUB_ID.match(reference) is not None
+
+
+def missing_local_path(reference: str) -> bool:
+    """A local path (neither embedded nor a hub id) that does not exist: checkable before
+    any job runs."""
+    if embedded.is_embedded(reference) or is_hub_id(reference):
+        return False
+    return not Path(reference).expanduser().exists()
 
 
 @dataclass(frozen=True)
@@ -39,7 +63,6 @@ def resolve_source(reference: str) -> ModelSource:
         return ModelSource(reference, "local", str(path))
     if path.exists():
         raise UserError(f"model path {path} is neither a model folder nor a .gguf file")
-    looks_like_path = reference.startswith(("/", ".", "~")) or reference.count("/") > 1
-    if looks_like_path or not HUB_ID.match(reference):
+    if not is_hub_id(reference):
         raise UserError(f"model path {reference} does not exist")
     return ModelSource(reference, "hub", reference)

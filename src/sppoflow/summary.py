@@ -96,8 +96,8 @@ def judge_rewards(judgements_path: Path, round_number: int, method: str | None =
         "mean_overlap": rows["overlap"].mean(),
         "base_mean_overlap": rows["opponent_overlap"].mean(),
     }
-    if rows["score"].notna().all():
-        scores = pd.concat([rows["score"], rows["opponent_score"]], ignore_index=True)
+    if rows["reward"].notna().all():
+        scores = pd.concat([rows["reward"], rows["opponent_reward"]], ignore_index=True)
         tokens = pd.concat([rows["tokens"], rows["opponent_tokens"]], ignore_index=True)
         overlap = pd.concat([rows["overlap"], rows["opponent_overlap"]], ignore_index=True)
         result["corr_score_length"] = rank_correlation(scores, tokens)

@@ -10,8 +10,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 
+from sppoflow import provenance
 from sppoflow.errors import UserError
 
 
@@ -72,13 +74,13 @@ PREFERENCES = Table(
     },
 )
 
-RESPONSES = Table(
+RESPONSE_WIN_RATES = Table(
     "response win rates",
     {
         "prompt_id": "stable prompt id",
         "response_idx": "index of the response",
-        "score": "authors' score s_i = (1/K) sum_j (L[i,j] - L[j,i])",
-        "win_rate_score": "(1/K) sum_j sigmoid(s_i - s_j), self term 0.5 included",
+        "strength": "the authors' strength s_i = (1/K) sum_j (L[i,j] - L[j,i])",
+        "win_rate_strength": "(1/K) sum_j sigmoid(s_i - s_j), self term 0.5 included",
         "win_rate_direct": "mean over j != i of (P[i,j] + 1 - P[j,i]) / 2",
         "win_rate": "the configured estimator's win rate",
         "is_winner": "the prompt's winner under the configured estimator",
@@ -103,6 +105,26 @@ PAIRS = Table(
     },
 )
 
+ROUND_STATS = Table(
+    "round statistics",
+    {
+        "round": "the round t",
+        "estimator": "aggregate.estimator",
+        "n_prompts": "prompts sampled",
+        "n_responses": "responses sampled (K per prompt)",
+        "n_pairs": "training pairs (prompts with a winner and a loser)",
+        "n_no_preference": "prompts whose spread is 0 or below aggregate.min_spread (no pair)",
+        "mean_spread": "mean over prompts of max - min win rate",
+        "median_spread": "median of the same",
+        "mean_p_winner": "mean p_winner of the pairs",
+        "mean_p_loser": "mean p_loser of the pairs",
+        "mean_q": "mean q of the pairs",
+        "estimator_winner_agreement": "share of prompts where both estimators pick one winner",
+        "mean_response_tokens": "mean generated tokens",
+        "share_truncated": "share of responses cut at max_new_tokens",
+    },
+)
+
 EVAL_JUDGEMENTS = Table(
     "evaluation judgements",
     {
@@ -117,8 +139,8 @@ EVAL_JUDGEMENTS = Table(
         "opponent_overlap": "the same for the opponent's response",
         "repetition": "share of the round's response's word 4-grams that repeat an earlier one",
         "opponent_repetition": "the same for the opponent's response",
-        "score": "pointwise judge score of the round's response (NaN for pairwise judges)",
-        "opponent_score": "the same for the opponent's response",
+        "reward": "pointwise judges' reward r(x, y) of the round's response (NaN: pairwise)",
+        "opponent_reward": "the same for the opponent's response",
         "order_flipped": "pairwise judges: the verdict changed with the order (NaN otherwise)",
     },
 )
@@ -146,10 +168,38 @@ def read_table(path: Path | str, table: Table) -> pd.DataFrame:
 
 
 def write_table(frame: pd.DataFrame, path: Path | str, table: Table) -> None:
-    """Check the columns and write parquet atomically (a crash never leaves half a file)."""
+    """Check the columns and write parquet atomically: the file appears whole or not at all
+    (an interrupted write leaves neither it nor a partial file). The job's provenance record
+    goes into the file's metadata (sppoflow.provenance)."""
     path = Path(path)
     table.check(frame, path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    arrow = pa.Table.from_pandas(frame, preserve_index=False)
+    arrow = arrow.replace_schema_metadata(with_provenance(arrow.schema).metadata)
+    write_atomically(path, lambda partial: pq.write_table(arrow, partial))
+
+
+def write_atomically(path: Path, write) -> None:
+    """``write(partial)`` then rename the partial file to ``path``; on any failure (or
+    interruption) the partial file is removed and ``path`` is left as it was."""
     partial = path.with_name(path.name + ".partial")
-    frame.to_parquet(partial, index=False)
-    os.replace(partial, path)
+    try:
+        write(partial)
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
+
+
+def write_text_atomically(path: Path | str, text: str) -> None:
+    """A text file written whole or not at all (see :func:`write_atomically`)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomically(path, lambda partial: partial.write_text(text))
+
+
+def with_provenance(schema: pa.Schema) -> pa.Schema:
+    """``schema`` with this job's provenance record in its metadata (see sppoflow.provenance)."""
+    record = provenance.record_json()
+    if record is None:
+        return schema
+    return schema.with_metadata({**(schema.metadata or {}), provenance.METADATA_KEY: record})

@@ -45,7 +45,10 @@ from sppoflow.loss import (
     sppo_pair_loss,
 )
 from sppoflow.models import cast_saved_weights, disk_dtype, dtype_name, folder_dtype
+from sppoflow.provenance import write_to_folder as record_provenance
 from sppoflow.run_state import keep_for_run
+from sppoflow.safe_loading import SOURCE_RECORD
+from sppoflow.tables import write_atomically, write_text_atomically
 from sppoflow.tracking import (
     REPORT_TO,
     REPORTERS,
@@ -212,7 +215,7 @@ def build_examples(
     tokenizer,
     samples: pd.DataFrame,
     pairs: pd.DataFrame,
-    responses: pd.DataFrame,
+    win_rates: pd.DataFrame,
     settings: TrainSettings,
     system_prompt: str | None = None,
 ) -> list[dict]:
@@ -239,7 +242,7 @@ def build_examples(
         trained = set(pairs["prompt_id"])  # prompts with a preference
         prompt_text = samples.drop_duplicates("prompt_id").set_index("prompt_id")["prompt"]
         groups = []
-        for pid, group in responses[responses["prompt_id"].isin(trained)].groupby("prompt_id"):
+        for pid, group in win_rates[win_rates["prompt_id"].isin(trained)].groupby("prompt_id"):
             seqs = [
                 (r.response_idx, r.win_rate, 1 if r.is_winner else -1 if r.is_loser else 0)
                 for r in group.itertuples(index=False)
@@ -247,11 +250,20 @@ def build_examples(
             groups.append((pid, prompt_text[pid], seqs, float("nan")))
     if not groups:
         raise UserError("no training pairs: every prompt of this round had no preference")
+    empty = [key for key, token_ids in ids.items() if not token_ids]
+    if empty:
+        raise UserError(
+            f"samples: {len(empty)} response(s) have no tokens, not even a stop token (first: "
+            f"prompt {empty[0][0]}, response {empty[0][1]}): re-run the sample stage"
+        )
     prompt_ids = encode_prompts(tokenizer, [g[1] for g in groups], system_prompt)
     examples = []
+    cut_prompts = cut_responses = 0
     for (pid, _, seqs, q), prompt in zip(groups, prompt_ids, strict=True):
+        cut_prompts += len(prompt) > settings.max_prompt_length
         prompt = prompt[-settings.max_prompt_length :]  # keep the end, where the question is
         budget = settings.max_length - len(prompt)
+        cut_responses += sum(len(ids[(pid, idx)]) > budget for idx, _, _ in seqs)
         examples.append(
             {
                 "prompt_id": pid,
@@ -262,6 +274,13 @@ def build_examples(
                 "q": float(q),
             }
         )
+    if cut_prompts or cut_responses:
+        log.warning(
+            "%d of %d prompts were longer than train.max_prompt_length=%d tokens and lost their "
+            "start; %d responses were cut to fit train.max_length=%d",
+            cut_prompts, len(examples), settings.max_prompt_length, cut_responses,
+            settings.max_length,
+        )  # fmt: skip
     return examples
 
 
@@ -520,12 +539,14 @@ def truncate_log(path: Path, last_step: int) -> None:
     log.info(
         "dropping %d log row(s) after step %d: they are redone", len(rows) - len(kept), last_step
     )
-    partial = path.with_suffix(".partial")
-    with partial.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=LOG_COLUMNS, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(kept)
-    partial.replace(path)
+
+    def write(partial: Path) -> None:
+        with partial.open("w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=LOG_COLUMNS, extrasaction="ignore")
+            writer.writeheader()
+            writer.writerows(kept)
+
+    write_atomically(path, write)
 
 
 def process_device(settings: TrainSettings) -> torch.device:
@@ -597,9 +618,7 @@ def load_or_compute_references(
     else:
         refs = shard_reference_logps(model, examples, collator, args, precision)
         if args.process_index == 0:
-            partial = path.with_suffix(".partial")
-            partial.write_text(json.dumps(refs))
-            partial.replace(path)
+            write_text_atomically(path, json.dumps(refs))
     if len(refs) != len(examples):
         raise UserError(f"{path} holds {len(refs)} examples, not {len(examples)}: delete it")
     for example, ref in zip(examples, refs, strict=True):
@@ -677,6 +696,8 @@ def train(
     tracking_dir = Path(tracking_dir) if tracking_dir else Path(out_dir).parent / "tracking"
     run_name = run_name or tracking_dir.name
     args = training_arguments(settings, state_dir, device, precision, targets, run_name)
+    batches = math.ceil(len(examples) / global_batch_size(args, settings))
+    check_schedule(math.ceil(batches * settings.epochs), settings)
     tracking_env = tracking_environment(targets, tracking_dir, run_group)
     with environment(tracking_env), StopOnSignal(args.world_size, args.device) as stop:
         trainer = build_trainer(
@@ -727,6 +748,28 @@ def global_batch_size(args: TrainingArguments, settings: TrainSettings) -> int:
     return settings.batch_size * args.gradient_accumulation_steps * args.world_size
 
 
+def check_schedule(steps: int, settings: TrainSettings) -> None:
+    """Warmup takes ceil(warmup_ratio x steps) steps, the first at learning rate 0: a round
+    with one optimizer step never changes the model, so it stops here with the reason; one
+    that never leaves the warmup gets a warning."""
+    warmup = math.ceil(settings.warmup_ratio * steps)
+    if warmup == 0:
+        return
+    if steps <= 1:
+        raise UserError(
+            f"train: the round has {steps} optimizer step and it is a warmup step at learning "
+            f"rate 0 (warmup_ratio {settings.warmup_ratio}): the model would not change; "
+            "train more prompts per round, use a smaller global batch, or set "
+            "train.warmup_ratio: 0"
+        )
+    if warmup >= steps:
+        log.warning(
+            "all %d optimizer steps are warmup steps (warmup_ratio %s): the learning rate never "
+            "reaches train.learning_rate=%s",
+            steps, settings.warmup_ratio, settings.learning_rate,
+        )  # fmt: skip
+
+
 def log_plan(
     args: TrainingArguments, settings: TrainSettings, examples: int, precision: str
 ) -> None:
@@ -757,14 +800,24 @@ def publish(
     log_path: Path,
     record: dict,
 ) -> None:
-    """Write the trained model, its step log and sppo_training.json; clear the state."""
+    """Write the trained model, its step log and sppo_training.json; clear the state. The
+    model folder is written beside ``out_dir`` and renamed into place when whole, so an
+    interrupted save never leaves a model folder that looks finished."""
+    out_dir = Path(out_dir)
+    partial = out_dir.with_name(out_dir.name + ".partial")
+    if trainer.is_world_process_zero() and partial.exists():
+        shutil.rmtree(partial)
+    trainer.accelerator.wait_for_everyone()
     if settings.lora:
-        save_merged(trainer, out_dir)
+        save_merged(trainer, partial)
     else:
-        trainer.save_model(str(out_dir))
+        trainer.save_model(str(partial))
     if not trainer.is_world_process_zero():
         return
-    cast_saved_weights(out_dir, disk_dtype(record["save_dtype"], torch.float32))
+    cast_saved_weights(partial, disk_dtype(record["save_dtype"], torch.float32))
+    start = Path(getattr(trainer.model.config, "_name_or_path", "") or ".")
+    if (start / SOURCE_RECORD).is_file():  # the policy's origin, and whether its code is trusted
+        shutil.copyfile(start / SOURCE_RECORD, partial / SOURCE_RECORD)
     shutil.copyfile(state_dir / "train_log.csv", log_path)
     summary = {
         "settings": asdict(settings),
@@ -777,7 +830,11 @@ def publish(
         "train_loss": result.training_loss,
         "versions": package_versions(),
     }
-    (Path(out_dir) / "sppo_training.json").write_text(json.dumps(summary, indent=2) + "\n")
+    (partial / "sppo_training.json").write_text(json.dumps(summary, indent=2) + "\n")
+    record_provenance(partial)
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    os.replace(partial, out_dir)
     shutil.rmtree(state_dir)
 
 

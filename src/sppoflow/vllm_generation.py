@@ -14,9 +14,10 @@ import zlib
 
 import pandas as pd
 
-from sppoflow.chat import encode_prompts
+from sppoflow.chat import encode_prompts, stop_token_ids
 from sppoflow.errors import UserError
 from sppoflow.generation import SamplingSettings, cut_at_stop, sample_record, samples_frame
+from sppoflow.safe_loading import load_tokenizer, trusted_by_record
 from sppoflow.shards import take_shard
 
 log = logging.getLogger(__name__)
@@ -58,18 +59,15 @@ def request_seed(seed: int, prompt_id: str) -> int:
 
 
 def stop_ids(tokenizer, model_folder: str) -> set[int]:
-    """EOS ids of the model's generation config and of its tokenizer, as in the HF backend."""
+    """The stop tokens of the transformers backend, read from the model folder's files."""
     from transformers import GenerationConfig
 
-    stops = set()
     try:
         eos = GenerationConfig.from_pretrained(model_folder).eos_token_id
-        stops.update(eos if isinstance(eos, list) else [eos] if eos is not None else [])
     except OSError:
         log.info("%s has no generation_config.json; stopping on the tokenizer's EOS", model_folder)
-    if tokenizer.eos_token_id is not None:
-        stops.add(tokenizer.eos_token_id)
-    return stops
+        eos = None
+    return stop_token_ids(eos, tokenizer)
 
 
 def kept_tokens(output, stops: set[int]) -> tuple[list[int], str]:
@@ -102,10 +100,9 @@ def generate_vllm(
     if prompts.empty:
         return samples_frame([])
     vllm = import_vllm()
-    from transformers import AutoTokenizer
-
     dtype = vllm_dtype(settings.dtype)
-    tokenizer = AutoTokenizer.from_pretrained(model_folder)
+    trust = trusted_by_record(model_folder)
+    tokenizer = load_tokenizer(model_folder, "policy.model", trust)
     encoded = encode_prompts(tokenizer, prompts["prompt"].tolist(), system_prompt)
     stops = stop_ids(tokenizer, model_folder)
     longest = max(len(ids) for ids in encoded) + settings.max_new_tokens
@@ -117,6 +114,7 @@ def generate_vllm(
         gpu_memory_utilization=settings.gpu_memory_utilization,
         max_model_len=longest,
         seed=settings.seed,
+        trust_remote_code=trust,
     )
     params = [
         vllm.SamplingParams(

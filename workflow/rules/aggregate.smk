@@ -3,16 +3,13 @@ rule aggregate:
         samples="results/{chain}iter{it}/samples.parquet",
         preferences="results/{chain}iter{it}/preferences.parquet",
     output:
-        responses="results/{chain}iter{it}/responses.parquet",
+        win_rates="results/{chain}iter{it}/response_win_rates.parquet",
         pairs="results/{chain}iter{it}/pairs.parquet",
         stats="results/{chain}iter{it}/aggregate_stats.parquet",
     log:
         "results/{chain}iter{it}/logs/aggregate.log",
     benchmark:
         "results/{chain}iter{it}/benchmarks/aggregate.tsv"
-    params:
-        args=aggregate_args,
-        script=script("aggregate"),
     localrule: True
     conda:
         "../../envs/data.yaml"
@@ -20,7 +17,10 @@ rule aggregate:
     resources:
         mem_mb=4000,
         runtime=30,
+    params:
+        args=aggregate_args,
+        script=script("aggregate"),
     shell:
         "python {params.script} --samples {input.samples} --preferences {input.preferences}"
-        " {params.args} --responses {output.responses} --pairs {output.pairs}"
+        " {params.args} --win-rates {output.win_rates} --pairs {output.pairs}"
         " --stats {output.stats} > {log} 2>&1"

@@ -10,21 +10,38 @@ SRC = Path(workflow.basedir).parent / "src"
 if str(SRC) not in sys.path:
     sys.path.insert(0, str(SRC))
 
-from sppoflow.config import TRAINING_JUDGE, load_schema, shipped_file, validate as validate_config
+from sppoflow.config import (
+    PROMPT_FILE_TYPES,
+    TRAINING_JUDGE,
+    load_schema,
+    recorded_config,
+    shipped_file,
+    split_run_only,
+    validate as validate_config,
+)
 from sppoflow.errors import UserError
 from sppoflow.hub import remember_launch_settings
+from sppoflow.job_errors import failure_lines
 from sppoflow.methods import method_of_chain, methods as configured_methods
 from sppoflow.placement import placement as job_placement, runtime_for
+from sppoflow.provenance import (
+    COMMIT_VARIABLE,
+    CONFIG_VARIABLE,
+    config_json,
+    git_commit,
+)
 
 try:
     config.update(
-        validate_config(config, load_schema(Path(workflow.basedir) / "schemas" / "config.schema.yaml"))
+        validate_config(
+            config,
+            load_schema(Path(workflow.basedir) / "schemas" / "config.schema.yaml"),
+        )
     )
 except UserError as error:
     raise WorkflowError(str(error)) from None
 
 ROUNDS = list(range(1, config["rounds"] + 1))
-PROMPT_FILE_TYPES = (".jsonl", ".json", ".csv", ".parquet")
 SHARDS = config["shards"]
 # Methods side by side (config methods): each method's rounds live under results/{chain},
 # chain "methods/<name>/"; a single method's under results/ itself (chain ""). Round 0 (the
@@ -35,8 +52,21 @@ SIDE_BY_SIDE = len(METHODS) > 1
 # Jobs never reach the hub: fetch_model and prompt_pool (local rules, run on the submit host)
 # first put what the run needs into the hub cache, with the hub settings Snakemake was started
 # with (HUB_ACCESS); every other job runs offline and reads from that cache. Cluster nodes need
-# no internet and no token.
-shell.prefix("set -euo pipefail; export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1; ")
+# no internet and no token. Each job also gets the config (less its run-only settings) and the
+# project's commit, which it records with its outputs (sppoflow.provenance). Snakemake
+# formats the prefix like a shell command, hence the doubled braces.
+PROVENANCE = {
+    CONFIG_VARIABLE: config_json(recorded_config(config)),
+    COMMIT_VARIABLE: git_commit() or "",
+}
+shell.prefix(
+    "set -euo pipefail; export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 "
+    + " ".join(
+        f"{name}={shlex.quote(value)}".replace("{", "{{").replace("}", "}}")
+        for name, value in PROVENANCE.items()
+    )
+    + "; "
+)
 HUB_ACCESS = remember_launch_settings()
 
 
@@ -44,6 +74,17 @@ wildcard_constraints:
     it=r"\d+",
     shard=r"\d+",
     chain=r"(|methods/[A-Za-z][A-Za-z0-9_.-]*/)",
+
+
+def print_job_failures(snakemake_logs):
+    """After a failed run: each failed job's rule, log file and the line that says why."""
+    lines = failure_lines(snakemake_logs)
+    if lines:
+        print(
+            "\nFailed jobs, with the line of their log that says why:", file=sys.stderr
+        )
+        for line in lines:
+            print(f"  {line}", file=sys.stderr)
 
 
 def flags(settings, skip=()):
@@ -61,6 +102,11 @@ def flags(settings, skip=()):
         else:
             parts.append(f"--{name} {shlex.quote(str(value))}")
     return " ".join(parts)
+
+
+# --cpu-threads for the jobs that compute with torch: a recorded param, since it changes their
+# results on a CPU (see the schema's cpu_threads)
+CPU_THREADS = flags({"cpu_threads": config["cpu_threads"]})
 
 
 def system_prompt_flag():
@@ -87,14 +133,18 @@ def sampling_dir(chain, it):
 def method_files(pattern, rounds=None):
     """``pattern`` (with {chain} and {it}) for every method and round."""
     return [
-        pattern.format(chain=m.chain, it=it) for m in METHODS for it in (rounds or ROUNDS)
+        pattern.format(chain=m.chain, it=it)
+        for m in METHODS
+        for it in (rounds or ROUNDS)
     ]
 
 
 def method_stats():
     """aggregate_stats.parquet of every method's rounds (round 1's is shared)."""
     return [
-        f"{sampling_dir(m.chain, it)}/aggregate_stats.parquet" for m in METHODS for it in ROUNDS
+        f"{sampling_dir(m.chain, it)}/aggregate_stats.parquet"
+        for m in METHODS
+        for it in ROUNDS
     ]
 
 
@@ -143,8 +193,8 @@ def round_pairs(wildcards):
     return f"{sampling_dir(wildcards.chain, wildcards.it)}/pairs.parquet"
 
 
-def round_responses(wildcards):
-    return f"{sampling_dir(wildcards.chain, wildcards.it)}/responses.parquet"
+def round_win_rates(wildcards):
+    return f"{sampling_dir(wildcards.chain, wildcards.it)}/response_win_rates.parquet"
 
 
 def round_stats(wildcards):
@@ -166,7 +216,7 @@ def local_prompt_files(wildcards):
 
 def base_model_args(wildcards):
     policy = config["policy"]
-    keys = ("model", "revision", "chat_template", "dtype")
+    keys = ("model", "revision", "chat_template", "dtype", "trust_remote_code")
     return flags({k: policy[k] for k in keys})
 
 
@@ -200,7 +250,13 @@ def eval_generate_args(wildcards):
 
 
 def judge_args(wildcards):
-    return flags(config["judge"])
+    return flags(split_run_only("judge", config["judge"])[0])
+
+
+def judge_run_only_args(wildcards):
+    """The judge's batch sizes and device: how fast it runs, not what it writes (Unrecorded,
+    so that changing them re-runs nothing)."""
+    return Unrecorded(flags(split_run_only("judge", config["judge"])[1]))
 
 
 def evaluation_judges():
@@ -221,7 +277,9 @@ def evaluation_judges():
 def evaluation_judge_records():
     """The hub records (fetch_model) of the evaluation judges' models."""
     records = ["results/hub/judge.json"] if config["evaluate"]["training_judge"] else []
-    return records + [f"results/hub/eval_judge_{j['name']}.json" for j in config["evaluate"]["judges"]]
+    return records + [
+        f"results/hub/eval_judge_{j['name']}.json" for j in config["evaluate"]["judges"]
+    ]
 
 
 def method_name(wildcards):
@@ -229,7 +287,20 @@ def method_name(wildcards):
 
 
 def evaluate_judge_args(wildcards):
-    return f"--judges {shlex.quote(json.dumps(evaluation_judges()))}"
+    """--judges with every setting; Unrecorded, since judged_by is what decides a rerun."""
+    return Unrecorded(f"--judges {shlex.quote(json.dumps(evaluation_judges()))}")
+
+
+def judged_by(wildcards):
+    """The evaluation judges' settings that decide the verdicts (no batch sizes, no
+    device): a recorded param, so that changing one re-runs the evaluations."""
+    return json.dumps(
+        {
+            name: split_run_only("judge", s)[0]
+            for name, s in evaluation_judges().items()
+        },
+        sort_keys=True,
+    )
 
 
 def aggregate_args(wildcards):
@@ -238,9 +309,19 @@ def aggregate_args(wildcards):
 
 def train_args(wildcards):
     train = method_of_chain(config, wildcards.chain).train
-    lora = {("lora" if k == "enabled" else f"lora_{k}"): v for k, v in train["lora"].items()}
-    settings = flags(train, skip=("lora", "accelerate_config", "report_to"))
+    lora = {
+        ("lora" if k == "enabled" else f"lora_{k}"): v for k, v in train["lora"].items()
+    }
+    result, _ = split_run_only("train", train)
+    settings = flags(result, skip=("lora", "accelerate_config"))
     return f"{settings} {flags(lora)} {system_prompt_flag()}"
+
+
+def train_run_only_args(wildcards):
+    """Checkpoint interval and gradient checkpointing: Unrecorded, so that changing them
+    never re-runs training (train.report_to goes with tracking_args)."""
+    train = method_of_chain(config, wildcards.chain).train
+    return Unrecorded(flags(split_run_only("train", train)[1], skip=("report_to",)))
 
 
 class Unrecorded:
@@ -261,7 +342,9 @@ def tracking_args(wildcards):
     tracking = {
         "report_to": config["train"]["report_to"],
         "tracking_dir": f"results/tracking/{wildcards.chain}iter{wildcards.it}",
-        "run_name": f"{method_name(wildcards)}-iter{wildcards.it}" if SIDE_BY_SIDE else None,
+        "run_name": (
+            f"{method_name(wildcards)}-iter{wildcards.it}" if SIDE_BY_SIDE else None
+        ),
         "run_group": Path.cwd().name,
     }
     return Unrecorded(flags(tracking))
@@ -269,7 +352,9 @@ def tracking_args(wildcards):
 
 def train_launch(wildcards):
     """One process per GPU; DDP unless train.accelerate_config names DeepSpeed or FSDP."""
-    accelerate_config = method_of_chain(config, wildcards.chain).train["accelerate_config"]
+    accelerate_config = method_of_chain(config, wildcards.chain).train[
+        "accelerate_config"
+    ]
     if not accelerate_config:
         return ""
     return f"--accelerate-config {shlex.quote(str(shipped_file(accelerate_config)))}"
@@ -280,7 +365,11 @@ def fetch_args(wildcards):
     (role eval_judge_<name>)."""
     role = wildcards.role
     if role.startswith("eval_judge_"):
-        [section] = [j for j in config["evaluate"]["judges"] if j["name"] == role[len("eval_judge_"):]]
+        [section] = [
+            j
+            for j in config["evaluate"]["judges"]
+            if j["name"] == role[len("eval_judge_") :]
+        ]
     else:
         section = config[role]
     return flags({k: section[k] for k in ("model", "revision")})
@@ -317,11 +406,15 @@ def shard_flags(wildcards):
 
 def generation_env():
     """vLLM pins its own torch and transformers, so its rules get their own environment."""
-    return "../../envs/vllm.yaml" if config["sample"]["backend"] == "vllm" else "../../envs/torch.yaml"
+    return (
+        "../../envs/vllm.yaml"
+        if config["sample"]["backend"] == "vllm"
+        else "../../envs/torch.yaml"
+    )
 
 
 def gpus(stage):
-    return config["resources"][stage]["gpus"]
+    return config["resources"][stage]["gpu"]
 
 
 def placement(stage=None):

@@ -13,23 +13,25 @@ rule eval_generate:
         job_file("results/{chain}iter{it}/logs/eval_generate.log"),
     benchmark:
         job_file("results/{chain}iter{it}/benchmarks/eval_generate.tsv")
-    params:
-        args=eval_generate_args,
-        shard=shard_flags,
-        with_gpus=script("with_gpus"),
-        script=script("sample"),
     conda:
         generation_env()
     threads: 8
     resources:
+        **placement("evaluate"),
         gpu=gpus("evaluate"),
         mem_mb=mem_mb("evaluate"),
         runtime=runtime("evaluate"),
-        **placement("evaluate"),
+    params:
+        cpu_threads=CPU_THREADS,
+        args=eval_generate_args,
+        shard=shard_flags,
+        with_gpus=script("with_gpus"),
+        script=script("sample"),
     shell:
         "exec python {params.with_gpus} {resources.gpu} -- python {params.script}"
         " --model {input.model} --prompts {input.prompts} --out {output} {params.args}"
-        " {params.shard} --tensor-parallel-size {resources.gpu} --threads {threads} > {log} 2>&1"
+        " {params.shard} --tensor-parallel-size {resources.gpu}"
+        " --threads {threads} {params.cpu_threads} > {log} 2>&1"
 
 
 if SHARDS > 1:
@@ -42,8 +44,8 @@ if SHARDS > 1:
             "results/{chain}iter{it}/eval/responses.parquet",
         log:
             "results/{chain}iter{it}/logs/gather_eval_responses.log",
-        params:
-            script=script("gather"),
+        benchmark:
+            "results/{chain}iter{it}/benchmarks/gather_eval_responses.tsv"
         localrule: True
         conda:
             "../../envs/data.yaml"
@@ -51,6 +53,8 @@ if SHARDS > 1:
         resources:
             mem_mb=4000,
             runtime=30,
+        params:
+            script=script("gather"),
         shell:
             "python {params.script} samples {input.shards} --prompts {input.prompts}"
             " --k 1 --out {output} > {log} 2>&1"
@@ -69,26 +73,29 @@ rule evaluate:
         "results/{chain}iter{it}/logs/evaluate.log",
     benchmark:
         "results/{chain}iter{it}/benchmarks/evaluate.tsv"
-    params:
-        args=evaluate_judge_args,
-        method=method_name,
-        with_gpus=script("with_gpus"),
-        script=script("evaluate"),
     wildcard_constraints:
         it=r"[1-9]\d*",
     conda:
         "../../envs/torch.yaml"
     threads: 8
     resources:
+        **placement("evaluate"),
         gpu=gpus("evaluate"),
         mem_mb=mem_mb("evaluate"),
         runtime=runtime("evaluate"),
-        **placement("evaluate"),
+    params:
+        cpu_threads=CPU_THREADS,
+        args=evaluate_judge_args,
+        judged_by=judged_by,
+        method=method_name,
+        with_gpus=script("with_gpus"),
+        script=script("evaluate"),
     shell:
         "exec python {params.with_gpus} {resources.gpu} -- python {params.script}"
         " --round {wildcards.it} --method {params.method} --responses {input.responses}"
         " --base {input.base} --previous {input.previous} --judgements {output.judgements}"
-        " --metrics {output.metrics} {params.args} --threads {threads} > {log} 2>&1"
+        " --metrics {output.metrics} {params.args}"
+        " --threads {threads} {params.cpu_threads} > {log} 2>&1"
 
 
 # Methods side by side: the final rounds of every two methods, judged against each other by
@@ -97,7 +104,9 @@ if SIDE_BY_SIDE:
 
     rule head_to_head:
         input:
-            responses=method_files("results/{chain}iter{it}/eval/responses.parquet", [ROUNDS[-1]]),
+            responses=method_files(
+                "results/{chain}iter{it}/eval/responses.parquet", [ROUNDS[-1]]
+            ),
             judges=evaluation_judge_records(),
         output:
             judgements="results/methods/head_to_head/judgements.parquet",
@@ -106,22 +115,24 @@ if SIDE_BY_SIDE:
             "results/methods/head_to_head/logs/head_to_head.log",
         benchmark:
             "results/methods/head_to_head/benchmarks/head_to_head.tsv"
-        params:
-            args=evaluate_judge_args,
-            methods=" ".join(m.name for m in METHODS),
-            round=ROUNDS[-1],
-            with_gpus=script("with_gpus"),
-            script=script("head_to_head"),
         conda:
             "../../envs/torch.yaml"
         threads: 8
         resources:
+            **placement("evaluate"),
             gpu=gpus("evaluate"),
             mem_mb=mem_mb("evaluate"),
             runtime=runtime("evaluate"),
-            **placement("evaluate"),
+        params:
+            cpu_threads=CPU_THREADS,
+            args=evaluate_judge_args,
+            judged_by=judged_by,
+            methods=" ".join(m.name for m in METHODS),
+            round=ROUNDS[-1],
+            with_gpus=script("with_gpus"),
+            script=script("head_to_head"),
         shell:
             "exec python {params.with_gpus} {resources.gpu} -- python {params.script}"
             " --methods {params.methods} --responses {input.responses} --round {params.round}"
             " --judgements {output.judgements} --metrics {output.metrics} {params.args}"
-            " --threads {threads} > {log} 2>&1"
+            " --threads {threads} {params.cpu_threads} > {log} 2>&1"

@@ -8,10 +8,8 @@ rule fetch_model:
         "results/hub/{role}.json",
     log:
         "results/hub/logs/fetch_{role}.log",
-    params:
-        args=fetch_args,
-        script=script("fetch"),
-        hub=HUB_ACCESS,
+    benchmark:
+        "results/hub/benchmarks/fetch_{role}.tsv"
     wildcard_constraints:
         role=r"policy|judge|eval_judge_[A-Za-z][A-Za-z0-9_.-]*",
     localrule: True
@@ -21,5 +19,9 @@ rule fetch_model:
     resources:
         mem_mb=2000,
         runtime=120,
+    params:
+        args=fetch_args,
+        script=script("fetch"),
+        hub=HUB_ACCESS,
     shell:
         "{params.hub} python {params.script} {params.args} --out {output} > {log} 2>&1"

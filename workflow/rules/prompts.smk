@@ -12,10 +12,6 @@ rule prompt_pool:
         "results/prompts/logs/prompt_pool.log",
     benchmark:
         "results/prompts/benchmarks/prompt_pool.tsv"
-    params:
-        args=pool_args,
-        script=script("prompts"),
-        hub=HUB_ACCESS,
     localrule: True
     conda:
         "../../envs/data.yaml"
@@ -23,6 +19,10 @@ rule prompt_pool:
     resources:
         mem_mb=4000,
         runtime=30,
+    params:
+        args=pool_args,
+        script=script("prompts"),
+        hub=HUB_ACCESS,
     shell:
         "{params.hub} python {params.script} pool {params.args} --pool {output.pool} --eval {output.eval}"
         " > {log} 2>&1"
@@ -37,9 +37,6 @@ rule round_prompts:
         "results/prompts/logs/round_prompts_iter{it}.log",
     benchmark:
         "results/prompts/benchmarks/round_prompts_iter{it}.tsv"
-    params:
-        args=round_prompts_args,
-        script=script("prompts"),
     localrule: True
     conda:
         "../../envs/data.yaml"
@@ -47,5 +44,8 @@ rule round_prompts:
     resources:
         mem_mb=2000,
         runtime=10,
+    params:
+        args=round_prompts_args,
+        script=script("prompts"),
     shell:
         "python {params.script} round --pool {input} {params.args} --out {output} > {log} 2>&1"

@@ -26,9 +26,6 @@ rule round_figures:
         "results/{chain}iter{it}/logs/round_figures.log",
     benchmark:
         "results/{chain}iter{it}/benchmarks/round_figures.tsv"
-    params:
-        title=method_label,
-        script=script("report"),
     wildcard_constraints:
         it=r"[1-9]\d*",
     localrule: True
@@ -38,6 +35,9 @@ rule round_figures:
     resources:
         mem_mb=2000,
         runtime=10,
+    params:
+        title=method_label,
+        script=script("report"),
     shell:
         "python {params.script} round --round {wildcards.it} --title {params.title:q}"
         " --train-log {input.log}"
@@ -56,6 +56,7 @@ rule report_figures:
         models=method_files("results/{chain}iter{it}/model"),
         head_to_head=head_to_head_metrics(),
     output:
+        **head_to_head_report(),
         win_rates=report(
             "results/report/win_rates.png",
             caption="../report/win_rates.rst",
@@ -86,7 +87,6 @@ rule report_figures:
             category="4. Examples",
             labels={"figure": "example responses"},
         ),
-        **head_to_head_report(),
         config=report(
             "results/report/config.html",
             caption="../report/config.rst",
@@ -95,13 +95,8 @@ rule report_figures:
         ),
     log:
         "results/report/logs/report_figures.log",
-    params:
-        script=script("report"),
-        # job sizes are left out: they do not change results, so they must not re-run this
-        config=lambda wildcards: shlex.quote(
-            json.dumps({k: v for k, v in config.items() if k != "resources"})
-        ),
-        head_to_head=head_to_head_flag,
+    benchmark:
+        "results/report/benchmarks/report_figures.tsv"
     localrule: True
     conda:
         "../../envs/data.yaml"
@@ -109,6 +104,13 @@ rule report_figures:
     resources:
         mem_mb=2000,
         runtime=10,
+    params:
+        script=script("report"),
+        # job sizes are left out: they do not change results, so they must not re-run this
+        config=lambda wildcards: shlex.quote(
+            json.dumps({k: v for k, v in config.items() if k != "resources"})
+        ),
+        head_to_head=head_to_head_flag,
     shell:
         "python {params.script} summary --metrics {input.metrics}"
         " --judgements {input.judgements} --responses {input.responses} --models {input.models}"
@@ -123,9 +125,8 @@ rule export_alpaca_eval:
         "results/export/{chain}alpaca_eval_iter{it}.json",
     log:
         "results/export/logs/{chain}alpaca_eval_iter{it}.log",
-    params:
-        script=script("export"),
-        generator=alpaca_generator,
+    benchmark:
+        "results/export/benchmarks/{chain}alpaca_eval_iter{it}.tsv"
     localrule: True
     conda:
         "../../envs/data.yaml"
@@ -133,6 +134,9 @@ rule export_alpaca_eval:
     resources:
         mem_mb=2000,
         runtime=10,
+    params:
+        script=script("export"),
+        generator=alpaca_generator,
     shell:
         "python {params.script} alpaca --responses {input} --generator {params.generator}"
         " --out {output} > {log} 2>&1"
@@ -149,9 +153,6 @@ rule duckdb_views:
         "results/export/logs/duckdb.log",
     benchmark:
         "results/export/benchmarks/duckdb.tsv"
-    params:
-        script=script("export"),
-        methods=" ".join(m.name for m in METHODS),
     localrule: True
     conda:
         "../../envs/data.yaml"
@@ -159,5 +160,8 @@ rule duckdb_views:
     resources:
         mem_mb=2000,
         runtime=10,
+    params:
+        script=script("export"),
+        methods=" ".join(m.name for m in METHODS),
     shell:
         "python {params.script} duckdb --out {output} --methods {params.methods} > {log} 2>&1"

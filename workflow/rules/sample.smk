@@ -12,23 +12,25 @@ rule sample:
         job_file("results/{chain}iter{it}/logs/sample.log"),
     benchmark:
         job_file("results/{chain}iter{it}/benchmarks/sample.tsv")
-    params:
-        args=sample_args,
-        shard=shard_flags,
-        with_gpus=script("with_gpus"),
-        script=script("sample"),
     conda:
         generation_env()
     threads: 8
     resources:
+        **placement("sample"),
         gpu=gpus("sample"),
         mem_mb=mem_mb("sample"),
         runtime=runtime("sample"),
-        **placement("sample"),
+    params:
+        cpu_threads=CPU_THREADS,
+        args=sample_args,
+        shard=shard_flags,
+        with_gpus=script("with_gpus"),
+        script=script("sample"),
     shell:
         "exec python {params.with_gpus} {resources.gpu} -- python {params.script}"
         " --model {input.model} --prompts {input.prompts} --out {output} {params.args}"
-        " {params.shard} --tensor-parallel-size {resources.gpu} --threads {threads} > {log} 2>&1"
+        " {params.shard} --tensor-parallel-size {resources.gpu}"
+        " --threads {threads} {params.cpu_threads} > {log} 2>&1"
 
 
 if SHARDS > 1:
@@ -41,9 +43,8 @@ if SHARDS > 1:
             "results/{chain}iter{it}/samples.parquet",
         log:
             "results/{chain}iter{it}/logs/gather_samples.log",
-        params:
-            k=config["sample"]["k"],
-            script=script("gather"),
+        benchmark:
+            "results/{chain}iter{it}/benchmarks/gather_samples.tsv"
         localrule: True
         conda:
             "../../envs/data.yaml"
@@ -51,6 +52,9 @@ if SHARDS > 1:
         resources:
             mem_mb=8000,
             runtime=30,
+        params:
+            k=config["sample"]["k"],
+            script=script("gather"),
         shell:
             "python {params.script} samples {input.shards} --prompts {input.prompts}"
             " --k {params.k} --out {output} > {log} 2>&1"

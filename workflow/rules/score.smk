@@ -14,23 +14,25 @@ rule score:
         job_file("results/{chain}iter{it}/logs/score.log"),
     benchmark:
         job_file("results/{chain}iter{it}/benchmarks/score.tsv")
-    params:
-        args=judge_args,
-        shard=shard_flags,
-        with_gpus=script("with_gpus"),
-        script=script("score"),
     conda:
         "../../envs/torch.yaml"
     threads: 8
     resources:
+        **placement("score"),
         gpu=gpus("score"),
         mem_mb=mem_mb("score"),
         runtime=runtime("score"),
-        **placement("score"),
+    params:
+        cpu_threads=CPU_THREADS,
+        args=judge_args,
+        run_only=judge_run_only_args,
+        shard=shard_flags,
+        with_gpus=script("with_gpus"),
+        script=script("score"),
     shell:
         "exec python {params.with_gpus} {resources.gpu} -- python {params.script}"
-        " --samples {input.samples} --out {output} {params.args} {params.shard}"
-        " --threads {threads} > {log} 2>&1"
+        " --samples {input.samples} --out {output} {params.args} {params.run_only} {params.shard}"
+        " --threads {threads} {params.cpu_threads} > {log} 2>&1"
 
 
 if SHARDS > 1:
@@ -43,8 +45,8 @@ if SHARDS > 1:
             "results/{chain}iter{it}/preferences.parquet",
         log:
             "results/{chain}iter{it}/logs/gather_preferences.log",
-        params:
-            script=script("gather"),
+        benchmark:
+            "results/{chain}iter{it}/benchmarks/gather_preferences.tsv"
         localrule: True
         conda:
             "../../envs/data.yaml"
@@ -52,6 +54,8 @@ if SHARDS > 1:
         resources:
             mem_mb=8000,
             runtime=30,
+        params:
+            script=script("gather"),
         shell:
             "python {params.script} preferences {input.shards} --samples {input.samples}"
             " --out {output} > {log} 2>&1"

@@ -14,8 +14,6 @@ rule summary:
         "results/summary/logs/summary.log",
     benchmark:
         "results/summary/benchmarks/summary.tsv"
-    params:
-        script=script("summary"),
     localrule: True
     conda:
         "../../envs/data.yaml"
@@ -23,6 +21,8 @@ rule summary:
     resources:
         mem_mb=2000,
         runtime=10,
+    params:
+        script=script("summary"),
     shell:
         "python {params.script} --metrics {input.metrics} --stats {input.stats}"
         " --logs {input.logs} --judgements {input.judgements} --out {output.metrics}"

@@ -15,7 +15,7 @@ rule train:
         model=previous_model,
         samples=round_samples,
         pairs=round_pairs,
-        responses=round_responses,
+        win_rates=round_win_rates,
     output:
         model=directory("results/{chain}iter{it}/model"),
         log="results/{chain}iter{it}/train_log.csv",
@@ -23,26 +23,29 @@ rule train:
         "results/{chain}iter{it}/logs/train.log",
     benchmark:
         "results/{chain}iter{it}/benchmarks/train.tsv"
-    params:
-        args=train_args,
-        launch=train_launch,
-        state="results/{chain}iter{it}/train_state",
-        tracking=tracking_args,
-        with_gpus=script("with_gpus"),
-        script=script("train"),
     wildcard_constraints:
         it=r"[1-9]\d*",
     conda:
         "../../envs/train.yaml"
     threads: 8
     resources:
+        **placement("train"),
         gpu=gpus("train"),
         mem_mb=mem_mb("train"),
         runtime=runtime("train"),
-        **placement("train"),
+    params:
+        cpu_threads=CPU_THREADS,
+        args=train_args,
+        run_only=train_run_only_args,
+        launch=train_launch,
+        state="results/{chain}iter{it}/train_state",
+        tracking=tracking_args,
+        with_gpus=script("with_gpus"),
+        script=script("train"),
     shell:
         "exec python {params.with_gpus} {resources.gpu} --process-per-gpu {params.launch} --"
         " {params.script} --model {input.model} --samples {input.samples}"
-        " --pairs-table {input.pairs} --responses {input.responses}"
+        " --pairs-table {input.pairs} --win-rates {input.win_rates}"
         " --out {output.model} --log {output.log} --state-dir {params.state}"
-        " {params.tracking} {params.args} --threads {threads} > {log} 2>&1"
+        " {params.tracking} {params.args} {params.run_only}"
+        " --threads {threads} {params.cpu_threads} > {log} 2>&1"

@@ -64,6 +64,7 @@ class JudgeSettings:
     verdict_b: str = setting("B", "llm_judge: the token that means the second response is better")
     dtype: str = setting("auto", "precision", ["auto", "float32", "bfloat16", "float16"])
     device: str = setting("auto", "torch device: auto, cpu, cuda, ...")
+    trust_remote_code: bool = setting(False, "run the judge model's own code (auto_map)")
 
 
 def build_judge(settings: JudgeSettings) -> PreferenceModel:

@@ -16,9 +16,25 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from sppoflow.errors import UserError
+
 
 def sigmoid(x: np.ndarray | float) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-np.asarray(x, dtype=np.float64)))
+
+
+def check_finite(values: np.ndarray, judge: str, prompts: Sequence[str], what: str) -> None:
+    """A judge that returns NaN or inf (broken weights, fp16 overflow) stops the stage with
+    one line, before anything is written."""
+    values = np.asarray(values, dtype=np.float64)
+    bad = ~np.isfinite(values)
+    if bad.any():
+        first = int(np.flatnonzero(bad.reshape(len(prompts), -1).any(axis=1))[0])
+        raise UserError(
+            f"judge {judge} returned {values.flat[np.flatnonzero(bad)[0]]} for {bad.sum()} of "
+            f"{values.size} {what}, first for the prompt {prompts[first][:60]!r}: check its "
+            "weights and precision (judge.dtype: float32)"
+        )
 
 
 @dataclass
@@ -26,8 +42,8 @@ class Comparison:
     """P(a > b | x) per prompt for two sets of responses (e.g. a round's against the base's)."""
 
     prob: np.ndarray  # order-debiased probability that the first response is preferred
-    score_a: np.ndarray | None = None  # pointwise scores, where the judge has them
-    score_b: np.ndarray | None = None
+    reward_a: np.ndarray | None = None  # pointwise rewards, where the judge has them
+    reward_b: np.ndarray | None = None
     flipped: np.ndarray | None = None  # pairwise judges: verdict changes with the order
 
 
@@ -63,17 +79,23 @@ class PointwisePreferenceModel(PreferenceModel):
     ) -> list[np.ndarray]:
         """One score per response, for each prompt's responses."""
 
+    def checked_scores(self, prompts, responses) -> list[np.ndarray]:
+        scores = [np.asarray(x, dtype=np.float64) for x in self.scores(prompts, responses)]
+        for prompt, s in zip(prompts, scores, strict=True):
+            check_finite(s, self.name, [prompt], "rewards")
+        return scores
+
     def logit_matrices(self, prompts, responses):
         return [
-            (s[:, None] - s[None, :]) / self.tau
-            for s in (np.asarray(x, dtype=np.float64) for x in self.scores(prompts, responses))
+            (s[:, None] - s[None, :]) / self.tau for s in self.checked_scores(prompts, responses)
         ]
 
     def compare(self, prompts, first, second):
-        both = self.scores(prompts, [[a, b] for a, b in zip(first, second, strict=True)])
-        score_a = np.array([s[0] for s in both], dtype=np.float64)
-        score_b = np.array([s[1] for s in both], dtype=np.float64)
-        return Comparison(sigmoid((score_a - score_b) / self.tau), score_a, score_b)
+        pairs = [[a, b] for a, b in zip(first, second, strict=True)]
+        both = self.checked_scores(prompts, pairs)
+        reward_a = np.array([s[0] for s in both], dtype=np.float64)
+        reward_b = np.array([s[1] for s in both], dtype=np.float64)
+        return Comparison(sigmoid((reward_a - reward_b) / self.tau), reward_a, reward_b)
 
 
 class PairwisePreferenceModel(PreferenceModel):
@@ -93,11 +115,13 @@ class PairwisePreferenceModel(PreferenceModel):
             for j in range(len(group))
             if i != j
         ]
+        asked = [prompts[n] for n, _, _ in index]
         logits = self.pair_logits(
-            [prompts[n] for n, _, _ in index],
+            asked,
             [responses[n][i] for n, i, _ in index],
             [responses[n][j] for n, _, j in index],
         )
+        check_finite(logits, self.name, asked, "pair logits")
         matrices = [np.zeros((len(g), len(g))) for g in responses]
         for (n, i, j), logit in zip(index, logits, strict=True):
             matrices[n][i, j] = logit
@@ -108,6 +132,7 @@ class PairwisePreferenceModel(PreferenceModel):
         logits = self.pair_logits(
             list(prompts) * 2, list(first) + list(second), list(second) + list(first)
         )
+        check_finite(logits, self.name, list(prompts) * 2, "pair logits")
         forward, backward = logits[:n], logits[n:]
         prob = (sigmoid(forward) + sigmoid(-backward)) / 2
         flipped = (forward > 0) == (backward > 0)
@@ -124,4 +149,5 @@ def build_pointwise(judge_type, settings, folder, device, dtype, default_tau, de
         max_length=settings.max_length or default_max_length,
         device=device,
         dtype=dtype,
+        trust_remote_code=settings.trust_remote_code,
     )

@@ -15,12 +15,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoModelForCausalLM
 
 from sppoflow.chat import render_prompt
-from sppoflow.errors import UserError, first_line
+from sppoflow.errors import UserError
 from sppoflow.preference.base import PairwisePreferenceModel
 from sppoflow.preference.batching import length_sorted_batches, pad
+from sppoflow.safe_loading import load_pretrained, load_tokenizer
 
 DEFAULT_MAX_LENGTH = 4096
 PLACEHOLDERS = ("{instruction}", "{response_a}", "{response_b}")
@@ -81,16 +82,14 @@ class LLMJudge(PairwisePreferenceModel):
         max_length: int = DEFAULT_MAX_LENGTH,
         device: torch.device | str = "cpu",
         dtype: torch.dtype = torch.float32,
+        trust_remote_code: bool = False,
     ) -> None:
-        try:
-            self.tokenizer = AutoTokenizer.from_pretrained(folder)
-            model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype)
-        except (OSError, ValueError) as error:
-            raise UserError(f"judge.model: cannot load {folder}: {first_line(error)}") from error
+        self.tokenizer = load_tokenizer(folder, "judge.model", trust_remote_code)
+        model = load_pretrained(
+            AutoModelForCausalLM, folder, "judge.model", trust_remote_code, dtype=dtype
+        )
         if not self.tokenizer.chat_template:
             raise UserError(f"judge.model: {folder} has no chat template to put the question in")
-        if self.tokenizer.pad_token_id is None:
-            self.tokenizer.pad_token = self.tokenizer.eos_token
         self.verdict_ids = [self.verdict_id(verdict_a), self.verdict_id(verdict_b)]
         if self.verdict_ids[0] == self.verdict_ids[1]:
             raise UserError(f"judge.verdict_a and verdict_b map to the same token ({verdict_a!r})")
@@ -154,4 +153,5 @@ def build(settings, folder: Path, device: torch.device, dtype: torch.dtype) -> L
         max_length=settings.max_length or DEFAULT_MAX_LENGTH,
         device=device,
         dtype=dtype,
+        trust_remote_code=settings.trust_remote_code,
     )

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 from sppoflow import embedded
 from sppoflow.errors import UserError, first_line
-
-HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+from sppoflow.sources import is_hub_id
 
 
 def resolve_judge_folder(reference: str, revision: str | None = None) -> Path:
@@ -18,7 +16,7 @@ def resolve_judge_folder(reference: str, revision: str | None = None) -> Path:
     path = Path(reference).expanduser()
     if path.is_dir():
         return path
-    if path.exists() or reference.startswith(("/", ".", "~")) or not HUB_ID.match(reference):
+    if not is_hub_id(reference):
         raise UserError(f"judge.model: folder {reference} not found")
     from huggingface_hub import snapshot_download
 

@@ -27,11 +27,12 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
-from transformers import AutoTokenizer, DebertaV2Config, DebertaV2Model
+from transformers import DebertaV2Config, DebertaV2Model
 
 from sppoflow.errors import UserError
 from sppoflow.preference.base import PairwisePreferenceModel
 from sppoflow.preference.batching import length_sorted_batches, pad
+from sppoflow.safe_loading import load_tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -204,7 +205,7 @@ def read_checkpoint(folder: Path, resolve=None) -> Checkpoint:
             from sppoflow.preference.loading import resolve_judge_folder as resolve
         backbone = Path(resolve(raw["model_name"]))
         has_tokenizer = any((folder / f).is_file() for f in ("tokenizer.json", "spm.model"))
-        tokenizer = AutoTokenizer.from_pretrained(folder if has_tokenizer else backbone)
+        tokenizer = load_tokenizer(folder if has_tokenizer else backbone, "judge.model")
         config = DebertaV2Config.from_pretrained(backbone)
         return Checkpoint(
             "original", config, tokenizer, weights, raw.get("drop_out", 0.05), raw.get("n_tasks", 1)
@@ -212,7 +213,7 @@ def read_checkpoint(folder: Path, resolve=None) -> Checkpoint:
     if raw.get("model_type") != "deberta-v2" or "source_prefix_id" not in raw:
         raise UserError(f"{folder}: neither PairRM layout (no ranker_type, no source_prefix_id)")
     config = DebertaV2Config.from_pretrained(folder)
-    tokenizer = AutoTokenizer.from_pretrained(folder)
+    tokenizer = load_tokenizer(folder, "judge.model")
     return Checkpoint(
         "hf",
         config,

@@ -13,10 +13,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from transformers import AutoModel, AutoTokenizer
+from transformers import AutoModel
 
 from sppoflow.preference.base import PointwisePreferenceModel, build_pointwise
 from sppoflow.preference.batching import length_sorted_batches, pad
+from sppoflow.safe_loading import load_pretrained, load_tokenizer
 
 DEFAULT_TAU = 0.05
 DEFAULT_MAX_LENGTH = 256
@@ -35,14 +36,17 @@ class RelevanceJudge(PointwisePreferenceModel):
         max_length: int = DEFAULT_MAX_LENGTH,
         device: torch.device | str = "cpu",
         dtype: torch.dtype = torch.float32,
+        trust_remote_code: bool = False,
     ) -> None:
         super().__init__(tau)
         self.batch_size = batch_size
         self.max_batch_tokens = max_batch_tokens
         self.max_length = max_length
         self.device = torch.device(device)
-        self.tokenizer = AutoTokenizer.from_pretrained(model_path)
-        self.encoder = AutoModel.from_pretrained(model_path, dtype=dtype).to(self.device).eval()
+        self.tokenizer = load_tokenizer(model_path, "judge.model", trust_remote_code)
+        trust = trust_remote_code
+        encoder = load_pretrained(AutoModel, model_path, "judge.model", trust, dtype=dtype)
+        self.encoder = encoder.to(self.device).eval()
 
     @torch.inference_mode()
     def embed(self, texts: Sequence[str]) -> np.ndarray:

@@ -12,11 +12,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from transformers import AutoModelForSequenceClassification, AutoTokenizer
+from transformers import AutoModelForSequenceClassification
 
-from sppoflow.errors import UserError, first_line
+from sppoflow.errors import UserError
 from sppoflow.preference.base import PointwisePreferenceModel, build_pointwise
 from sppoflow.preference.batching import length_sorted_batches, pad
+from sppoflow.safe_loading import load_pretrained, load_tokenizer
 
 DEFAULT_TAU = 1.0
 DEFAULT_MAX_LENGTH = 2048
@@ -34,15 +35,12 @@ class RewardModelJudge(PointwisePreferenceModel):
         max_length: int = DEFAULT_MAX_LENGTH,
         device: torch.device | str = "cpu",
         dtype: torch.dtype = torch.float32,
+        trust_remote_code: bool = False,
     ) -> None:
         super().__init__(tau)
-        try:
-            self.tokenizer = AutoTokenizer.from_pretrained(folder)
-            model = AutoModelForSequenceClassification.from_pretrained(folder, dtype=dtype)
-        except (OSError, ValueError) as error:
-            raise UserError(
-                f"judge.model: cannot load reward model {folder}: {first_line(error)}"
-            ) from error
+        self.tokenizer = load_tokenizer(folder, "judge.model", trust_remote_code)
+        classifier, trust = AutoModelForSequenceClassification, trust_remote_code
+        model = load_pretrained(classifier, folder, "judge.model", trust, dtype=dtype)
         if model.config.num_labels != 1:
             raise UserError(
                 f"judge.model: {folder} has {model.config.num_labels} outputs; a reward model "
@@ -53,8 +51,6 @@ class RewardModelJudge(PointwisePreferenceModel):
                 f"judge.model: {folder} has no chat template; the reward model scores "
                 "conversations rendered with its own template"
             )
-        if self.tokenizer.pad_token_id is None:
-            self.tokenizer.pad_token = self.tokenizer.eos_token
         # Sequence classifiers read the last token that is not padding.
         model.config.pad_token_id = self.tokenizer.pad_token_id
         self.device = torch.device(device)

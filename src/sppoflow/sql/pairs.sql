@@ -1,8 +1,8 @@
--- The winner/loser pair of each prompt, from the view `responses` (response_win_rates.sql).
--- q = P(w > l | x): sigmoid(s_w - s_l) for the score estimator, else both orders' mean.
+-- The winner/loser pair of each prompt, from the view `response_win_rates` (response_win_rates.sql).
+-- q = P(w > l | x): sigmoid(s_w - s_l) for the strength estimator, else both orders' mean.
 -- Prompts whose spread p_w - p_l is below $min_spread carry no preference and are left out.
-WITH w AS (SELECT * FROM responses WHERE is_winner),
-     l AS (SELECT * FROM responses WHERE is_loser)
+WITH w AS (SELECT * FROM response_win_rates WHERE is_winner),
+     l AS (SELECT * FROM response_win_rates WHERE is_loser)
 SELECT w.prompt_id,
        sw.prompt,
        w.response_idx AS winner_idx,
@@ -11,7 +11,7 @@ SELECT w.prompt_id,
        sl.response AS loser,
        w.win_rate AS p_winner,
        l.win_rate AS p_loser,
-       CASE WHEN $estimator = 'score' THEN 1 / (1 + exp(l.score - w.score))
+       CASE WHEN $estimator = 'strength' THEN 1 / (1 + exp(l.strength - w.strength))
             ELSE (pwl.prob + 1 - plw.prob) / 2 END AS q,
        w.win_rate - l.win_rate AS spread
 FROM w

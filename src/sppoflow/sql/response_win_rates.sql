@@ -1,6 +1,6 @@
 -- Each response's estimated win rate against the current policy, P(y_i > pi_t | x),
 -- with both estimators. Reads the views `samples` and `preferences`; $estimator is
--- 'score' or 'direct' and picks the `win_rate` column, the winner and the loser.
+-- 'strength' or 'direct' and picks the `win_rate` column, the winner and the loser.
 -- Sums run over lists ordered by response index, so that the result is the same to the bit
 -- whatever order the rows arrive in (a hash join's output order varies with the threads).
 WITH k AS (
@@ -13,33 +13,33 @@ ordered AS (  -- every ordered pair (i, j) with its reverse (j, i)
     FROM preferences p
     JOIN preferences r ON r.prompt_id = p.prompt_id AND r.i = p.j AND r.j = p.i
 ),
-score AS (  -- authors' score: s_i = (1/K) sum_j (L[i,j] - L[j,i]); the diagonal adds 0
+strength AS (  -- the authors' strength (their "score"): s_i = (1/K) sum_j (L[i,j] - L[j,i]); the diagonal adds 0
     SELECT o.prompt_id, o.i AS response_idx,
-           list_sum(list(o.logit_ij - o.logit_ji ORDER BY o.j)) / any_value(k.k) AS score,
+           list_sum(list(o.logit_ij - o.logit_ji ORDER BY o.j)) / any_value(k.k) AS strength,
            -- direct estimator: mean over j != i of both orders' probability that i wins
            list_avg(list((o.prob_ij + 1 - o.prob_ji) / 2 ORDER BY o.j)) AS win_rate_direct
     FROM ordered o JOIN k USING (prompt_id)
     GROUP BY o.prompt_id, o.i
 ),
-score_win AS (  -- authors' P[i][j] = sigmoid(s_i - s_j); mean over all j, self term 0.5
+strength_win AS (  -- authors' P[i][j] = sigmoid(s_i - s_j); mean over all j, self term 0.5
     SELECT a.prompt_id, a.response_idx,
-           list_avg(list(1 / (1 + exp(b.score - a.score)) ORDER BY b.response_idx))
-               AS win_rate_score
-    FROM score a JOIN score b USING (prompt_id)
+           list_avg(list(1 / (1 + exp(b.strength - a.strength)) ORDER BY b.response_idx))
+               AS win_rate_strength
+    FROM strength a JOIN strength b USING (prompt_id)
     GROUP BY a.prompt_id, a.response_idx
 ),
 rated AS (
-    SELECT s.prompt_id, s.response_idx, s.score, w.win_rate_score, s.win_rate_direct,
-           CASE WHEN $estimator = 'score' THEN w.win_rate_score ELSE s.win_rate_direct END
+    SELECT s.prompt_id, s.response_idx, s.strength, w.win_rate_strength, s.win_rate_direct,
+           CASE WHEN $estimator = 'strength' THEN w.win_rate_strength ELSE s.win_rate_direct END
                AS win_rate,
-           -- ranking key: the authors rank by score; the direct estimator by its win rate
-           CASE WHEN $estimator = 'score' THEN s.score ELSE s.win_rate_direct END AS rank_key,
+           -- ranking key: the authors rank by strength; the direct estimator by its win rate
+           CASE WHEN $estimator = 'strength' THEN s.strength ELSE s.win_rate_direct END AS rank_key,
            m.response_tokens
-    FROM score s
-    JOIN score_win w USING (prompt_id, response_idx)
+    FROM strength s
+    JOIN strength_win w USING (prompt_id, response_idx)
     JOIN samples m USING (prompt_id, response_idx)
 )
-SELECT prompt_id, response_idx, score, win_rate_score, win_rate_direct, win_rate,
+SELECT prompt_id, response_idx, strength, win_rate_strength, win_rate_direct, win_rate,
        -- ties go to the lowest response_idx, as numpy's argmax/argmin would
        row_number() OVER (PARTITION BY prompt_id ORDER BY rank_key DESC, response_idx) = 1
            AS is_winner,

@@ -1,13 +1,13 @@
--- One row of statistics for the round, from the views `responses`, `pairs` and `samples`.
+-- One row of statistics for the round, from the views `response_win_rates`, `pairs` and `samples`.
 WITH spread AS (
     SELECT prompt_id, max(win_rate) - min(win_rate) AS spread
-    FROM responses GROUP BY prompt_id
+    FROM response_win_rates GROUP BY prompt_id
 ),
 agreement AS (  -- do the two estimators pick the same winner?
     SELECT prompt_id,
-           arg_max(response_idx, win_rate_score) = arg_max(response_idx, win_rate_direct)
+           arg_max(response_idx, win_rate_strength) = arg_max(response_idx, win_rate_direct)
                AS same_winner
-    FROM responses GROUP BY prompt_id
+    FROM response_win_rates GROUP BY prompt_id
 )
 SELECT
     $round AS round,

@@ -1,0 +1,100 @@
+"""What made a stage's outputs, recorded with them.
+
+Every table a stage writes carries a provenance record in its parquet metadata (key
+``sppo.provenance``), and every model folder a ``provenance.json``: the stage, its arguments
+(seeds and settings; not the thread count, which never changes a result), the workflow's
+config and its sha256, the project's git commit and the package versions. The record holds
+nothing that differs between two runs of the same config on the same machine (no time, host
+or thread count), so reruns stay bitwise identical. ``results/sppo.duckdb`` reads the records
+back in its view ``provenance``.
+
+The workflow hands each job its config through the environment (:data:`CONFIG_VARIABLE`); a
+stage run by hand records ``config: null``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from sppoflow.versions import package_versions
+
+METADATA_KEY = b"sppo.provenance"
+FILE_NAME = "provenance.json"
+CONFIG_VARIABLE = "SPPO_CONFIG"
+COMMIT_VARIABLE = "SPPO_GIT_COMMIT"
+# arguments that say how fast a job runs or where it reports, never what it writes
+RUN_ONLY_ARGUMENTS = frozenset({"threads", "tracking_dir", "run_group", "run_name", "report_to"})
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+_job: dict[str, Any] | None = None
+
+
+def config_json(config: dict) -> str:
+    """The canonical JSON of a config: keys sorted, no spaces, so equal configs hash equal."""
+    return json.dumps(config, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def config_sha256(config: dict) -> str:
+    return hashlib.sha256(config_json(config).encode()).hexdigest()
+
+
+@cache
+def git_commit(root: Path = PROJECT_ROOT) -> str | None:
+    """The project's commit, with "-dirty" when tracked files differ from it; None outside a
+    git checkout (an installed package) or without git."""
+    if os.environ.get(COMMIT_VARIABLE):
+        return os.environ[COMMIT_VARIABLE]
+    if not (root / ".git").exists():
+        return None
+    try:
+        head = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "HEAD"],
+            capture_output=True, text=True, check=True,
+        ).stdout.strip()  # fmt: skip
+        dirty = subprocess.run(
+            ["git", "-C", str(root), "diff", "--quiet", "HEAD", "--"], capture_output=True
+        ).returncode
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return head + ("-dirty" if dirty else "")
+
+
+def begin_job(stage: str, arguments: dict[str, Any]) -> None:
+    """Remember what this process's outputs are made from (called once, by the stage's entry
+    point, before any output is written)."""
+    global _job
+    config = os.environ.get(CONFIG_VARIABLE)
+    _job = {
+        "stage": stage,
+        "arguments": {
+            k: v
+            for k, v in sorted(arguments.items())
+            if k not in RUN_ONLY_ARGUMENTS and not callable(v)
+        },
+        "config_sha256": hashlib.sha256(config.encode()).hexdigest() if config else None,
+        "config": json.loads(config) if config else None,
+        "git_commit": git_commit(),
+        "versions": package_versions(),
+    }
+
+
+def record() -> dict[str, Any] | None:
+    """This job's provenance record, or None when no stage entry point started one."""
+    return _job
+
+
+def record_json() -> bytes | None:
+    return None if _job is None else json.dumps(_job, sort_keys=True, default=str).encode()
+
+
+def write_to_folder(folder: Path | str) -> None:
+    """A model folder's provenance.json (nothing when no record was started)."""
+    if _job is not None:
+        text = json.dumps(_job, indent=1, sort_keys=True, default=str) + "\n"
+        (Path(folder) / FILE_NAME).write_text(text)
