@@ -15,14 +15,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import tempfile
 from pathlib import Path
 
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT / "src")]
 
 from sppoflow.models import load_policy  # noqa: E402
 from sppoflow.tables import PAIRS, RESPONSE_WIN_RATES, SAMPLES, read_table  # noqa: E402

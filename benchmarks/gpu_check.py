@@ -24,7 +24,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
 
 
 def sampling_throughput(model_dir: Path, n_prompts: int, k: int, max_new_tokens: int) -> None:

@@ -18,9 +18,6 @@ import resource
 import subprocess
 import sys
 import time
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 VARIANTS = ("full log-softmax", "response_logps")
 

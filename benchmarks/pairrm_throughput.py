@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT / "src"), str(ROOT / "tests")]
+sys.path.insert(0, str(ROOT / "tests"))  # the test helpers that build random judges
 
 from pairrm_helpers import LARGE, random_pairrm  # noqa: E402
 from sppoflow.devices import resolve_device, resolve_dtype  # noqa: E402

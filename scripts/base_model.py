@@ -9,6 +9,8 @@ Example:
     python scripts/base_model.py --model embedded:smollm2-135m-instruct --out results/iter0/model
 """
 
+import argparse
+
 import _bootstrap  # noqa: F401
 
 from sppoflow.cli import parser_for, run_stage
@@ -39,7 +41,8 @@ def build_parser():
     )
     parser.add_argument(
         "--trust-remote-code",
-        action="store_true",
+        action=argparse.BooleanOptionalAction,
+        default=False,
         help="run the model's own Python code (auto_map in its config); recorded in the "
         "output folder for the later stages",
     )

@@ -8,6 +8,7 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_DATASETS_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+import hashlib
 import shutil
 import subprocess
 import sys
@@ -23,7 +24,6 @@ ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = ROOT / "scripts"
 SNAKEFILE = ROOT / "workflow" / "Snakefile"
 BIN = Path(sys.executable).parent
-sys.path.insert(0, str(ROOT / "src"))
 
 
 # The issue's bad-input cases: each config must fail with a line that names the key.
@@ -151,7 +151,7 @@ TINY_CONFIG = yaml.safe_load((TEST_DIR / "config" / "config.yaml").read_text())
 TINY_CONFIG["prompts"]["source"] = str(TEST_DIR / TINY_CONFIG["prompts"]["source"])
 
 
-def test_workdir(folder: Path, model_dir: Path) -> Path:
+def tiny_workdir(folder: Path, model_dir: Path) -> Path:
     """``folder`` laid out as .test/ (its config and data), with the tiny model at the path
     the config names."""
     shutil.copytree(TEST_DIR / "config", folder / "config")
@@ -161,11 +161,50 @@ def test_workdir(folder: Path, model_dir: Path) -> Path:
     return folder
 
 
+# Files under results/ that record when or how fast, not what: left out of the comparison.
+TIMING = ("/logs/", "/benchmarks/", "results/tracking/")
+DATABASE = "results/sppo.duckdb"
+
+
+def output_hashes(folder: Path) -> dict[str, str]:
+    """sha256 of every output under ``folder``/results but the timing records; the DuckDB
+    database by the rows of its views (DuckDB writes different bytes on every write)."""
+    hashes = {}
+    for path in sorted((folder / "results").rglob("*")):
+        name = path.relative_to(folder).as_posix()
+        if not path.is_file() or any(part in f"/{name}" for part in TIMING):
+            continue
+        if name == DATABASE:
+            hashes[name] = database_hash(folder)
+        else:
+            hashes[name] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return hashes
+
+
+def database_hash(folder: Path) -> str:
+    """sha256 of every view's rows in a run's database, in a fixed order (read from the run's
+    folder, where the views' relative paths resolve)."""
+    from sppoflow.exports import query
+
+    digest = hashlib.sha256()
+    cwd = os.getcwd()
+    os.chdir(folder)
+    try:
+        views = query(Path(DATABASE), "SELECT view_name FROM duckdb_views() WHERE NOT internal")
+        for view in sorted(views["view_name"]):
+            rows = query(Path(DATABASE), f'SELECT * FROM "{view}"')
+            rows = rows.astype(str).sort_values(list(rows.columns)).to_csv(index=False)
+            digest.update(f"{view}\n{rows}".encode())
+    finally:
+        os.chdir(cwd)
+    return digest.hexdigest()
+
+
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory, tiny_model_dir):
     """A 2-round run of the whole workflow on the .test config, on this machine (default
     profile), shared by the workflow, report, reproducibility and cluster tests."""
-    folder = test_workdir(tmp_path_factory.mktemp("tiny-run"), tiny_model_dir)
+    folder = tiny_workdir(tmp_path_factory.mktemp("tiny-run"), tiny_model_dir)
     run = snakemake(folder, "--cores", "2")
     assert run.returncode == 0, run.stderr[-5000:]
     return folder, yaml.safe_load((folder / "config" / "config.yaml").read_text())

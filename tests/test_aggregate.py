@@ -1,4 +1,4 @@
-"""The aggregation SQL against a worked example (README, "The pipeline")."""
+"""The aggregation SQL against a worked example (docs/algorithm.md, section 4)."""
 
 import math
 

@@ -10,8 +10,7 @@ import pytest
 
 from conftest import ROOT
 
-BENCHMARKS = ROOT / "benchmarks"
-sys.path.insert(0, str(BENCHMARKS))
+BENCHMARKS = ROOT / "benchmarks"  # importable: pytest's pythonpath (pyproject.toml)
 
 
 @pytest.mark.parametrize("script", sorted(p.name for p in BENCHMARKS.glob("*.py")))

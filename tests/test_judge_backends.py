@@ -6,12 +6,12 @@ import json
 import numpy as np
 import pytest
 import torch
-from transformers import LlamaConfig, LlamaForSequenceClassification
+from transformers import LlamaForSequenceClassification
 
 from sppoflow.errors import UserError
 from sppoflow.preference import JudgeSettings, build_judge, sigmoid
 from sppoflow.preference.llm_judge import fill
-from tiny_model import build_tiny_llama
+from tiny_model import build_tiny_llama, tiny_llama_config
 
 PROMPTS = ["How do I boil an egg?", "Name a prime number {x}."]
 RESPONSES = [
@@ -22,16 +22,7 @@ RESPONSES = [
 
 def tiny_reward_model(folder, tokenizer, num_labels=1):
     torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        num_labels=num_labels,
-        pad_token_id=tokenizer.pad_token_id,
-    )
+    config = tiny_llama_config(tokenizer, num_labels=num_labels)
     LlamaForSequenceClassification(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder

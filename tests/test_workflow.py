@@ -193,14 +193,19 @@ def test_two_rounds_on_a_tiny_model_then_nothing_to_do_then_one_more_round(tiny_
         "train_loss_last",
     } <= set(summary)
     rewards = pd.read_csv(results / "summary/judge_rewards.tsv", sep="\t")
-    assert {"corr_score_length", "corr_score_overlap"} <= set(rewards)
+    assert {"corr_reward_length", "corr_reward_overlap"} <= set(rewards)
 
     again = snakemake(tmp_path, "--cores", "2")
     assert again.returncode == 0
     assert "Nothing to be done" in again.stdout + again.stderr
 
-    # where a job runs and how big it is never re-runs it
-    bigger = {**config, "resources": {"train": {"gpu": 2, "mem_mb": 64000, "runtime": 60}}}
+    # where a job runs, how big it is and how fast it goes never re-run it
+    bigger = {
+        **config,
+        "resources": {"train": {"gpu": 2, "mem_mb": 64000, "runtime": 60}},
+        "judge": {**config["judge"], "batch_size": 7, "max_batch_tokens": 512, "device": "auto"},
+        "train": {**config["train"], "checkpoint_steps": 2, "gradient_checkpointing": True},
+    }
     (tmp_path / "bigger.yaml").write_text(yaml.safe_dump(bigger))
     moved = snakemake(tmp_path, "-n", "--configfile", "bigger.yaml", "--resources", "gpu=4")
     assert moved.returncode == 0 and "Nothing to be done" in moved.stdout + moved.stderr

@@ -10,23 +10,33 @@ import argparse
 from pathlib import Path
 
 
-def build_tiny_llama(folder: Path, tokenizer, seed: int = 0) -> Path:
-    """The tiny Llama, saved with ``tokenizer`` (its vocabulary and template) to ``folder``."""
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
+def tiny_llama_config(tokenizer, **overrides):
+    """A 2-layer, hidden-size-32 Llama config over ``tokenizer``'s vocabulary."""
+    from transformers import LlamaConfig
 
-    torch.manual_seed(seed)
-    config = LlamaConfig(
+    shape = dict(
         vocab_size=len(tokenizer),
         hidden_size=32,
         intermediate_size=64,
         num_hidden_layers=2,
         num_attention_heads=4,
         num_key_value_heads=2,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    return LlamaConfig(**{**shape, **overrides})
+
+
+def build_tiny_llama(folder: Path, tokenizer, seed: int = 0) -> Path:
+    """The tiny Llama, saved with ``tokenizer`` (its vocabulary and template) to ``folder``."""
+    import torch
+    from transformers import LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    config = tiny_llama_config(
+        tokenizer,
         max_position_embeddings=1024,
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
         tie_word_embeddings=True,
     )
     model = LlamaForCausalLM(config)

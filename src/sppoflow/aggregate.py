@@ -1,7 +1,8 @@
 """The aggregate stage: win rates, training pairs and round statistics, in SQL run by DuckDB.
 
 The queries live in ``sql/*.sql`` and read the views ``samples`` and ``preferences``; see
-README, "The pipeline", for the two estimators (the authors' strength-based one and the direct one).
+docs/algorithm.md, section 4, for the two estimators (the authors' strength-based one and the
+direct one).
 """
 
 from __future__ import annotations

@@ -86,7 +86,11 @@ RUN_ONLY_SETTINGS = {
     "judge": ("batch_size", "max_batch_tokens", "prompts_per_chunk", "device"),
     "train": ("checkpoint_steps", "gradient_checkpointing", "report_to"),
 }
-RUN_ONLY_SECTIONS = ("resources", "shards")
+RUN_ONLY_SECTIONS = ("resources",)
+# Left out of the recorded config as well: shards splits a stage into jobs whose rows are the
+# same as one job's, and rounds only adds or drops rounds; a round's outputs depend on neither
+# (raising rounds keeps the earlier rounds' config hash).
+UNRECORDED_KEYS = (*RUN_ONLY_SECTIONS, "shards", "rounds")
 
 
 def split_run_only(section: str, settings: Mapping[str, Any]) -> tuple[dict, dict]:
@@ -99,7 +103,7 @@ def split_run_only(section: str, settings: Mapping[str, Any]) -> tuple[dict, dic
 
 def recorded_config(config: Mapping[str, Any]) -> dict:
     """The validated config without its run-only settings: what the outputs record."""
-    recorded = {k: v for k, v in config.items() if k not in RUN_ONLY_SECTIONS}
+    recorded = {k: v for k, v in config.items() if k not in UNRECORDED_KEYS}
     for section in RUN_ONLY_SETTINGS:
         recorded[section] = split_run_only(section, config[section])[0]
     recorded["evaluate"] = {

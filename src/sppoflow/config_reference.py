@@ -79,7 +79,6 @@ def reference() -> str:
         for stage, sub in schema["properties"][section].get("properties", {}).items()
         for key in sub.get("properties", {})
     }
-    run_only |= {s for s in RUN_ONLY_SECTIONS if not schema["properties"][s].get("properties")}
     demo = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
     return INTRO + "\n".join(rows(schema, demo, run_only)) + "\n"
 

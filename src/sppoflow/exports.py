@@ -102,7 +102,8 @@ def provenance_sql(patterns: list[str]) -> str:
     return (
         "CREATE OR REPLACE VIEW provenance AS "
         "SELECT file, nullif(regexp_extract(file, 'methods/([^/]+)/', 1), '') AS method, "
-        "TRY_CAST(regexp_extract(file, '.*iter(\\d+)/', 1) AS INTEGER) AS round, "
+        "TRY_CAST(coalesce(nullif(regexp_extract(file, '.*iter(\\d+)/', 1), ''), "
+        "regexp_extract(file, '_iter(\\d+)\\.parquet$', 1)) AS INTEGER) AS round, "
         "record->>'stage' AS stage, record->>'config_sha256' AS config_sha256, "
         "record->>'git_commit' AS git_commit, record->'arguments' AS arguments, "
         "record->'versions' AS versions, record->'config' AS config "

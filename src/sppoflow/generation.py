@@ -51,18 +51,12 @@ def cut_at_stop(tokens: list[int], stops: set[int]) -> tuple[list[int], str]:
 
 
 def sample_record(
-    tokenizer,
-    prompt_id: str,
-    prompt: str,
-    index: int,
-    prompt_tokens: int,
-    kept: list[int],
-    reason: str,
+    tokenizer, prompts: pd.DataFrame, row: int, index: int, prompt_tokens: int, kept, reason: str
 ) -> dict:
-    """One row of the SAMPLES table."""
+    """One row of the SAMPLES table: response ``index`` to the prompt in row ``row``."""
     return {
-        "prompt_id": prompt_id,
-        "prompt": prompt,
+        "prompt_id": prompts["prompt_id"].iat[row],
+        "prompt": prompts["prompt"].iat[row],
         "response_idx": index,
         "response": tokenizer.decode(kept, skip_special_tokens=True).strip(),
         "response_token_ids": kept,
@@ -128,15 +122,7 @@ def generate(
         for (row, sample), tokens in zip(batch, generated, strict=True):
             kept, reason = cut_at_stop(tokens, stops)
             records.append(
-                sample_record(
-                    tokenizer,
-                    prompts["prompt_id"].iat[row],
-                    prompts["prompt"].iat[row],
-                    sample,
-                    len(encoded[row]),
-                    kept,
-                    reason,
-                )
+                sample_record(tokenizer, prompts, row, sample, len(encoded[row]), kept, reason)
             )
         progress.update(len(batch))
     progress.close()

@@ -19,7 +19,13 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from sppoflow.summary import primary_against_base, rank_correlation
+from sppoflow.summary import (
+    judge_correlations,
+    judges_of,
+    method_of,
+    pooled_rewards,
+    primary_against_base,
+)
 from sppoflow.tables import EVAL_JUDGEMENTS, PAIRS, SAMPLES, read_table
 from sppoflow.versions import package_versions
 
@@ -111,21 +117,12 @@ def win_rate_estimates(pairs_path: Path, stats_path: Path, title: str, out: Path
 # -- across rounds ---------------------------------------------------------------------------
 
 
-def method_of(metrics: dict) -> str:
-    return metrics.get("method") or "policy"
-
-
 def by_method(metrics: list[dict]) -> dict[str, list[dict]]:
     """Each method's metrics in round order, methods in the order first seen."""
     grouped: dict[str, list[dict]] = {}
     for m in metrics:
         grouped.setdefault(method_of(m), []).append(m)
     return {name: sorted(rows, key=lambda m: m["round"]) for name, rows in grouped.items()}
-
-
-def judges_of(m: dict) -> dict[str, dict]:
-    """A round's verdicts per judge (metrics of a single judge have no "judges" entry)."""
-    return m.get("judges") or {m.get("judge_name", "training"): {**m, "backend": m["judge"]}}
 
 
 def _ci(v: dict, key: str) -> str:
@@ -319,21 +316,14 @@ def judge_rewards(judgement_paths: Sequence[Path], rounds: Sequence, png: Path) 
     with plt.rc_context(STYLE):
         # a pointwise judge gives one score per response, so there is no order to swap
         fig, axes = plt.subplots(1, 2 if pointwise else 3, figsize=(10 if pointwise else 15, 3.8))
+        correlations = judge_correlations(data)
         if pointwise:
-            base = data.drop_duplicates("prompt_id")
-            points = [
-                ("base", base["opponent_tokens"], base["opponent_overlap"], base["opponent_reward"])
-            ]
-            points += [
-                (_round_label(r), g["tokens"], g["overlap"], g["reward"])
-                for r, g in data.groupby("round", sort=False)
-            ]
-            for label, tokens, overlap, score in points:
-                axes[0].scatter(tokens, score, s=10, alpha=0.6, label=label)
-                axes[1].scatter(overlap, score, s=10, alpha=0.6, label=label)
-            scores = pd.concat([p[3] for p in points])
-            corr_len = rank_correlation(scores, pd.concat([p[1] for p in points]))
-            corr_overlap = rank_correlation(scores, pd.concat([p[2] for p in points]))
+            for label, g in pooled_rewards(data).groupby("round", sort=False):
+                label = label if label == "base" else _round_label(label)
+                axes[0].scatter(g["tokens"], g["reward"], s=10, alpha=0.6, label=label)
+                axes[1].scatter(g["overlap"], g["reward"], s=10, alpha=0.6, label=label)
+            corr_len = correlations["corr_reward_length"]
+            corr_overlap = correlations["corr_reward_overlap"]
             axes[0].set(xlabel="response tokens", ylabel="judge reward")
             axes[1].set(xlabel="share of the prompt's words repeated", ylabel="judge reward")
         else:
@@ -344,8 +334,8 @@ def judge_rewards(judgement_paths: Sequence[Path], rounds: Sequence, png: Path) 
                     length_gap[g.index], g["prob"], s=10, alpha=0.6, label=_round_label(r)
                 )
                 axes[1].scatter(overlap_gap[g.index], g["prob"], s=10, alpha=0.6)
-            corr_len = rank_correlation(data["prob"], length_gap)
-            corr_overlap = rank_correlation(data["prob"], overlap_gap)
+            corr_len = correlations["corr_prob_length_gap"]
+            corr_overlap = correlations["corr_prob_overlap_gap"]
             axes[0].set(xlabel="length gap (round - base, tokens)", ylabel="P(round > base)")
             axes[1].set(xlabel="prompt-repetition gap (round - base)", ylabel="P(round > base)")
         axes[0].set_title(f"length: Spearman {_corr(corr_len)}", fontsize=9)

@@ -19,6 +19,17 @@ def _read_json(path: Path) -> dict:
         raise UserError(f"{path}: cannot read metrics: {error}") from error
 
 
+def method_of(metrics: dict) -> str:
+    return metrics.get("method") or "policy"
+
+
+def judges_of(metrics: dict) -> dict[str, dict]:
+    """A round's verdicts per judge (metrics of a single judge have no "judges" entry): the
+    one reader of metrics.json's verdicts, for the summary table and the report's."""
+    single = {metrics.get("judge_name", "training"): {**metrics, "backend": metrics["judge"]}}
+    return metrics.get("judges") or single
+
+
 def round_row(metrics_path: Path, stats_path: Path, log_path: Path) -> dict:
     metrics = _read_json(metrics_path)
     row: dict = {"method": metrics.get("method"), "round": metrics["round"]}
@@ -33,7 +44,7 @@ def round_row(metrics_path: Path, stats_path: Path, log_path: Path) -> dict:
         for key in ("lc_win_rate", "lc_win_rate_ci_low", "lc_win_rate_ci_high", "length_coef"):
             row[f"{key}_vs_{opponent}"] = m.get(key)
         row[f"mean_prob_vs_{opponent}"] = m["mean_prob"]
-    for name, verdicts in metrics.get("judges", {}).items():
+    for name, verdicts in judges_of(metrics).items():
         if name != metrics.get("judge_name") and "vs_base" in verdicts:
             row[f"win_rate_vs_base_{name}"] = verdicts["vs_base"]["win_rate"]
             row[f"lc_win_rate_vs_base_{name}"] = verdicts["vs_base"].get("lc_win_rate")
@@ -83,26 +94,42 @@ def primary_against_base(rows: pd.DataFrame) -> pd.DataFrame:
     return rows
 
 
-def judge_rewards(judgements_path: Path, round_number: int, method: str | None = None) -> dict:
-    """How the judge's verdict against the base moves with length and with prompt overlap."""
-    rows = primary_against_base(pd.read_parquet(judgements_path))
+def pooled_rewards(rows: pd.DataFrame) -> pd.DataFrame:
+    """A pointwise judge's reward of each response once: the base model's (once per prompt,
+    ``round`` "base") and the rounds' (``rows`` against the base, with a ``round`` column)."""
+    base = rows.drop_duplicates("prompt_id")[["opponent_tokens", "opponent_overlap"]]
+    base = base.assign(reward=rows.drop_duplicates("prompt_id")["opponent_reward"], round="base")
+    base.columns = ["tokens", "overlap", "reward", "round"]
+    return pd.concat([base, rows[["tokens", "overlap", "reward", "round"]]], ignore_index=True)
+
+
+def judge_correlations(rows: pd.DataFrame) -> dict[str, float]:
+    """What the judge rewards, as Spearman correlations: of its verdicts against the base
+    with the length and prompt-overlap gaps, and (pointwise judges) of its rewards with
+    length and overlap. ``rows``: the primary judge against the base, with a ``round``."""
     length_gap = rows["tokens"] - rows["opponent_tokens"]
     overlap_gap = rows["overlap"] - rows["opponent_overlap"]
     result = {
-        "method": method,
-        "round": round_number,
         "corr_prob_length_gap": rank_correlation(rows["prob"], length_gap),
         "corr_prob_overlap_gap": rank_correlation(rows["prob"], overlap_gap),
+    }
+    if rows["reward"].notna().all():
+        pooled = pooled_rewards(rows)
+        result["corr_reward_length"] = rank_correlation(pooled["reward"], pooled["tokens"])
+        result["corr_reward_overlap"] = rank_correlation(pooled["reward"], pooled["overlap"])
+    return result
+
+
+def judge_rewards(judgements_path: Path, round_number: int, method: str | None = None) -> dict:
+    """How the judge's verdict against the base moves with length and with prompt overlap."""
+    rows = primary_against_base(pd.read_parquet(judgements_path)).assign(round=round_number)
+    return {
+        "method": method,
+        "round": round_number,
+        **judge_correlations(rows),
         "mean_overlap": rows["overlap"].mean(),
         "base_mean_overlap": rows["opponent_overlap"].mean(),
     }
-    if rows["reward"].notna().all():
-        scores = pd.concat([rows["reward"], rows["opponent_reward"]], ignore_index=True)
-        tokens = pd.concat([rows["tokens"], rows["opponent_tokens"]], ignore_index=True)
-        overlap = pd.concat([rows["overlap"], rows["opponent_overlap"]], ignore_index=True)
-        result["corr_score_length"] = rank_correlation(scores, tokens)
-        result["corr_score_overlap"] = rank_correlation(scores, overlap)
-    return result
 
 
 def summarise_rounds(

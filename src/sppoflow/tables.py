@@ -1,6 +1,7 @@
 """The tables passed between stages: their columns, checked where a file is read or written.
 
-Users query these files with DuckDB, so the column names are part of the project's contract.
+Users query these files with DuckDB, so the column names are part of the project's contract;
+docs/data-contracts.md says which stage writes and reads each, with types and invariants.
 """
 
 from __future__ import annotations

@@ -655,6 +655,7 @@ def training_arguments(
         data_seed=settings.seed,
         use_cpu=device.type == "cpu",
         remove_unused_columns=False,
+        push_to_hub=False,  # nothing ever leaves the machine
         report_to=report_to or "none",
         run_name=run_name,
         dataloader_num_workers=0,

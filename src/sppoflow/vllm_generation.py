@@ -137,14 +137,6 @@ def generate_vllm(
         for index, output in enumerate(result.outputs):
             kept, reason = kept_tokens(output, stops)
             records.append(
-                sample_record(
-                    tokenizer,
-                    prompts["prompt_id"].iat[row],
-                    prompts["prompt"].iat[row],
-                    index,
-                    len(encoded[row]),
-                    kept,
-                    reason,
-                )
+                sample_record(tokenizer, prompts, row, index, len(encoded[row]), kept, reason)
             )
     return samples_frame(records)

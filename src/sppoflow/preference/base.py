@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
 from sppoflow.errors import UserError
 
@@ -139,15 +140,22 @@ class PairwisePreferenceModel(PreferenceModel):
         return Comparison(prob, flipped=flipped)
 
 
-def build_pointwise(judge_type, settings, folder, device, dtype, default_tau, default_max_length):
-    """A pointwise judge from the judge settings; unset tau and max_length take its defaults."""
-    return judge_type(
-        folder,
-        tau=settings.tau or default_tau,
-        batch_size=settings.batch_size,
-        max_batch_tokens=settings.max_batch_tokens,
-        max_length=settings.max_length or default_max_length,
-        device=device,
-        dtype=dtype,
-        trust_remote_code=settings.trust_remote_code,
-    )
+class TransformersJudge:
+    """What the judges built on a transformers checkpoint share: their tokenizer and model,
+    loaded with the safe defaults (sppoflow.safe_loading), and their batching."""
+
+    default_max_length = 2048
+
+    def load(self, auto_class, folder, settings, device, dtype):
+        """The tokenizer (kept) and the model (returned, on ``device``, in eval mode); the
+        batching settings, unset max_length taking the judge's default."""
+        from sppoflow.safe_loading import load_pretrained, load_tokenizer
+
+        self.batch_size = settings.batch_size
+        self.max_batch_tokens = settings.max_batch_tokens
+        self.max_length = settings.max_length or self.default_max_length
+        self.device = torch.device(device)
+        trust = settings.trust_remote_code
+        self.tokenizer = load_tokenizer(folder, "judge.model", trust)
+        model = load_pretrained(auto_class, folder, "judge.model", trust, dtype=dtype)
+        return model.to(self.device).eval()

@@ -19,9 +19,8 @@ from transformers import AutoModelForCausalLM
 
 from sppoflow.chat import render_prompt
 from sppoflow.errors import UserError
-from sppoflow.preference.base import PairwisePreferenceModel
+from sppoflow.preference.base import PairwisePreferenceModel, TransformersJudge
 from sppoflow.preference.batching import length_sorted_batches, pad
-from sppoflow.safe_loading import load_pretrained, load_tokenizer
 
 DEFAULT_MAX_LENGTH = 4096
 PLACEHOLDERS = ("{instruction}", "{response_a}", "{response_b}")
@@ -68,37 +67,19 @@ def fill(template: str, instruction: str, response_a: str, response_b: str) -> s
     return "".join(out)
 
 
-class LLMJudge(PairwisePreferenceModel):
+class LLMJudge(PairwisePreferenceModel, TransformersJudge):
     name = "llm_judge"
+    default_max_length = DEFAULT_MAX_LENGTH
 
-    def __init__(
-        self,
-        folder: str | Path,
-        template: str = DEFAULT_TEMPLATE,
-        verdict_a: str = "A",
-        verdict_b: str = "B",
-        batch_size: int = 16,
-        max_batch_tokens: int = 16384,
-        max_length: int = DEFAULT_MAX_LENGTH,
-        device: torch.device | str = "cpu",
-        dtype: torch.dtype = torch.float32,
-        trust_remote_code: bool = False,
-    ) -> None:
-        self.tokenizer = load_tokenizer(folder, "judge.model", trust_remote_code)
-        model = load_pretrained(
-            AutoModelForCausalLM, folder, "judge.model", trust_remote_code, dtype=dtype
-        )
+    def __init__(self, folder: str | Path, settings, device, dtype: torch.dtype) -> None:
+        self.model = self.load(AutoModelForCausalLM, folder, settings, device, dtype)
         if not self.tokenizer.chat_template:
             raise UserError(f"judge.model: {folder} has no chat template to put the question in")
+        verdict_a, verdict_b = settings.verdict_a, settings.verdict_b
         self.verdict_ids = [self.verdict_id(verdict_a), self.verdict_id(verdict_b)]
         if self.verdict_ids[0] == self.verdict_ids[1]:
             raise UserError(f"judge.verdict_a and verdict_b map to the same token ({verdict_a!r})")
-        self.template = template
-        self.device = torch.device(device)
-        self.model = model.to(self.device).eval()
-        self.batch_size = batch_size
-        self.max_batch_tokens = max_batch_tokens
-        self.max_length = max_length
+        self.template = read_template(settings.template)
 
     def verdict_id(self, token: str) -> int:
         """The id of a verdict as the judge would write it first (the last id if it splits)."""
@@ -143,15 +124,4 @@ class LLMJudge(PairwisePreferenceModel):
 
 
 def build(settings, folder: Path, device: torch.device, dtype: torch.dtype) -> LLMJudge:
-    return LLMJudge(
-        folder,
-        template=read_template(settings.template),
-        verdict_a=settings.verdict_a,
-        verdict_b=settings.verdict_b,
-        batch_size=settings.batch_size,
-        max_batch_tokens=settings.max_batch_tokens,
-        max_length=settings.max_length or DEFAULT_MAX_LENGTH,
-        device=device,
-        dtype=dtype,
-        trust_remote_code=settings.trust_remote_code,
-    )
+    return LLMJudge(folder, settings, device, dtype)

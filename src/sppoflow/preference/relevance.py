@@ -15,38 +15,21 @@ import numpy as np
 import torch
 from transformers import AutoModel
 
-from sppoflow.preference.base import PointwisePreferenceModel, build_pointwise
+from sppoflow.preference.base import PointwisePreferenceModel, TransformersJudge
 from sppoflow.preference.batching import length_sorted_batches, pad
-from sppoflow.safe_loading import load_pretrained, load_tokenizer
 
 DEFAULT_TAU = 0.05
 DEFAULT_MAX_LENGTH = 256
 CPU_MAX_BATCH_TOKENS = 4096  # a 22M-parameter encoder needs batches to use a CPU well
 
 
-class RelevanceJudge(PointwisePreferenceModel):
+class RelevanceJudge(PointwisePreferenceModel, TransformersJudge):
     name = "relevance"
+    default_max_length = DEFAULT_MAX_LENGTH
 
-    def __init__(
-        self,
-        model_path: str | Path,
-        tau: float = DEFAULT_TAU,
-        batch_size: int = 64,
-        max_batch_tokens: int = 16384,
-        max_length: int = DEFAULT_MAX_LENGTH,
-        device: torch.device | str = "cpu",
-        dtype: torch.dtype = torch.float32,
-        trust_remote_code: bool = False,
-    ) -> None:
-        super().__init__(tau)
-        self.batch_size = batch_size
-        self.max_batch_tokens = max_batch_tokens
-        self.max_length = max_length
-        self.device = torch.device(device)
-        self.tokenizer = load_tokenizer(model_path, "judge.model", trust_remote_code)
-        trust = trust_remote_code
-        encoder = load_pretrained(AutoModel, model_path, "judge.model", trust, dtype=dtype)
-        self.encoder = encoder.to(self.device).eval()
+    def __init__(self, folder: str | Path, settings, device, dtype: torch.dtype) -> None:
+        super().__init__(settings.tau or DEFAULT_TAU)
+        self.encoder = self.load(AutoModel, folder, settings, device, dtype)
 
     @torch.inference_mode()
     def embed(self, texts: Sequence[str]) -> np.ndarray:
@@ -79,6 +62,4 @@ class RelevanceJudge(PointwisePreferenceModel):
 
 
 def build(settings, folder: Path, device: torch.device, dtype: torch.dtype) -> RelevanceJudge:
-    return build_pointwise(
-        RelevanceJudge, settings, folder, device, dtype, DEFAULT_TAU, DEFAULT_MAX_LENGTH
-    )
+    return RelevanceJudge(folder, settings, device, dtype)

@@ -15,32 +15,20 @@ import torch
 from transformers import AutoModelForSequenceClassification
 
 from sppoflow.errors import UserError
-from sppoflow.preference.base import PointwisePreferenceModel, build_pointwise
+from sppoflow.preference.base import PointwisePreferenceModel, TransformersJudge
 from sppoflow.preference.batching import length_sorted_batches, pad
-from sppoflow.safe_loading import load_pretrained, load_tokenizer
 
 DEFAULT_TAU = 1.0
 DEFAULT_MAX_LENGTH = 2048
 
 
-class RewardModelJudge(PointwisePreferenceModel):
+class RewardModelJudge(PointwisePreferenceModel, TransformersJudge):
     name = "reward_model"
+    default_max_length = DEFAULT_MAX_LENGTH
 
-    def __init__(
-        self,
-        folder: str | Path,
-        tau: float = DEFAULT_TAU,
-        batch_size: int = 32,
-        max_batch_tokens: int = 16384,
-        max_length: int = DEFAULT_MAX_LENGTH,
-        device: torch.device | str = "cpu",
-        dtype: torch.dtype = torch.float32,
-        trust_remote_code: bool = False,
-    ) -> None:
-        super().__init__(tau)
-        self.tokenizer = load_tokenizer(folder, "judge.model", trust_remote_code)
-        classifier, trust = AutoModelForSequenceClassification, trust_remote_code
-        model = load_pretrained(classifier, folder, "judge.model", trust, dtype=dtype)
+    def __init__(self, folder: str | Path, settings, device, dtype: torch.dtype) -> None:
+        super().__init__(settings.tau or DEFAULT_TAU)
+        model = self.load(AutoModelForSequenceClassification, folder, settings, device, dtype)
         if model.config.num_labels != 1:
             raise UserError(
                 f"judge.model: {folder} has {model.config.num_labels} outputs; a reward model "
@@ -53,11 +41,7 @@ class RewardModelJudge(PointwisePreferenceModel):
             )
         # Sequence classifiers read the last token that is not padding.
         model.config.pad_token_id = self.tokenizer.pad_token_id
-        self.device = torch.device(device)
-        self.model = model.to(self.device).eval()
-        self.batch_size = batch_size
-        self.max_batch_tokens = max_batch_tokens
-        self.max_length = max_length
+        self.model = model
 
     def encode(self, prompt: str, response: str) -> list[int]:
         """The conversation through the model's template, cut on the right at max_length."""
@@ -90,6 +74,4 @@ class RewardModelJudge(PointwisePreferenceModel):
 
 
 def build(settings, folder: Path, device: torch.device, dtype: torch.dtype) -> RewardModelJudge:
-    return build_pointwise(
-        RewardModelJudge, settings, folder, device, dtype, DEFAULT_TAU, DEFAULT_MAX_LENGTH
-    )
+    return RewardModelJudge(folder, settings, device, dtype)
