@@ -15,8 +15,10 @@ Examples:
 import _bootstrap  # noqa: F401
 import pandas as pd
 
+from sppoflow import provenance
 from sppoflow.cli import parser_for, run_stage
 from sppoflow.errors import UserError
+from sppoflow.scoring import PREFERENCE_KEYS
 from sppoflow.shards import gather, missing_keys
 from sppoflow.tables import PREFERENCES, PROMPTS, SAMPLES, read_table, write_table
 
@@ -45,7 +47,7 @@ def main(args) -> None:
     else:
         if args.samples is None:
             raise UserError("gathering preferences needs --samples")
-        keys, table = ["prompt_id", "i", "j"], PREFERENCES
+        keys, table = PREFERENCE_KEYS, PREFERENCES
         expected = expected_pairs(read_table(args.samples, SAMPLES))
     frame = gather(args.shard_files, table, keys)
     missing = missing_keys(frame, expected, keys)
@@ -57,6 +59,9 @@ def main(args) -> None:
     extra = len(frame) - len(expected)
     if extra:
         raise UserError(f"the shards hold {extra} {table.name} row(s) that were not asked for")
+    records = [provenance.read_record(path) for path in args.shard_files]
+    if records[0] is not None and all(r == records[0] for r in records):
+        provenance.adopt(records[0])  # the record one job of the stage would have written
     write_table(frame, args.out, table)
 
 

@@ -62,7 +62,19 @@ def validate(config: Mapping[str, Any], schema: dict | None = None) -> dict:
     _check_against(instance, schema, DefaultFillingValidator)
     _check_parts(instance, schema)
     check_consistency(instance)
-    return instance
+    return schema_order(instance, schema)
+
+
+def schema_order(value: Any, schema: dict) -> Any:
+    """``value`` with every section's keys in the schema's order, whatever order the config
+    file gave them in: the flags a rule passes, and so its params, do not change with it."""
+    properties = schema.get("properties") if isinstance(schema, dict) else None
+    if isinstance(value, dict) and properties:
+        ordered = {k: schema_order(value[k], properties[k]) for k in properties if k in value}
+        return {**ordered, **{k: v for k, v in value.items() if k not in properties}}
+    if isinstance(value, list) and isinstance(schema, dict) and "items" in schema:
+        return [schema_order(v, schema["items"]) for v in value]
+    return value
 
 
 def _check_against(instance: Any, schema: dict, validator_class, at: str = "") -> None:

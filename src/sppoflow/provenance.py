@@ -28,8 +28,11 @@ METADATA_KEY = b"sppo.provenance"
 FILE_NAME = "provenance.json"
 CONFIG_VARIABLE = "SPPO_CONFIG"
 COMMIT_VARIABLE = "SPPO_GIT_COMMIT"
-# arguments that say how fast a job runs or where it reports, never what it writes
-RUN_ONLY_ARGUMENTS = frozenset({"threads", "tracking_dir", "run_group", "run_name", "report_to"})
+# arguments that say how fast a job runs, where it reports or writes, or which share of the
+# stage's work it does (shards write the same rows as one job), never what the rows are
+UNRECORDED_ARGUMENTS = frozenset(
+    {"threads", "tracking_dir", "run_group", "run_name", "report_to", "shard", "shards", "out"}
+)
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 _job: dict[str, Any] | None = None
@@ -75,13 +78,30 @@ def begin_job(stage: str, arguments: dict[str, Any]) -> None:
         "arguments": {
             k: v
             for k, v in sorted(arguments.items())
-            if k not in RUN_ONLY_ARGUMENTS and not callable(v)
+            if k not in UNRECORDED_ARGUMENTS and not callable(v)
         },
         "config_sha256": hashlib.sha256(config.encode()).hexdigest() if config else None,
         "config": json.loads(config) if config else None,
         "git_commit": git_commit(),
         "versions": package_versions(),
     }
+
+
+def read_record(table_path: Path | str) -> dict[str, Any] | None:
+    """The provenance record in a parquet file's metadata (None when it has none)."""
+    import pyarrow.parquet as pq
+
+    metadata = pq.read_schema(table_path).metadata or {}
+    record = metadata.get(METADATA_KEY)
+    return json.loads(record) if record else None
+
+
+def adopt(record: dict[str, Any]) -> None:
+    """Record ``record`` instead of this job's own: the gather stage writes the rows its shard
+    jobs computed, so the gathered table carries their record (the same one a single job of
+    the stage would have written)."""
+    global _job
+    _job = dict(record)
 
 
 def record() -> dict[str, Any] | None:

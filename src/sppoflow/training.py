@@ -828,7 +828,9 @@ def publish(
         "processes": trainer.args.world_size,
         "global_batch_size": global_batch_size(trainer.args, settings),
         "steps": result.global_step,
-        "train_loss": result.training_loss,
+        # the mean of the step log, which a resume keeps whole (the trainer's own figure
+        # averages the steps since the resume only)
+        "train_loss": float(pd.read_csv(state_dir / "train_log.csv")["loss"].mean()),
         "versions": package_versions(),
     }
     (partial / "sppo_training.json").write_text(json.dumps(summary, indent=2) + "\n")

@@ -173,6 +173,14 @@ def head_to_head_report():
     return {"head_to_head": table}
 
 
+def report_config(wildcards):
+    """The report's config page: the config that made the results (no run-only settings, no
+    shards) and the rounds, keys sorted, so that how jobs ran never re-runs the report.
+    """
+    shown = {"rounds": config["rounds"], **recorded_config(config)}
+    return shlex.quote(json.dumps(shown, sort_keys=True))
+
+
 def head_to_head_flag(wildcards, input):
     return f"--head-to-head {input.head_to_head}" if SIDE_BY_SIDE else ""
 

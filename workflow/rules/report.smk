@@ -106,10 +106,7 @@ rule report_figures:
         runtime=10,
     params:
         script=script("report"),
-        # job sizes are left out: they do not change results, so they must not re-run this
-        config=lambda wildcards: shlex.quote(
-            json.dumps({k: v for k, v in config.items() if k != "resources"})
-        ),
+        config=report_config,
         head_to_head=head_to_head_flag,
     shell:
         "python {params.script} summary --metrics {input.metrics}"
