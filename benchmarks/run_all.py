@@ -24,6 +24,7 @@ BENCHMARKS = [  # (script, arguments, needs a finished run)
     ("reference_model.py", ["--run", "{run}"], True),
     ("bf16_rounding.py", ["--run", "{run}"], True),
     ("paper_round.py", [], False),
+    ("join_memory.py", [], False),
     ("stages.py", ["--run", "{run}"], True),
     ("pairrm_throughput.py", ["--prompts", "2", "--k", "3"], False),
     ("cost_model.py", [], False),
