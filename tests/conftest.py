@@ -41,6 +41,11 @@ BAD_CONFIGS = [
         {"prompts": {"source": "absent.jsonl"}},
         "config error: prompts.source: absent.jsonl does not exist",
     ),
+    (
+        {"prompts": {"column": "instruction"}},
+        "config error: prompts.source: config/prompts/instructions.jsonl has no column "
+        "'instruction' (columns: prompt, category); set prompts.column",
+    ),
     ({"sample": {"k": 1}}, "config error: sample.k: 1 is less than the minimum of 2"),
     ({"judge": {"backend": "oracle"}}, "config error: judge.backend: 'oracle' is not one of"),
     ({"train": {"loss": "kto"}}, "config error: train.loss: 'kto' is not one of"),

@@ -6,6 +6,8 @@ Errors are one line that names the offending key, e.g.
 
 from __future__ import annotations
 
+import csv
+import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -235,6 +237,8 @@ def check_local_paths(config: dict) -> None:
 
     for key, value, kind in local_references(config):
         if Path(value).expanduser().exists():
+            if kind == "source":
+                check_prompt_column(Path(value).expanduser(), config["prompts"]["column"], key)
             continue
         is_file = Path(value).suffix.lower() in PROMPT_FILE_TYPES
         if (
@@ -244,6 +248,33 @@ def check_local_paths(config: dict) -> None:
         ):
             hint = " (a hub id is org/name)" if kind == "model" else ""
             raise UserError(f"config error: {key}: {value} does not exist{hint}")
+
+
+def check_prompt_column(path: Path, column: str, key: str) -> None:
+    """A local prompt file's columns, read cheaply (a parquet schema, a CSV header, the first
+    JSON line), must hold prompts.column; other sources are checked by the prompt_pool job."""
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".parquet":
+            import pyarrow.parquet as pq
+
+            columns = pq.read_schema(path).names
+        elif suffix == ".csv":
+            with path.open(encoding="utf-8") as handle:
+                columns = next(csv.reader(handle), [])
+        elif suffix == ".jsonl":
+            with path.open(encoding="utf-8") as handle:
+                first = next((line for line in handle if line.strip()), "{}")
+            columns = list(json.loads(first))
+        else:
+            return
+    except (UnicodeDecodeError, ValueError, OSError):
+        return  # the prompt_pool job says what is wrong with the file
+    if column not in columns:
+        raise UserError(
+            f"config error: {key}: {path} has no column '{column}' (columns: "
+            f"{', '.join(map(str, columns))}); set prompts.column"
+        )
 
 
 def _plain(value: Any) -> Any:

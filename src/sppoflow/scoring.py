@@ -10,8 +10,8 @@ chunk's range of prompt ids) and hands the chunk over; each chunk's preferences 
 a part file as soon as they are judged, and the parts are joined into the output at the end
 (the join holds the preference rows, which have no text, in memory: 400k rows for a paper
 round). Host memory for the texts stays that of a chunk whatever the number of prompts (a paper
-round has 20k prompts x K = 5 responses of up to 2k tokens). A run that stops keeps its parts: the rerun
-with the same inputs judges only the chunks that are missing.
+round has 20k prompts x K = 5 responses of up to 2k tokens). A run that stops keeps its parts:
+the rerun with the same inputs judges only the chunks that are missing.
 """
 
 from __future__ import annotations
