@@ -126,6 +126,22 @@ def run_script(name, *args, cwd=ROOT):
     )
 
 
+def run_side_by_side(commands: dict[str, list]) -> dict[str, subprocess.CompletedProcess]:
+    """Several short commands started at once (each mostly imports torch: two cores do two at
+    a time), their results by name."""
+    started = {
+        name: subprocess.Popen(
+            [str(c) for c in command], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        for name, command in commands.items()
+    }
+    done = {}
+    for name, process in started.items():
+        stdout, stderr = process.communicate()
+        done[name] = subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+    return done
+
+
 def error_line(run) -> str:
     """The one line a failed stage prints: exit status 2, ``error: ...``, no traceback."""
     assert run.returncode == 2, run.stderr

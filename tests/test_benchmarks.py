@@ -8,16 +8,22 @@ import sys
 
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, run_side_by_side
 
 BENCHMARKS = ROOT / "benchmarks"  # importable: pytest's pythonpath (pyproject.toml)
 
 
-@pytest.mark.parametrize("script", sorted(p.name for p in BENCHMARKS.glob("*.py")))
-def test_every_benchmark_explains_itself(script):
-    done = subprocess.run(
-        [sys.executable, str(BENCHMARKS / script), "--help"], capture_output=True, text=True
-    )
+SCRIPTS = sorted(p.name for p in BENCHMARKS.glob("*.py"))
+
+
+@pytest.fixture(scope="module")
+def helps():
+    return run_side_by_side({s: [sys.executable, BENCHMARKS / s, "--help"] for s in SCRIPTS})
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_every_benchmark_explains_itself(script, helps):
+    done = helps[script]
     assert done.returncode == 0, done.stderr
     assert "usage:" in done.stdout
 

@@ -1,18 +1,26 @@
 """Every stage script runs by hand: --help works and bad input is one clear line."""
 
 import json
+import sys
 
 import pytest
 
-from conftest import error_line, run_script
+from conftest import SCRIPTS, error_line, run_script, run_side_by_side
 
 STAGES = ["base_model", "prompts", "sample", "score", "aggregate", "train", "evaluate", "summary"]
 STAGES += ["fetch", "gather", "head_to_head"]
 
 
+@pytest.fixture(scope="module")
+def helps():
+    return run_side_by_side(
+        {stage: [sys.executable, SCRIPTS / f"{stage}.py", "--help"] for stage in STAGES}
+    )
+
+
 @pytest.mark.parametrize("stage", STAGES)
-def test_help(stage):
-    run = run_script(stage, "--help")
+def test_help(stage, helps):
+    run = helps[stage]
     assert run.returncode == 0, run.stderr
     assert "usage:" in run.stdout and "stage" in run.stdout
 

@@ -36,23 +36,48 @@ def package_index():
         pytest.skip(f"the package index is not reachable: {error}")
 
 
-@pytest.mark.parametrize("env_file", ENVS, ids=[e.stem for e in ENVS])
-def test_environment_resolves(env_file, package_index, tmp_path):
+def resolve(env_file, folder):
+    """Start pip's dry run of an env's pip section (the envs resolve side by side: each waits
+    on the index, not on the CPU); returns (process, report path), or a reason to skip."""
     python, packages = pip_section(env_file)
     here = f"{sys.version_info.major}.{sys.version_info.minor}"
     if python != here:
-        pytest.skip(f"{env_file.name} is for Python {python}; this is Python {here}")
-    requirements = tmp_path / "requirements.txt"
+        return f"{env_file.name} is for Python {python}; this is Python {here}"
+    requirements = folder / f"{env_file.stem}.txt"
     requirements.write_text("\n".join(packages) + "\n")
-    report = tmp_path / "report.json"
-    resolved = subprocess.run(
+    report = folder / f"{env_file.stem}.json"
+    process = subprocess.Popen(
         [sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed", "--quiet",
          "--report", str(report), "-r", str(requirements)],
-        capture_output=True, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env={**os.environ, "PIP_CONSTRAINT": ""},  # not this machine's pip constraints
     )  # fmt: skip
-    errors = [line for line in resolved.stderr.splitlines() if not line.startswith("WARNING")]
-    assert resolved.returncode == 0, f"{env_file.name} does not resolve:\n" + "\n".join(errors)
+    return process, report, packages
+
+
+@pytest.fixture(scope="module")
+def resolutions(package_index, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("envs")
+    started = {env.stem: resolve(env, folder) for env in ENVS}
+    results = {}
+    for name, job in started.items():
+        if isinstance(job, str):
+            results[name] = job
+            continue
+        process, report, packages = job
+        _, stderr = process.communicate()
+        results[name] = (process.returncode, stderr, report, packages)
+    return results
+
+
+@pytest.mark.parametrize("env_file", ENVS, ids=[e.stem for e in ENVS])
+def test_environment_resolves(env_file, resolutions):
+    result = resolutions[env_file.stem]
+    if isinstance(result, str):
+        pytest.skip(result)
+    returncode, stderr, report, packages = result
+    errors = [line for line in stderr.splitlines() if not line.startswith("WARNING")]
+    assert returncode == 0, f"{env_file.name} does not resolve:\n" + "\n".join(errors)
     installed = {
         item["metadata"]["name"].lower().replace("_", "-"): item["metadata"]["version"]
         for item in json.loads(report.read_text())["install"]
