@@ -43,10 +43,6 @@ def config_json(config: dict) -> str:
     return json.dumps(config, sort_keys=True, separators=(",", ":"), default=str)
 
 
-def config_sha256(config: dict) -> str:
-    return hashlib.sha256(config_json(config).encode()).hexdigest()
-
-
 @cache
 def git_commit(root: Path = PROJECT_ROOT) -> str | None:
     """The project's commit, with "-dirty" when tracked files differ from it; None outside a
@@ -102,11 +98,6 @@ def adopt(record: dict[str, Any]) -> None:
     the stage would have written)."""
     global _job
     _job = dict(record)
-
-
-def record() -> dict[str, Any] | None:
-    """This job's provenance record, or None when no stage entry point started one."""
-    return _job
 
 
 def record_json() -> bytes | None:
