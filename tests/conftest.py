@@ -84,6 +84,10 @@ BAD_CONFIGS = [
         "config error: resources.train.gpu: -1 is less than the minimum of 0",
     ),
     ({"train": {"lora": {"r": 0}}}, "config error: train.lora.r: 0 is less than the minimum of 1"),
+    (
+        {"sample": {"backend": "vllm", "vllm_python": "/nope/bin/python"}},
+        "config error: sample.vllm_python: /nope/bin/python does not exist",
+    ),
 ]
 
 

@@ -1,6 +1,7 @@
 """Every stage script runs by hand: --help works and bad input is one clear line."""
 
 import json
+import subprocess
 import sys
 
 import pytest
@@ -23,6 +24,20 @@ def test_help(stage, helps):
     run = helps[stage]
     assert run.returncode == 0, run.stderr
     assert "usage:" in run.stdout and "stage" in run.stdout
+
+
+def test_make_venv_explains_itself_and_refuses_an_env_file_for_another_python(tmp_path):
+    script = str(SCRIPTS / "make_venv.py")
+    helped = subprocess.run([sys.executable, script, "--help"], capture_output=True, text=True)
+    assert helped.returncode == 0 and "envs/vllm-cpu.yaml" in helped.stdout
+    env_file = tmp_path / "other.yaml"
+    env_file.write_text("dependencies:\n  - python=2.7\n  - pip:\n      - six==1.16.0\n")
+    done = subprocess.run(
+        [sys.executable, script, str(env_file), str(tmp_path / "venv")],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert done.returncode == 2 and "is for Python 2.7" in done.stderr
+    assert not (tmp_path / "venv").exists()
 
 
 def test_missing_prompt_file(tmp_path):

@@ -163,7 +163,8 @@ def test_one_machine_caps_gpu_requests_at_its_gpu_count(tmp_path):
 
 
 def test_environment_files_pin_every_package():
-    files = {ROOT / "envs" / f"{name}.yaml" for name in ("torch", "train", "vllm", "data")}
+    files = set((ROOT / "envs").glob("*.yaml"))
+    assert {f.stem for f in files} >= {"torch", "train", "vllm", "vllm-cpu", "data"}
     for env in files:
         spec = yaml.safe_load(env.read_text())
         assert spec["name"].startswith("sppo-") and "conda-forge" in spec["channels"]
@@ -205,10 +206,15 @@ def conda_envs_of_rules(tmp_path, config: dict) -> dict[str, str]:
     return {r.name: Path(str(r.conda_env)).name for r in workflow.rules if r.conda_env}
 
 
-@pytest.mark.parametrize("backend", ["transformers", "vllm"])
-def test_each_rule_gets_its_environment(tmp_path, backend):
-    envs = conda_envs_of_rules(tmp_path, {"sample": {"backend": backend}, "shards": 2})
-    generation = "vllm.yaml" if backend == "vllm" else "torch.yaml"
+@pytest.mark.parametrize(
+    ("backend", "gpus", "generation"),
+    [("transformers", 1, "torch.yaml"), ("vllm", 1, "vllm.yaml"), ("vllm", 0, "vllm-cpu.yaml")],
+)
+def test_each_rule_gets_its_environment(tmp_path, backend, gpus, generation):
+    """vLLM's CUDA build for generation jobs with GPUs, its CPU build for jobs without."""
+    resources = {stage: {"gpu": gpus} for stage in ("sample", "evaluate")}
+    config = {"sample": {"backend": backend}, "shards": 2, "resources": resources}
+    envs = conda_envs_of_rules(tmp_path, config)
     assert envs == {
         "base_model": "torch.yaml",
         "prompt_pool": "data.yaml",

@@ -33,7 +33,8 @@ def test_shipped_config_is_valid_and_complete():
 @pytest.mark.parametrize(
     ("section", "settings_type", "skip"),
     [
-        ("sample", SamplingSettings, {"tensor_parallel_size"}),  # the job's GPU count
+        # the job's GPU count; the interpreter that runs the stage
+        ("sample", SamplingSettings, {"tensor_parallel_size", "vllm_python"}),
         (
             "evaluate",
             SamplingSettings,

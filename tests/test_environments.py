@@ -14,18 +14,11 @@ import sys
 import urllib.request
 
 import pytest
-import yaml
 
 from conftest import ROOT
+from sppoflow.environments import env_spec
 
 ENVS = sorted((ROOT / "envs").glob("*.yaml"))
-
-
-def pip_section(env_file):
-    spec = yaml.safe_load(env_file.read_text())
-    python = next(d.split("=", 1)[1] for d in spec["dependencies"] if str(d).startswith("python="))
-    pip = next(d["pip"] for d in spec["dependencies"] if isinstance(d, dict))
-    return python, pip
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +32,7 @@ def package_index():
 def resolve(env_file, folder):
     """Start pip's dry run of an env's pip section (the envs resolve side by side: each waits
     on the index, not on the CPU); returns (process, report path), or a reason to skip."""
-    python, packages = pip_section(env_file)
+    python, packages = env_spec(env_file)
     here = f"{sys.version_info.major}.{sys.version_info.minor}"
     if python != here:
         return f"{env_file.name} is for Python {python}; this is Python {here}"

@@ -1,8 +1,9 @@
-"""The vLLM backend: its mechanics against a stand-in engine here, the real engine on a GPU."""
+"""The vLLM backend where the real engine cannot run here: a stand-in engine for what a CPU
+cannot show (an engine on CUDA choosing bf16, one that leaves its stop token out) and the
+real engine on a GPU. The real CPU engine's tests are in tests/test_vllm_cpu.py."""
 
 import importlib.util
 import json
-import os
 import subprocess
 import sys
 
@@ -10,10 +11,9 @@ import pandas as pd
 import pytest
 
 from conftest import ROOT
-from sppoflow.chat import encode_prompts
 from sppoflow.errors import UserError
 from sppoflow.generation import SamplingSettings
-from sppoflow.tables import SAMPLES, read_table, write_table
+from sppoflow.tables import SAMPLES, write_table
 
 FAKE = ROOT / "tests" / "fake_vllm"
 PROMPTS = pd.DataFrame(
@@ -40,47 +40,28 @@ def run(model_dir, prompts=PROMPTS, **overrides):
     return generate_vllm(str(model_dir), prompts, settings)
 
 
-def test_samples_follow_the_contract_with_stop_tokens_included(fake_vllm, tiny_model_dir):
+def test_a_stop_token_the_engine_leaves_out_is_put_back(fake_vllm, tiny_model_dir):
+    """The real engine keeps its stop tokens (tests/test_vllm_cpu.py); the stand-in also
+    plays one that leaves the stop token out of token_ids and names it in stop_reason."""
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
-    samples = run(tiny_model_dir, tensor_parallel_size=2)
-    write_table(samples, fake_vllm.parent / "s.parquet", SAMPLES)  # checks the columns
-    assert samples.groupby("prompt_id").response_idx.apply(list).tolist() == [[0, 1, 2]] * 3
-    eos = tokenizer.eos_token_id
-    for row in samples.itertuples():
-        ids = list(row.response_token_ids)
-        assert row.response_tokens == len(ids)
-        if row.finish_reason == "stop":
-            assert ids[-1] == eos and eos not in ids[:-1]  # put back when vLLM left it out
-        else:
-            assert len(ids) == 8 and eos not in ids
-    assert set(samples[samples.response_idx == 1].finish_reason) == {"stop"}
-    encoded = encode_prompts(tokenizer, PROMPTS["prompt"].tolist())
-    lengths = dict(zip(PROMPTS.prompt_id, map(len, encoded), strict=True))
-    assert (samples.prompt_tokens == samples.prompt_id.map(lengths)).all()
-    engine = json.loads(fake_vllm.read_text().splitlines()[-1])
-    assert engine["tensor_parallel_size"] == 2 and engine["model"] == str(tiny_model_dir)
-    assert engine["max_model_len"] == max(lengths.values()) + 8
+    eos = AutoTokenizer.from_pretrained(tiny_model_dir).eos_token_id
+    samples = run(tiny_model_dir)
+    left_out = samples[samples.response_idx == 1]  # the stand-in's engine that leaves it out
+    assert set(left_out.finish_reason) == {"stop"}
+    for ids in left_out.response_token_ids:
+        assert list(ids)[-1] == eos and eos not in list(ids)[:-1]
 
 
-def test_a_prompts_samples_do_not_depend_on_the_other_prompts(fake_vllm, tiny_model_dir):
-    together = run(tiny_model_dir).set_index(["prompt_id", "response_idx"])
-    alone = run(tiny_model_dir, prompts=PROMPTS.iloc[[2, 0]]).set_index(
-        ["prompt_id", "response_idx"]
-    )
-    for key, row in alone.iterrows():
-        assert list(row.response_token_ids) == list(together.loc[key].response_token_ids)
-    other_seed = run(tiny_model_dir, seed=7).set_index(["prompt_id", "response_idx"])
-    assert any(
-        list(other_seed.loc[k].response_token_ids) != list(together.loc[k].response_token_ids)
-        for k in together.index
-    )
+def test_scheduler_options_keep_seeded_requests_whole_on_cpus():
+    from sppoflow.vllm_generation import CPU_STEP_TOKENS, scheduler_options
 
-
-def test_no_gpu_count_still_means_one_engine(fake_vllm, tiny_model_dir):
-    run(tiny_model_dir, tensor_parallel_size=0)
-    assert json.loads(fake_vllm.read_text().splitlines()[-1])["tensor_parallel_size"] == 1
+    assert scheduler_options(cpu=False, longest=4096) == {}  # CUDA generators rewind
+    assert scheduler_options(cpu=True, longest=100) == {
+        "enable_chunked_prefill": False,
+        "max_num_batched_tokens": CPU_STEP_TOKENS,
+    }
+    assert scheduler_options(cpu=True, longest=20000)["max_num_batched_tokens"] == 20000
 
 
 @pytest.mark.parametrize(
@@ -115,23 +96,18 @@ def test_without_vllm_the_error_names_the_environment(monkeypatch, tiny_model_di
         run(tiny_model_dir)
 
 
-def test_sample_script_runs_the_vllm_backend(tmp_path, tiny_model_dir):
+def test_sample_script_without_vllm_says_which_environment(tmp_path, tiny_model_dir):
     prompts = tmp_path / "prompts.parquet"
     PROMPTS.to_parquet(prompts)
-    out = tmp_path / "samples.parquet"
-    env = {**os.environ, "PYTHONPATH": str(FAKE), "FAKE_VLLM_LOG": str(tmp_path / "log")}
     command = [sys.executable, str(ROOT / "scripts" / "sample.py"), "--model", str(tiny_model_dir),
-               "--prompts", str(prompts), "--out", str(out), "--k", "2", "--backend", "vllm",
-               "--tensor-parallel-size", "1", "--max-new-tokens", "6"]  # fmt: skip
-    done = subprocess.run(command, capture_output=True, text=True, env=env)
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert len(read_table(out, SAMPLES)) == 6
-    missing = subprocess.run(
-        command, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": ""}
-    )
-    if importlib.util.find_spec("vllm") is None:
-        assert missing.returncode == 2
-        assert missing.stderr.startswith("error: the vllm backend needs the vllm package")
+               "--prompts", str(prompts), "--out", str(tmp_path / "s.parquet"), "--k", "2",
+               "--backend", "vllm", "--max-new-tokens", "6"]  # fmt: skip
+    if importlib.util.find_spec("vllm") is not None:
+        pytest.skip("vllm is installed in this environment")
+    missing = subprocess.run(command, capture_output=True, text=True)
+    assert missing.returncode == 2
+    assert missing.stderr.startswith("error: the vllm backend needs the vllm package")
+    assert not (tmp_path / "s.parquet").exists()
 
 
 needs_vllm_gpu = pytest.mark.skipif(

