@@ -9,9 +9,12 @@ PyPI, which downloads package metadata and installs nothing.
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import urllib.request
+from pathlib import Path
 
 import pytest
 
@@ -19,14 +22,6 @@ from conftest import ROOT
 from sppoflow.environments import env_spec
 
 ENVS = sorted((ROOT / "envs").glob("*.yaml"))
-
-
-@pytest.fixture(scope="module")
-def package_index():
-    try:
-        urllib.request.urlopen("https://pypi.org/simple/pip/", timeout=20).close()
-    except OSError as error:
-        pytest.skip(f"the package index is not reachable: {error}")
 
 
 def resolve(env_file, folder):
@@ -39,28 +34,53 @@ def resolve(env_file, folder):
     requirements = folder / f"{env_file.stem}.txt"
     requirements.write_text("\n".join(packages) + "\n")
     report = folder / f"{env_file.stem}.json"
+    log = (folder / f"{env_file.stem}.log").open("w")
     process = subprocess.Popen(
         [sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed", "--quiet",
          "--report", str(report), "-r", str(requirements)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        # to a file, not a pipe: nobody reads it until the test, and a full pipe stops pip
+        stdout=subprocess.DEVNULL, stderr=log,
         env={**os.environ, "PIP_CONSTRAINT": ""},  # not this machine's pip constraints
     )  # fmt: skip
+    log.close()  # pip has its own copy
     return process, report, packages
 
 
+# The dry runs, started as soon as pytest has collected this module's tests
+# (tests/conftest.py), so that they wait on the index while the first tests run.
+STARTED: dict = {}
+
+
+def start_resolving() -> None:
+    if STARTED:
+        return
+    try:
+        urllib.request.urlopen("https://pypi.org/simple/pip/", timeout=20).close()
+    except OSError as error:
+        STARTED["unreachable"] = f"the package index is not reachable: {error}"
+        return
+    folder = Path(tempfile.mkdtemp(prefix="sppo-envs-"))
+    STARTED["folder"] = folder
+    STARTED.update({env.stem: resolve(env, folder) for env in ENVS})
+
+
 @pytest.fixture(scope="module")
-def resolutions(package_index, tmp_path_factory):
-    folder = tmp_path_factory.mktemp("envs")
-    started = {env.stem: resolve(env, folder) for env in ENVS}
+def resolutions():
+    start_resolving()
+    if "unreachable" in STARTED:
+        pytest.skip(STARTED["unreachable"])
     results = {}
-    for name, job in started.items():
+    for env in ENVS:
+        job = STARTED[env.stem]
         if isinstance(job, str):
-            results[name] = job
+            results[env.stem] = job
             continue
         process, report, packages = job
-        _, stderr = process.communicate()
-        results[name] = (process.returncode, stderr, report, packages)
-    return results
+        process.wait()
+        stderr = report.with_suffix(".log").read_text()
+        results[env.stem] = (process.returncode, stderr, report, packages)
+    yield results
+    shutil.rmtree(STARTED["folder"], ignore_errors=True)
 
 
 @pytest.mark.parametrize("env_file", ENVS, ids=[e.stem for e in ENVS])
@@ -79,3 +99,27 @@ def test_environment_resolves(env_file, resolutions):
         name, version = pin.split("==")
         name = name.split("[")[0].lower().replace("_", "-")
         assert installed[name].split("+")[0] == version, (pin, installed[name])
+
+
+def test_make_venv_runs_the_post_deploy_script_inside_and_remakes_only_on_change(tmp_path):
+    """The venv twin of Snakemake's conda envs (scripts/make_venv.py), offline: an env with
+    no pip packages, whose post-deploy script records the python it ran with."""
+    from sppoflow.environments import make_venv, venv_is_current
+
+    here = f"{sys.version_info.major}.{sys.version_info.minor}"
+    env_file = tmp_path / "tiny.yaml"
+    env_file.write_text(f"dependencies:\n  - python={here}\n  - pip: []\n")
+    script = tmp_path / "tiny.post-deploy.sh"
+    script.write_text('python -c "import sys; print(sys.prefix)" > "$VIRTUAL_ENV/ran-in"\n')
+    folder = tmp_path / "venv"
+    python = make_venv(env_file, folder, log=sys.stderr)
+    assert python == folder / "bin" / "python" and python.exists()
+    assert (folder / "ran-in").read_text().strip() == str(folder.resolve())
+    assert venv_is_current(env_file, folder)
+    (folder / "ran-in").unlink()
+    make_venv(env_file, folder, log=sys.stderr)  # unchanged: left alone
+    assert not (folder / "ran-in").exists()
+    script.write_text(script.read_text() + "# changed\n")
+    assert not venv_is_current(env_file, folder)
+    make_venv(env_file, folder, log=sys.stderr)
+    assert (folder / "ran-in").exists()
