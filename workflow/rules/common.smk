@@ -426,7 +426,9 @@ def generation_python(wildcards):
     installed is no reason to re-run."""
     sample = config["sample"]
     python = sample["vllm_python"] if sample["backend"] == "vllm" else None
-    return Unrecorded(shlex.quote(str(python)) if python else "python")
+    return Unrecorded(
+        shlex.quote(str(Path(python).expanduser())) if python else "python"
+    )
 
 
 def gpus(stage):
