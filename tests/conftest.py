@@ -225,6 +225,17 @@ def database_hash(folder: Path) -> str:
     return digest.hexdigest()
 
 
+def package_index_problem() -> str | None:
+    """Why the package index cannot be reached, or None when it can."""
+    import urllib.request
+
+    try:
+        urllib.request.urlopen("https://pypi.org/simple/pip/", timeout=20).close()
+    except OSError as error:
+        return f"the package index is not reachable: {error}"
+    return None
+
+
 def pytest_collection_finish(session):
     """Start the network-bound checks of the selected tests at once, so they wait on the
     package index while the first tests run: pip's dry runs of envs/ (about 100 s)."""

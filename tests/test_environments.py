@@ -13,12 +13,11 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import urllib.request
 from pathlib import Path
 
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, package_index_problem
 from sppoflow.environments import env_spec
 
 ENVS = sorted((ROOT / "envs").glob("*.yaml"))
@@ -54,10 +53,9 @@ STARTED: dict = {}
 def start_resolving() -> None:
     if STARTED:
         return
-    try:
-        urllib.request.urlopen("https://pypi.org/simple/pip/", timeout=20).close()
-    except OSError as error:
-        STARTED["unreachable"] = f"the package index is not reachable: {error}"
+    problem = package_index_problem()
+    if problem:
+        STARTED["unreachable"] = problem
         return
     folder = Path(tempfile.mkdtemp(prefix="sppo-envs-"))
     STARTED["folder"] = folder

