@@ -3,7 +3,9 @@
 
 Every rule has a `benchmark:` file (results/iter{t}/benchmarks/<stage>.tsv, shard files
 <stage>_shard{s}.tsv): wall-clock seconds, peak RSS and CPU time of the job. This prints them
-per stage and round, with each stage's share of the run's summed job time. For methods run
+per stage and round, with each stage's share of the run's summed job time, and the rates
+the jobs logged (results/iter{t}/logs/): generated tokens/s of sample and eval_generate,
+judged pairs/s of score, trained tokens/s and MFU of train. For methods run
 side by side (results/methods/<name>/), it also prints the job time every method shared
 (the base model, round 1's samples, preferences and pairs, the base's evaluation) and each
 method's own, and what separate runs of the methods would have taken: each its own jobs plus
@@ -16,40 +18,12 @@ all the shared ones again.
 from __future__ import annotations
 
 import argparse
-import re
 from pathlib import Path
 
 import pandas as pd
 
-ROUND = re.compile(r".*iter(\d+)")  # the last iter<t> of a path
-METHOD = re.compile(r"methods/([^/]+)/")
-
-
-def read_benchmarks(run: Path) -> pd.DataFrame:
-    """One row per job: stage, round (None outside rounds), seconds, max_rss (MiB), cpu_time."""
-    rows = []
-    for path in sorted(run.glob("**/benchmarks/*.tsv")):
-        table = pd.read_csv(path, sep="\t")
-        if table.empty:
-            continue
-        job = table.iloc[-1]  # a file holds one row per repeat; Snakemake's default is one
-        name = re.sub(r"_shard\d+$", "", path.stem)
-        name = re.sub(r"_iter\d+$", "", name)
-        found = ROUND.search(str(path.relative_to(run)))
-        method = METHOD.search(str(path.relative_to(run)))
-        rows.append(
-            {
-                "stage": name,
-                "method": method.group(1) if method else "shared",
-                "round": int(found.group(1)) if found else None,
-                "seconds": float(job["s"]),
-                "max_rss_mib": float(job["max_rss"]) if job["max_rss"] != "-" else float("nan"),
-                "cpu_seconds": float(job["cpu_time"]) if job["cpu_time"] != "-" else float("nan"),
-            }
-        )
-    if not rows:
-        raise SystemExit(f"no benchmark files under {run}: run the workflow first")
-    return pd.DataFrame(rows)
+from sppoflow.errors import UserError
+from sppoflow.job_records import read_benchmarks, read_throughput, throughput
 
 
 def per_stage(jobs: pd.DataFrame) -> pd.DataFrame:
@@ -89,7 +63,10 @@ def main() -> None:
     )
     parser.add_argument("--run", type=Path, default=Path("results"), help="a run's results")
     args = parser.parse_args()
-    jobs = read_benchmarks(args.run)
+    try:
+        jobs = read_benchmarks(args.run)
+    except UserError as error:
+        raise SystemExit(f"error: {error}") from None
     by_round = jobs.dropna(subset=["round"]).pivot_table(
         index="stage", columns="round", values="seconds", aggfunc="sum"
     )
@@ -101,6 +78,11 @@ def main() -> None:
         print(summary.to_string())
         print()
         print(by_round.to_string())
+        rates = read_throughput(args.run)
+        if not rates.empty:
+            print()
+            print("throughput: per_s over the work itself, per_job_s over the whole jobs")
+            print(throughput(rates, jobs).to_string(index=False))
         cost = methods_cost(jobs)
         if cost is not None:
             print()

@@ -2,6 +2,7 @@
 """report stage: the figures and tables `snakemake --report` shows.
 
   round    one round's training curves and the distribution of its estimated win rates
+  throughput  the stages' rates, from the jobs' logs and benchmark files (timing records)
   summary  win rates per round (and method; plot and table), response length and the
            length-controlled win rate, what the judge rewards, example responses, the config
            and versions; with --head-to-head, the methods' final rounds against each other
@@ -15,6 +16,7 @@ Examples:
         --judgements results/iter*/eval/judgements.parquet \\
         --responses results/iter*/eval/responses.parquet --models results/iter[1-9]*/model \\
         --out-dir results/report
+    python scripts/report.py throughput --run results --out results/benchmarks/throughput.html
 """
 
 import argparse
@@ -26,6 +28,7 @@ import _bootstrap  # noqa: F401
 from sppoflow import report
 from sppoflow.cli import run_stage
 from sppoflow.errors import UserError
+from sppoflow.job_records import read_benchmarks, read_throughput, throughput
 
 SUMMARY_FILES = ("win_rates.png", "win_rates.html", "length.png", "judge_rewards.png",
                  "examples.html", "config.html")  # fmt: skip
@@ -71,6 +74,12 @@ def summary_figures(args) -> None:
     report.config_page(config, out / "config.html", training)
 
 
+def throughput_table(args) -> None:
+    run = Path(args.results)
+    table = throughput(read_throughput(run), read_benchmarks(run))
+    report.throughput_page(table, Path(args.out))
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -105,6 +114,10 @@ def build_parser():
     )
     every.add_argument("--out-dir", required=True, help=f"folder for {', '.join(SUMMARY_FILES)}")
     every.set_defaults(run=summary_figures)
+    rates = commands.add_parser("throughput", help="the stages' rates, as an HTML table")
+    rates.add_argument("--run", dest="results", default="results", help="the run's results folder")
+    rates.add_argument("--out", required=True, help="HTML table to write")
+    rates.set_defaults(run=throughput_table)
     return parser
 
 

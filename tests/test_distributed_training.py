@@ -8,6 +8,7 @@ torch.distributed uses gloo.
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -78,6 +79,24 @@ def launch(tmp_path, model_dir, tables, processes, batch_size, name, *extra):
     return out, done.stderr
 
 
+def assert_trained_alike(ours: Path, theirs: Path, start_dir: Path) -> None:
+    """Two trained model folders agree to 1% of how far training moved the weights.
+
+    Several processes sum the gradients in another order (the all-reduce, or a reduce-scatter
+    when sharded), and RMSprop divides each update by the root of that weight's mean squared
+    gradient, which scales the last-bit differences up where gradients are tiny (one weight in
+    2048 differed by 1.5e-5 on an AMX CPU)."""
+    weights_ours = load_file(ours / "model.safetensors")
+    weights_theirs = load_file(theirs / "model.safetensors")
+    start = load_file(Path(start_dir) / "model.safetensors")
+    assert weights_ours.keys() == weights_theirs.keys() == start.keys()
+    moved = max((weights_theirs[n] - start[n]).abs().max().item() for n in start)
+    assert moved > 1e-3  # the comparison is between trained models, not two copies of the start
+    for name, tensor in weights_theirs.items():
+        assert weights_ours[name].dtype == tensor.dtype, name
+        torch.testing.assert_close(weights_ours[name], tensor, rtol=0, atol=0.01 * moved)
+
+
 @pytest.fixture(scope="module")
 def round_files(tmp_path_factory, embedded_tokenizer):
     folder = tmp_path_factory.mktemp("round")
@@ -101,18 +120,7 @@ def test_two_processes_match_one_with_the_same_global_batch(tmp_path, tiny_model
     assert log_two.loss.to_numpy() == pytest.approx(log_one.loss.to_numpy(), rel=1e-4, abs=1e-5)
     assert log_one.loss.iloc[-2:].mean() < log_one.loss.iloc[:2].mean()  # it did learn
 
-    weights_one = load_file(one / "model" / "model.safetensors")
-    weights_two = load_file(two / "model" / "model.safetensors")
-    start = load_file(Path(tiny_model_dir) / "model.safetensors")
-    assert weights_one.keys() == weights_two.keys()
-    moved = max((weights_one[n] - start[n]).abs().max().item() for n in start)
-    assert moved > 1e-3  # the comparison is between trained models, not two copies of the start
-    # Two processes sum the gradients in another order (the all-reduce), and RMSprop divides
-    # each update by the root of that weight's mean squared gradient, which scales the last-bit
-    # differences up where gradients are tiny (one weight in 2048 differed by 1.5e-5 on an
-    # AMX CPU): the runs must agree to 1% of how far training moved the weights.
-    for name, tensor in weights_one.items():
-        torch.testing.assert_close(weights_two[name], tensor, rtol=0, atol=0.01 * moved)
+    assert_trained_alike(two / "model", one / "model", tiny_model_dir)
     summary = json.loads((two / "model" / "sppo_training.json").read_text())
     assert summary["processes"] == 2 and summary["global_batch_size"] == 4
     assert summary["settings"]["gradient_accumulation_steps"] == 1
@@ -129,17 +137,23 @@ def test_one_process_accumulates_to_the_global_batch(tmp_path, tiny_model_dir, r
     assert log_acc.loss.to_numpy() == pytest.approx(log_one.loss.to_numpy(), rel=1e-4, abs=1e-5)
 
 
-def wrapped_launch(tmp_path, model_dir, tables, name, extra_env=None):
-    """Two training processes the way the workflow starts them: scripts/with_gpus.py 2
-    --process-per-gpu (accelerate launch with the launcher settings), on fake GPUs 0,1."""
+def wrapped_launch(
+    tmp_path, model_dir, tables, name, extra_env=None, gpus=2, accelerate_config=None
+):
+    """Training processes the way the workflow starts them: scripts/with_gpus.py N
+    --process-per-gpu (accelerate launch with the launcher settings when N > 1, DDP or the
+    given accelerate config), on fake GPUs 0,1; global batch 2 whatever N is."""
     out = tmp_path / name
+    how = ["--accelerate-config", str(accelerate_config)] if accelerate_config else []
     command = [
-        sys.executable, str(ROOT / "scripts" / "with_gpus.py"), "2", "--process-per-gpu", "--",
+        sys.executable, str(ROOT / "scripts" / "with_gpus.py"), str(gpus), "--process-per-gpu",
+        *how, "--",
         str(ROOT / "scripts" / "train.py"),
         "--model", str(model_dir), "--samples", str(tables["samples"]),
         "--pairs-table", str(tables["pairs"]), "--win-rates", str(tables["win_rates"]),
         "--out", str(out / "model"), "--log", str(out / "train_log.csv"),
-        "--state-dir", str(out / "state"), "--batch-size", "1", "--global-batch-size", "2",
+        "--state-dir", str(out / "state"), "--batch-size", str(2 // max(gpus, 1)),
+        "--global-batch-size", "2",
         "--epochs", "1", "--eta", "10", "--learning-rate", "1e-3", "--warmup-ratio", "0",
         "--precision", "fp32", "--device", "cpu", "--max-length", "64",
         "--max-prompt-length", "32", "--threads", "1",
@@ -155,6 +169,48 @@ def wrapped_launch(tmp_path, model_dir, tables, name, extra_env=None):
     return out, process
 
 
+def finished(process) -> str:
+    """The stderr of a launch that must succeed."""
+    code = process.wait(timeout=600)
+    stderr = process.stderr.read()
+    assert code == 0, stderr[-3000:]
+    return stderr
+
+
+def stop_after_first_step(tmp_path, model_dir, tables, name, signum, everyone, **launch):
+    """A slowed launch, signalled once its first step is logged; returns (folder, stderr)."""
+    import psutil
+
+    slow = {"PYTHONPATH": str(ROOT / "tests" / "slurm_faults"), "SPPO_FAULT_SLOW_TRAINING": "2"}
+    if everyone:
+        slow["SLURM_JOB_ID"] = "1"  # the wrapper leaves the signalling to the scheduler
+    out, process = wrapped_launch(tmp_path, model_dir, tables, name, slow, **launch)
+    step_log = out / "state" / "train_log.csv"
+    deadline = time.monotonic() + 300
+    while not (step_log.exists() and len(pd.read_csv(step_log)) >= 1):
+        assert process.poll() is None and time.monotonic() < deadline, process.stderr.read()
+        time.sleep(0.5)
+    wrapper = psutil.Process(process.pid)
+    targets = [wrapper, *wrapper.children(recursive=True)] if everyone else [wrapper]
+    for target in targets:
+        target.send_signal(signum)
+    code = process.wait(timeout=300)
+    stderr = process.stderr.read()
+    assert code != 0, stderr[-3000:]
+    return out, stderr
+
+
+def saved_checkpoint(out: Path, stderr: str, signum) -> Path:
+    """The one checkpoint a signalled 2-process launch saved, checked whole."""
+    checkpoints = sorted((out / "state" / "checkpoints").glob("checkpoint-*"))
+    assert len(checkpoints) == 1, stderr[-3000:]  # both ranks saved the same step, once
+    saved = checkpoints[0]
+    assert (saved / COMPLETE).read_text() == "2 process(es)\n"
+    assert {p.name for p in saved.glob("rng_state_*.pth")} == {"rng_state_0.pth", "rng_state_1.pth"}
+    assert f"got {signal.Signals(signum).name}: saving a checkpoint" in stderr
+    return saved
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(
     ("signum", "whom"),
@@ -163,41 +219,65 @@ def wrapped_launch(tmp_path, model_dir, tables, name, extra_env=None):
 def test_two_processes_stop_on_a_signal_together_and_resume(
     tmp_path, tiny_model_dir, round_files, signum, whom
 ):
-    import psutil
-
     straight, process = wrapped_launch(tmp_path, tiny_model_dir, round_files, "straight")
-    assert process.wait(timeout=600) == 0, process.stderr.read()[-3000:]
-    slow = {"PYTHONPATH": str(ROOT / "tests" / "slurm_faults"), "SPPO_FAULT_SLOW_TRAINING": "2"}
-    if whom.startswith("every"):
-        slow["SLURM_JOB_ID"] = "1"  # the wrapper leaves the signalling to the scheduler
-    out, process = wrapped_launch(tmp_path, tiny_model_dir, round_files, "stopped", slow)
-    step_log = out / "state" / "train_log.csv"
-    deadline = time.monotonic() + 300
-    while not (step_log.exists() and len(pd.read_csv(step_log)) >= 1):
-        assert process.poll() is None and time.monotonic() < deadline, process.stderr.read()
-        time.sleep(0.5)
-    wrapper = psutil.Process(process.pid)
-    targets = (
-        [wrapper, *wrapper.children(recursive=True)] if whom.startswith("every") else [wrapper]
+    finished(process)
+    out, stderr = stop_after_first_step(
+        tmp_path, tiny_model_dir, round_files, "stopped", signum, whom.startswith("every")
     )
-    for target in targets:
-        target.send_signal(signum)
-    code = process.wait(timeout=300)
-    stderr = process.stderr.read()
-    assert code != 0, stderr[-3000:]
-    checkpoints = sorted((out / "state" / "checkpoints").glob("checkpoint-*"))
-    assert len(checkpoints) == 1, stderr[-3000:]  # both ranks saved the same step, once
-    saved = checkpoints[0]
-    assert (saved / COMPLETE).read_text() == "2 process(es)\n"
-    assert {p.name for p in saved.glob("rng_state_*.pth")} == {"rng_state_0.pth", "rng_state_1.pth"}
-    assert f"got {signal.Signals(signum).name}: saving a checkpoint" in stderr
+    saved = saved_checkpoint(out, stderr, signum)
 
     _, process = wrapped_launch(tmp_path, tiny_model_dir, round_files, "stopped")
-    assert process.wait(timeout=600) == 0, process.stderr.read()[-3000:]
-    assert f"resuming from {saved}" in process.stderr.read()
+    assert f"resuming from {saved}" in finished(process)
     log, straight_log = pd.read_csv(out / "train_log.csv"), pd.read_csv(straight / "train_log.csv")
     assert log.step.tolist() == straight_log.step.tolist() == [1, 2, 3, 4]
     assert log.loss.to_numpy() == pytest.approx(straight_log.loss.to_numpy(), rel=1e-6, abs=1e-7)
     resumed = load_file(out / "model" / "model.safetensors")
     for name, tensor in load_file(straight / "model" / "model.safetensors").items():
         torch.testing.assert_close(resumed[name], tensor, rtol=1e-6, atol=1e-7)
+
+
+@pytest.fixture(scope="module")
+def one_process(tmp_path_factory, tiny_model_dir, round_files) -> Path:
+    """The reference for the sharded runs: the same round on one process."""
+    out, process = wrapped_launch(
+        tmp_path_factory.mktemp("one-process"), tiny_model_dir, round_files, "one", gpus=1
+    )
+    finished(process)
+    return out
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("engine", ["fsdp", "deepspeed_zero3"])
+def test_a_sharded_round_saves_on_sigterm_resumes_and_matches_one_process(
+    tmp_path, tiny_model_dir, round_files, one_process, engine
+):
+    """The shipped config/accelerate/<engine>.yaml as the train rule passes it, on 2 CPU
+    processes over gloo: FSDP2 (fully_shard), or DeepSpeed ZeRO-3 through its CPU accelerator
+    (which builds its shared-memory op with the C++ compiler on first use). The config says
+    bf16 and the round trains in fp32: train.precision decides, so the run can match the
+    1-process one."""
+    from sppoflow.models import load_policy
+
+    if engine.startswith("deepspeed") and shutil.which("c++") is None:
+        pytest.skip("DeepSpeed's CPU accelerator builds its shared-memory op: no C++ compiler")
+    launch = {"gpus": 2, "accelerate_config": ROOT / "config" / "accelerate" / f"{engine}.yaml"}
+    out, stderr = stop_after_first_step(
+        tmp_path, tiny_model_dir, round_files, engine, signal.SIGTERM, True, **launch
+    )
+    saved = saved_checkpoint(out, stderr, signal.SIGTERM)
+
+    _, process = wrapped_launch(tmp_path, tiny_model_dir, round_files, engine, **launch)
+    stderr = finished(process)
+    assert f"resuming from {saved}" in stderr
+    assert "mixed_precision is bf16, train.precision is fp32: training in fp32" in stderr
+    log, reference = pd.read_csv(out / "train_log.csv"), pd.read_csv(one_process / "train_log.csv")
+    assert log.step.tolist() == reference.step.tolist() == [1, 2, 3, 4]  # none done twice
+    assert log.loss.to_numpy() == pytest.approx(reference.loss.to_numpy(), rel=1e-4, abs=1e-5)
+    assert_trained_alike(out / "model", one_process / "model", tiny_model_dir)
+    summary = json.loads((out / "model" / "sppo_training.json").read_text())
+    assert summary["processes"] == 2 and summary["precision"] == "fp32"
+    model, _ = load_policy(out / "model")  # the reader of the next round's base_model
+    published = load_file(out / "model" / "model.safetensors")
+    loaded = model.state_dict()
+    for name, tensor in published.items():
+        assert torch.equal(loaded[name], tensor), name

@@ -68,6 +68,7 @@ def test_dry_run_of_three_rounds_plans_the_sppo_graph(default_workdir):
         "report_figures": 1,
         "export_alpaca_eval": 4,
         "duckdb_views": 1,
+        "throughput_table": 1,
         "all": 1,
     }
     producer = {out: rule for rule, _, outs in jobs for out in outs}
@@ -252,9 +253,10 @@ def test_two_rounds_on_a_tiny_model_then_nothing_to_do_then_one_more_round(tiny_
         "report_figures": 1,
         "export_alpaca_eval": 1,
         "duckdb_views": 1,
+        "throughput_table": 1,
         "all": 1,
     }
-    across_rounds = ("summary", "report_figures", "duckdb_views", "all")
+    across_rounds = ("summary", "report_figures", "duckdb_views", "throughput_table", "all")
     assert all(
         "iter3" in " ".join(outs) or rule in across_rounds or "train_iter3" in outs[0]
         for rule, _, outs in jobs
@@ -295,11 +297,12 @@ REPORT_ITEMS = {  # category -> labels of its items (the per-round ones once per
     "2. Training": ["training curves", "estimated win rates p_w, p_l"],
     "3. What the judge rewards": ["judge against length, repetition, order"],
     "4. Examples": ["example responses"],
-    "5. Run": ["config and versions"],
+    "5. Run": ["config and versions", "throughput per stage"],
 }
 REPORT_FILES = [
     *("win_rates.png", "win_rates.html", "length.png", "judge_rewards.png"),
     *("examples.html", "config.html", "training.png", "win_rate_estimates.png"),
+    "throughput.html",
 ]
 
 
@@ -332,6 +335,10 @@ def test_report_holds_every_item(tiny_run, tiny_report):
     versions = (results / "report/config.html").read_text()
     assert "transformers" in versions and "snakemake" in versions and "k: 3" in versions
     assert "round 2 training" in versions  # the trainer's environment, from sppo_training.json
+    rates = (results / "benchmarks/throughput.html").read_text()
+    for stage in ("sample", "score", "train", "eval_generate"):
+        assert f"<td>{stage}</td>" in rates
+    assert "generated tokens" in rates and "MFU unknown on this device" in rates
     metrics = json.loads((results / "iter2/eval/metrics.json").read_text())["vs_base"]
     assert 0 <= metrics["lc_win_rate_ci_low"] <= metrics["lc_win_rate"] <= 1
 

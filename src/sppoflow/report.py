@@ -405,3 +405,24 @@ def config_page(config: dict, out: Path, training: dict | None = None) -> None:
         f"<h3>Package versions</h3><table><tr><th>package</th>{head}</tr>{rows}</table>"
     )
     out.write_text(_page("Config and versions", body))
+
+
+def throughput_page(table: pd.DataFrame, out: Path) -> None:
+    """The stages' rates (sppoflow.job_records.throughput): per stage, method and round."""
+    shown = table.rename(
+        columns={
+            "amount": "done",
+            "per_s": "per second of work",
+            "per_job_s": "per second of job",
+            "what": "measured",
+        }
+    )
+    body = (
+        "<p>Generated tokens/s (sample, eval_generate), judged pairs/s (score) and trained "
+        "tokens/s with MFU where the GPU's peak is known (train). Per second of work counts the "
+        "stage's own work, as each job logged it; per second of job divides by the jobs' whole "
+        "wall time, the model's load and the engine's start included. Shards are summed.</p>"
+        + shown.to_html(index=False, float_format=lambda v: f"{v:.1f}", border=0, na_rep="")
+    )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(_page("Throughput", body))

@@ -21,6 +21,7 @@ import json
 import logging
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -38,6 +39,7 @@ from sppoflow.tables import (
     check_table,
     write_table,
 )
+from sppoflow.throughput import log_rate
 
 log = logging.getLogger(__name__)
 
@@ -186,8 +188,11 @@ def score_file(
         done = {c for c in mine if (parts / part_name(c)).is_file()}
         if done:
             log.info("%d of %d chunks were judged before: resuming", len(done), len(mine))
+        judged, start = 0, time.perf_counter()
         for number, groups in source.chunks(set(mine) - done):
-            write_table(judge_chunk(judge, groups), parts / part_name(number), PREFERENCES)
+            chunk = judge_chunk(judge, groups)
+            write_table(chunk, parts / part_name(number), PREFERENCES)
+            judged += len(chunk)
             log.info(
                 "judged chunk %d (%d of %d, %d prompts)",
                 number,
@@ -197,6 +202,8 @@ def score_file(
             )
     finally:
         source.close()
+    what = "ordered pairs judged this run, reading the samples included"
+    log_rate("score", judged, "pairs", time.perf_counter() - start, what)
     rows = join_parts([parts / part_name(c) for c in mine], out)
     shutil.rmtree(parts)
     return rows

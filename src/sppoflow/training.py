@@ -49,6 +49,7 @@ from sppoflow.provenance import write_to_folder as record_provenance
 from sppoflow.run_state import keep_for_run
 from sppoflow.safe_loading import SOURCE_RECORD
 from sppoflow.tables import write_atomically, write_text_atomically
+from sppoflow.throughput import log_rate, mfu
 from sppoflow.tracking import (
     REPORT_TO,
     REPORTERS,
@@ -625,6 +626,25 @@ def load_or_compute_references(
         example["ref_logps"] = ref
 
 
+LAUNCHER_PRECISION = {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}
+
+
+def align_launcher_precision(precision: str, environ: dict[str, str] = os.environ) -> None:
+    """Make train.precision the one that counts. ``accelerate launch`` passes its config's
+    mixed_precision on (ACCELERATE_MIXED_PRECISION), and the Trainer and the FSDP/DeepSpeed
+    plugins take it wherever the Trainer's own setting is fp32: a bf16 config would silently
+    train an fp32 round in bf16 autocast."""
+    wanted = LAUNCHER_PRECISION[precision]
+    launched = environ.get("ACCELERATE_MIXED_PRECISION")
+    if launched is not None and launched != wanted and environ.get("RANK", "0") == "0":
+        log.warning(
+            "the accelerate config's mixed_precision is %s, train.precision is %s: "
+            "training in %s (train.precision decides)", launched, precision, precision,
+        )  # fmt: skip
+    if launched is not None:
+        environ["ACCELERATE_MIXED_PRECISION"] = wanted
+
+
 def training_arguments(
     settings: TrainSettings,
     state_dir: Path,
@@ -634,6 +654,7 @@ def training_arguments(
     run_name: str | None = None,
 ) -> TrainingArguments:
     """Trainer arguments; creating them also sets up the process group under accelerate."""
+    align_launcher_precision(precision)
     args = TrainingArguments(
         output_dir=str(state_dir / "checkpoints"),
         per_device_train_batch_size=settings.batch_size,
@@ -700,13 +721,14 @@ def train(
     batches = math.ceil(len(examples) / global_batch_size(args, settings))
     check_schedule(math.ceil(batches * settings.epochs), settings)
     tracking_env = tracking_environment(targets, tracking_dir, run_group)
+    parameters = sum(p.numel() for p in model.parameters())  # before sharding hides them
     with environment(tracking_env), StopOnSignal(args.world_size, args.device) as stop:
         trainer = build_trainer(
             model, tokenizer, examples, settings, state_dir, args, precision, stop, run_id
         )
         last = resume_point(trainer, state_dir)
+        resumed_at = int(CHECKPOINT.match(last.name).group(1)) if last else None
         if trainer.is_world_process_zero():
-            resumed_at = int(CHECKPOINT.match(last.name).group(1)) if last else None
             prepare_tracking_dir(tracking_dir, targets, resumed_at)
         log_plan(args, settings, len(examples), precision)
         result = trainer.train(resume_from_checkpoint=str(last) if last else None)
@@ -721,8 +743,39 @@ def train(
             "examples": len(examples),
             "save_dtype": dtype_name(saved_dtype(settings, model)),
         }
+        log_training_throughput(
+            examples, settings, result, trainer.state.max_steps, resumed_at, parameters, args
+        )
         publish(trainer, settings, result, state_dir, out_dir, log_path, record)
     return {"steps": result.global_step, "train_loss": result.training_loss}
+
+
+def log_training_throughput(
+    examples: list[dict],
+    settings: TrainSettings,
+    result,
+    max_steps: int,
+    resumed_at: int | None,
+    parameters: int,
+    args: TrainingArguments,
+) -> None:
+    """Log trained tokens/s over this run's optimizer steps (the reference pass and the
+    model's load not counted), and MFU where the device's peak is known. After a resume it
+    counts the steps since the resume. Kept out of the model folder, whose files are the same
+    bit for bit on a rerun."""
+    if args.process_index != 0:
+        return
+    per_epoch = sum(
+        len(ex["prompt_ids"]) + len(response) for ex in examples for response in ex["response_ids"]
+    )
+    steps = result.global_step - (resumed_at or 0)
+    tokens = round(per_epoch * settings.epochs * steps / max(max_steps, 1))
+    seconds = float(result.metrics.get("train_runtime", 0.0))
+    utilisation = mfu(parameters, tokens, seconds, args.device, args.world_size)
+    what = f"{steps} steps on {args.world_size} process(es), " + (
+        f"MFU {utilisation:.1%}" if utilisation is not None else "MFU unknown on this device"
+    )
+    log_rate("train", tokens, "trained tokens", seconds, what)
 
 
 def check_saved_precision(settings: TrainSettings, precision: str) -> None:

@@ -115,6 +115,37 @@ rule report_figures:
         " > {log} 2>&1"
 
 
+# The stages' rates, read from the jobs' logs and benchmark files once every rate-logging job
+# (sample, score, train, eval_generate) is done; a timing record, so under benchmarks/.
+rule throughput_table:
+    input:
+        method_files("results/{chain}iter{it}/model"),
+        "results/iter0/eval/responses.parquet",
+        method_files("results/{chain}iter{it}/eval/responses.parquet"),
+    output:
+        report(
+            "results/benchmarks/throughput.html",
+            caption="../report/throughput.rst",
+            category="5. Run",
+            labels={"figure": "throughput per stage"},
+        ),
+    log:
+        "results/report/logs/throughput_table.log",
+    benchmark:
+        "results/report/benchmarks/throughput_table.tsv"
+    localrule: True
+    conda:
+        "../../envs/data.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    params:
+        script=script("report"),
+    shell:
+        "python {params.script} throughput --run results --out {output} > {log} 2>&1"
+
+
 rule export_alpaca_eval:
     input:
         "results/{chain}iter{it}/eval/responses.parquet",

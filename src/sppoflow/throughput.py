@@ -1,0 +1,83 @@
+"""How fast a stage did its work: the figures each job logs and benchmarks/stages.py prints.
+
+Generated tokens/s for sample and eval_generate, judged pairs/s for score, trained tokens/s for
+train, with the model utilisation (MFU) where the device's peak is known. The rates here count
+the stage's own work (generating, judging, the training steps); a job's wall time, which adds
+loading the model and the engine's start, is in its Snakemake benchmark file.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import torch
+
+log = logging.getLogger("sppoflow.throughput")
+
+# Dense bf16 tensor-core peaks from the vendors' data sheets, in TFLOP/s per GPU (SXM parts;
+# the sparse figures they also print are twice these). A device missing here gets no MFU.
+PEAK_BF16_TFLOPS = {
+    "B200": 2250.0,
+    "H200": 989.0,
+    "H100": 989.0,
+    "H800": 989.0,
+    "A100": 312.0,
+    "A800": 312.0,
+    "L40S": 362.0,
+    "L4": 121.0,
+    "A10G": 70.0,
+}
+
+
+@contextmanager
+def timed() -> Iterator[list[float]]:
+    """``with timed() as elapsed:`` ... ``elapsed[0]`` holds the seconds afterwards."""
+    elapsed = [0.0]
+    start = time.perf_counter()
+    try:
+        yield elapsed
+    finally:
+        elapsed[0] = time.perf_counter() - start
+
+
+def rate(amount: float, seconds: float) -> float:
+    return amount / seconds if seconds > 0 else float("nan")
+
+
+def log_rate(stage: str, amount: int, unit: str, seconds: float, what: str) -> float:
+    """Log ``stage: <amount> <unit> in <s> s: <rate> <unit>/s (<what>)``; return the rate."""
+    per_second = rate(amount, seconds)
+    log.info(
+        "%s: %d %s in %.1f s: %.1f %s/s (%s)", stage, amount, unit, seconds, per_second,
+        unit.split()[-1], what,
+    )  # fmt: skip
+    return per_second
+
+
+def peak_flops(device: torch.device) -> float | None:
+    """The device's dense bf16 peak in FLOP/s, or None where it is not known (CPUs)."""
+    if device.type != "cuda" or not torch.cuda.is_available():
+        return None
+    name = torch.cuda.get_device_name(device)
+    # longest names first, so that "L40S" is not taken for "L4"
+    for model in sorted(PEAK_BF16_TFLOPS, key=len, reverse=True):
+        if model in name:
+            return PEAK_BF16_TFLOPS[model] * 1e12
+    return None
+
+
+def training_flops(parameters: int, tokens: int) -> float:
+    """Forward and backward pass FLOPs of a decoder: 6 per parameter per token (attention's
+    own quadratic part left out, as MFU figures usually do)."""
+    return 6.0 * parameters * tokens
+
+
+def mfu(parameters: int, tokens: int, seconds: float, device: torch.device, devices: int = 1):
+    """Model FLOPs utilisation of a training run over ``devices`` GPUs, or None."""
+    peak = peak_flops(device)
+    if peak is None or seconds <= 0:
+        return None
+    return training_flops(parameters, tokens) / (seconds * devices * peak)
