@@ -22,7 +22,7 @@ def test_ci_runs_exactly_the_second_command():
     second = bash_blocks()[1].strip()
     ci = (ROOT / ".ci" / "run").read_text().strip().splitlines()[-1]
     assert second == ci
-    assert second.endswith("&& pytest")
+    assert second.endswith("&& pytest -n 2 --dist loadgroup")
 
 
 def test_the_config_reference_is_the_schemas():
