@@ -15,6 +15,8 @@ Example:
         --prompts results/prompts/train_iter1.parquet --out /tmp/samples.parquet
 """
 
+import time
+
 import _bootstrap  # noqa: F401
 
 from sppoflow.cli import add_settings, add_shard_arguments, parser_for, run_stage, settings_from
@@ -24,7 +26,7 @@ from sppoflow.generation import SamplingSettings, generate
 from sppoflow.models import load_policy
 from sppoflow.shards import check_shard
 from sppoflow.tables import PROMPTS, SAMPLES, read_table, write_table
-from sppoflow.throughput import log_rate, timed
+from sppoflow.throughput import log_rate
 
 
 def main(args) -> None:
@@ -37,18 +39,18 @@ def main(args) -> None:
     if settings.backend == "vllm":
         from sppoflow.vllm_generation import generate_vllm
 
-        with timed() as elapsed:
-            samples = generate_vllm(args.model, prompts, settings, args.system_prompt, **shard)
+        start = time.perf_counter()
+        samples = generate_vllm(args.model, prompts, settings, args.system_prompt, **shard)
         what = "vLLM, its engine start included"
     else:
         device = resolve_device(settings.device)
         model, tokenizer = load_policy(args.model, resolve_dtype(settings.dtype, device))
         model.to(device).eval()
-        with timed() as elapsed:
-            samples = generate(model, tokenizer, prompts, settings, args.system_prompt, **shard)
+        start = time.perf_counter()
+        samples = generate(model, tokenizer, prompts, settings, args.system_prompt, **shard)
         what = f"transformers on {device}, the model's load not counted"
     tokens = int(samples["response_tokens"].sum())
-    log_rate("generation", tokens, "generated tokens", elapsed[0], what)
+    log_rate("generation", tokens, "generated tokens", time.perf_counter() - start, what)
     write_table(samples, args.out, SAMPLES)
 
 

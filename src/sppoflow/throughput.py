@@ -9,9 +9,6 @@ loading the model and the engine's start, is in its Snakemake benchmark file.
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import torch
 
@@ -32,24 +29,9 @@ PEAK_BF16_TFLOPS = {
 }
 
 
-@contextmanager
-def timed() -> Iterator[list[float]]:
-    """``with timed() as elapsed:`` ... ``elapsed[0]`` holds the seconds afterwards."""
-    elapsed = [0.0]
-    start = time.perf_counter()
-    try:
-        yield elapsed
-    finally:
-        elapsed[0] = time.perf_counter() - start
-
-
-def rate(amount: float, seconds: float) -> float:
-    return amount / seconds if seconds > 0 else float("nan")
-
-
 def log_rate(stage: str, amount: int, unit: str, seconds: float, what: str) -> float:
     """Log ``stage: <amount> <unit> in <s> s: <rate> <unit>/s (<what>)``; return the rate."""
-    per_second = rate(amount, seconds)
+    per_second = amount / seconds if seconds > 0 else float("nan")
     log.info(
         "%s: %d %s in %.1f s: %.1f %s/s (%s)", stage, amount, unit, seconds, per_second,
         unit.split()[-1], what,
