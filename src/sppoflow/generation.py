@@ -15,6 +15,7 @@ from tqdm.auto import tqdm
 
 from sppoflow.chat import encode_prompts, stop_token_ids
 from sppoflow.cli import setting
+from sppoflow.decoding import decode
 from sppoflow.preference.batching import pad
 from sppoflow.shards import take_shard
 from sppoflow.tables import SAMPLES
@@ -99,26 +100,22 @@ def generate(
     stops = stop_token_ids(model.generation_config.eos_token_id, tokenizer)
     pad_id = tokenizer.pad_token_id
     device = next(model.parameters()).device
-    do_sample = settings.temperature > 0
-    sampling = {"temperature": settings.temperature, "top_p": settings.top_p} if do_sample else {}
     records = []
     progress = tqdm(
         total=sum(len(b) for _, b in mine), desc="generating", unit="seq", mininterval=5
     )
     for batch_number, batch in mine:
         ids, mask = pad([encoded[row] for row, _ in batch], pad_id, left=True)
-        torch.manual_seed(settings.seed + batch_number)
-        output = model.generate(
-            input_ids=ids.to(device),
-            attention_mask=mask.to(device),
-            do_sample=do_sample,
-            top_k=0,
+        generated = decode(
+            model,
+            ids.to(device),
+            mask.to(device),
             max_new_tokens=settings.max_new_tokens,
-            eos_token_id=sorted(stops),
-            pad_token_id=pad_id,
-            **sampling,
+            stops=stops,
+            temperature=settings.temperature,
+            top_p=settings.top_p,
+            seed=settings.seed + batch_number,
         )
-        generated = output[:, ids.shape[1] :].tolist()
         for (row, sample), tokens in zip(batch, generated, strict=True):
             kept, reason = cut_at_stop(tokens, stops)
             records.append(

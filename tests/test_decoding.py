@@ -1,0 +1,101 @@
+"""The transformers backend's own decoding loop (sppoflow.decoding) against transformers'
+``generate`` and against the textbook definition of nucleus sampling."""
+
+import torch
+
+from sppoflow import decoding
+from sppoflow.chat import encode_prompts
+from sppoflow.generation import cut_at_stop
+from sppoflow.preference.batching import pad
+
+PROMPTS = ["Hi?", "Describe how a bicycle gear system works, carefully.", "Is None a value?"]
+
+
+def sorted_nucleus(probs: torch.Tensor, top_p: float) -> list[set[int]]:
+    """Per row: the most likely tokens, in order, until their mass reaches top_p."""
+    kept = []
+    for row in probs:
+        order = row.argsort(descending=True).tolist()
+        total, chosen = 0.0, set()
+        for token in order:
+            chosen.add(token)
+            total += float(row[token])
+            if total >= top_p:
+                break
+        kept.append(chosen)
+    return kept
+
+
+def test_the_nucleus_is_the_smallest_set_reaching_top_p_even_past_the_first_candidates():
+    generator = torch.Generator().manual_seed(0)
+    peaked = torch.randn(3, 500, generator=generator) * 6  # a few tokens hold the mass
+    flat = torch.randn(2, 500, generator=generator) * 0.1  # needs far more than 64 tokens
+    probs = torch.softmax(torch.cat([peaked, flat]), dim=-1)
+    for top_p in (0.5, 0.9, 0.99):
+        weights, ids = decoding.nucleus(probs, top_p)
+        got = [set(i[w > 0].tolist()) for w, i in zip(weights, ids, strict=True)]
+        assert got == sorted_nucleus(probs, top_p)
+    assert max(len(s) for s in sorted_nucleus(probs, 0.9)) > decoding.FIRST_CANDIDATES
+    # the kept tokens keep their probabilities
+    weights, ids = decoding.nucleus(probs, 0.9)
+    assert torch.equal(weights[weights > 0], probs.gather(-1, ids)[weights > 0])
+
+
+def batch(tokenizer, k: int):
+    encoded = encode_prompts(tokenizer, PROMPTS, None)
+    return pad([row for row in encoded for _ in range(k)], tokenizer.pad_token_id, left=True)
+
+
+def test_greedy_decoding_matches_transformers_generate(tiny_model):
+    """Same tokens as ``generate``: the KV cache, positions under left padding, the shared
+    prompt prefill and the dropping of finished rows change nothing."""
+    model, tokenizer = tiny_model
+    stops = {tokenizer.eos_token_id}
+    ids, mask = batch(tokenizer, k=2)
+    ours = decoding.decode(
+        model, ids, mask, max_new_tokens=12, stops=stops, temperature=0, top_p=1.0, seed=0
+    )
+    with torch.inference_mode():
+        theirs = model.generate(
+            input_ids=ids,
+            attention_mask=mask,
+            do_sample=False,
+            max_new_tokens=12,
+            eos_token_id=sorted(stops),
+            pad_token_id=tokenizer.pad_token_id,
+        )[:, ids.shape[1] :].tolist()
+    assert [cut_at_stop(t, stops)[0] for t in ours] == [cut_at_stop(t, stops)[0] for t in theirs]
+
+
+def first_stop(tokens: list[int], stop: int) -> int:
+    return tokens.index(stop) if stop in tokens else len(tokens)
+
+
+def test_rows_that_stop_leave_the_batch_without_changing_the_others(tiny_model, monkeypatch):
+    """Sampling with a stop token that rows draw at different steps: they are dropped as they
+    finish, and the rows left draw what they draw with nobody dropped."""
+    model, tokenizer = tiny_model
+    encoded = encode_prompts(tokenizer, PROMPTS, None)
+    ids, mask = pad(encoded, tokenizer.pad_token_id, left=True)
+    common = {"max_new_tokens": 16, "temperature": 1.0, "top_p": 0.9, "seed": 0}
+    free = decoding.decode(model, ids, mask, stops={-1}, **common)
+    stop = next(t for t in free[0][1:] if len({first_stop(row, t) for row in free}) > 1)
+    dropping = decoding.decode(model, ids, mask, stops={stop}, **common)
+    monkeypatch.setattr(decoding, "COMPACT_SHARE", 2.0)  # never drop a row
+    keeping = decoding.decode(model, ids, mask, stops={stop}, **common)
+    cut = [[cut_at_stop(t, {stop})[0] for t in run] for run in (dropping, keeping)]
+    assert cut[0] == cut[1]
+    assert cut[0] == [cut_at_stop(t, {stop})[0] for t in free]
+
+
+def test_sampling_is_seeded_and_draws_within_the_nucleus(tiny_model):
+    model, tokenizer = tiny_model
+    ids, mask = batch(tokenizer, k=3)
+    common = {"max_new_tokens": 10, "stops": {-1}, "temperature": 0.7, "top_p": 0.9}
+    a = decoding.decode(model, ids, mask, seed=0, **common)
+    assert a == decoding.decode(model, ids, mask, seed=0, **common)
+    assert a != decoding.decode(model, ids, mask, seed=1, **common)
+    with torch.inference_mode():
+        logits = model(input_ids=ids, attention_mask=mask).logits[:, -1].float()
+    allowed = sorted_nucleus(torch.softmax(logits / 0.7, dim=-1), 0.9)
+    assert all(row[0] in allowed[n] for n, row in enumerate(a))
