@@ -26,6 +26,11 @@ BENCHMARKS = [  # (script, arguments, needs a finished run)
     ("paper_round.py", [], False),
     ("join_memory.py", [], False),
     ("stages.py", ["--run", "{run}"], True),
+    (
+        "sampler.py",
+        ["--model", "{run}/iter0/model", "--backends", "transformers", "--scales", "1"],
+        True,
+    ),
     ("pairrm_throughput.py", ["--prompts", "2", "--k", "3"], False),
     ("cost_model.py", [], False),
     ("gpu_check.py", [], False),
