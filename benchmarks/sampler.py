@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import subprocess
 import sys
 import tempfile
@@ -32,11 +31,11 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from sppoflow.prompts import clean
+from sppoflow.job_records import RATE_LINE
+from sppoflow.prompts import clean, read_source
 
 ROOT = Path(__file__).resolve().parents[1]
 PROMPTS = ROOT / "config" / "prompts" / "instructions.jsonl"
-RATE = re.compile(r"sppoflow\.throughput: generation: (\d+) generated tokens in ([\d.]+) s")
 
 
 def linear_shapes(config: dict) -> list[tuple[int, int, int]]:
@@ -78,7 +77,7 @@ def token_flops(shapes) -> int:
 
 
 def write_prompts(n: int, out: Path) -> Path:
-    texts = [json.loads(line)["prompt"] for line in PROMPTS.read_text().splitlines()]
+    texts = read_source(str(PROMPTS), "prompt")
     if n > len(texts):
         raise SystemExit(f"{PROMPTS} has {len(texts)} prompts; asked for {n}")
     clean(texts[:n], str(PROMPTS)).to_parquet(out)
@@ -98,10 +97,13 @@ def run_sampler(python: str, args: list[str], env: dict) -> dict:
         text = log.read()
     if os.waitstatus_to_exitcode(status) != 0:
         raise SystemExit(f"sample.py failed:\n{text[-3000:]}")
-    match = RATE.search(text)
+    match = next(
+        (m for m in map(RATE_LINE.search, text.splitlines()) if m and m["work"] == "generation"),
+        None,
+    )
     if match is None:
         raise SystemExit(f"no generation rate in sample.py's log:\n{text[-3000:]}")
-    tokens, seconds = int(match[1]), float(match[2])
+    tokens, seconds = int(match["amount"]), float(match["seconds"])
     return {
         "tokens": tokens,
         "generation_s": seconds,

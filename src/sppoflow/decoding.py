@@ -57,7 +57,7 @@ def nucleus(probs: torch.Tensor, top_p: float) -> tuple[torch.Tensor, torch.Tens
     """Per row, the smallest set of most likely tokens whose mass reaches ``top_p``.
 
     Returns (weights, token ids), both (rows, n): weights are the probabilities of the
-    kept tokens and zero for the rest, ready for ``torch.multinomial``.
+    kept tokens and zero for the rest.
     """
     vocab = probs.shape[-1]
     n = min(FIRST_CANDIDATES, vocab)
@@ -136,10 +136,7 @@ def decode(
     logits = forward(model, unique[:, :width], unique_mask, unique_positions, cache)[copies]
     cache.batch_select_indices(copies)
     positions = unique_positions[copies]
-    step_ids = ids[:, -1:]  # each later step feeds the token drawn in the one before
     for step in range(max_new_tokens):
-        if step:
-            logits = forward(model, step_ids, mask, positions, cache)
         uniforms = torch.rand(len(out), generator=generator, device=device)[rows]
         tokens = next_tokens(logits, temperature, top_p, uniforms)
         for row, token in zip(rows.tolist(), tokens.tolist(), strict=True):
@@ -155,5 +152,6 @@ def decode(
         # A finished row not yet dropped is fed its own last token; what it draws next is
         # past its stop token, and cut away.
         mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=-1)
-        step_ids, positions = tokens.unsqueeze(-1), positions[:, -1:] + 1
+        positions = positions[:, -1:] + 1
+        logits = forward(model, tokens.unsqueeze(-1), mask, positions, cache)
     return out
