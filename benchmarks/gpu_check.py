@@ -1,112 +1,449 @@
 #!/usr/bin/env python
-"""The GPU check: what only a GPU machine can measure. Skips, saying so, without CUDA.
+"""The GPU check: every figure that only a GPU can give, in one command that fits one short lease.
 
-1. Sampling throughput on the embedded model: the transformers backend against vLLM (where it
-   is installed), the same prompts, K and token limit; generated tokens per second and ratio.
-2. PairRM: batched in bf16 against one pair per forward pass (benchmarks/pairrm_throughput.py
-   on the GPU; target at least 10x).
-3. One round of the workflow on the GPU (the embedded default, vLLM sampling where installed),
-   in a temporary folder: the per-stage times from its benchmark files.
+On the lent GPU machine (Python 3.12, torch with CUDA, transformers; no snakemake or duckdb, and
+nothing can be fetched), with the kit that benchmarks/gpu_kit.py builds here carried along:
 
-    python benchmarks/gpu_check.py
+    python3 benchmarks/gpu_check.py --kit .gpu-kit --out $OUT/gpu_check.txt
+
+The kit's wheels are installed into a temporary folder and the check re-starts itself with them
+on its path. Models are built from configs with random weights (speed does not depend on their
+values, and no weights can travel): each section prints what it ran and its figures, to the
+screen and, line by line, to --out, so a lease cut short still leaves what was measured.
+
+1. PairRM in DeBERTa-v3-large's shape: batched bf16 against one pair per forward pass, pairs/s
+   and the ratio (target at least 10x), and how far the two batches' probabilities differ.
+2. A training step on a ~1.25B Llama with a 256k vocabulary (bf16 autocast over fp32 weights,
+   RMSprop, as the train stage): tokens/s, MFU and peak GPU memory of the chunked response
+   log-probabilities (sppoflow.logprobs.response_logps) against the full log-softmax.
+3. Sampling with the transformers backend on a SmolLM2-135M-shaped model: generated tokens/s
+   per batch size.
+4. One round of the tiny workflow (random tiny Llama, random tiny PairRM) through snakemake on
+   the device, and its per-stage table.
+
+A section that fails prints its error and the check goes on; the exit status is 1 if any failed.
+CI rehearses the same code on a CPU at a tiny size (tests/test_gpu_check.py):
+
+    python benchmarks/gpu_check.py --size tiny --device cpu --out /tmp/gpu_check.txt
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib.util
+import contextlib
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
+import traceback
+from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path[1:1] = [str(ROOT / "src"), str(ROOT / "tests")]  # sppoflow and the model builders
+
+SITE_VARIABLE = "SPPO_GPU_CHECK_SITE"  # set once the kit is installed: no second install
+SECTIONS = {
+    "environment": "environment",
+    "pairrm": "PairRM: batched bf16 against one pair per pass",
+    "train": "training step: chunked against full log-probabilities",
+    "sample": "sampling, transformers backend",
+    "workflow": "one round of the tiny workflow",
+}
 
 
-def sampling_throughput(model_dir: Path, n_prompts: int, k: int, max_new_tokens: int) -> None:
+@dataclass(frozen=True)
+class Size:
+    pairrm_dims: str  # a dims table of tests/pairrm_helpers.py
+    pairrm_prompts: int
+    pairrm_k: int
+    train_shape: dict
+    train_batch: int
+    train_length: int
+    train_steps: int
+    sample_shape: dict | None  # None: the tiny test Llama
+    sample_prompts: int
+    sample_k: int
+    sample_tokens: int
+    sample_batches: tuple[int, ...]
+
+
+LLAMA_1B = dict(
+    hidden_size=2048, intermediate_size=5632, num_hidden_layers=16, num_attention_heads=16,
+    num_key_value_heads=4, vocab_size=256000,
+)  # fmt: skip
+SMOLLM2_135M = dict(
+    hidden_size=576, intermediate_size=1536, num_hidden_layers=30, num_attention_heads=9,
+    num_key_value_heads=3, max_position_embeddings=8192, rope_theta=100000.0,
+)  # fmt: skip
+SIZES = {
+    "full": Size(
+        pairrm_dims="LARGE", pairrm_prompts=16, pairrm_k=5,
+        train_shape=LLAMA_1B, train_batch=8, train_length=1024, train_steps=5,
+        sample_shape=SMOLLM2_135M, sample_prompts=128, sample_k=4, sample_tokens=256,
+        sample_batches=(64, 512),
+    ),
+    "tiny": Size(
+        pairrm_dims="TINY", pairrm_prompts=2, pairrm_k=3,
+        train_shape=dict(LLAMA_1B, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, vocab_size=32000),
+        train_batch=2, train_length=128, train_steps=2,
+        sample_shape=None, sample_prompts=4, sample_k=2, sample_tokens=8, sample_batches=(2, 8),
+    ),
+}  # fmt: skip
+
+
+class Report:
+    """Lines to the screen and, flushed one by one, to the output file."""
+
+    def __init__(self, path: Path | None):
+        self.file = open(path, "a") if path else None  # noqa: SIM115 (open for the whole run)
+        self.failed: list[str] = []
+
+    def line(self, text: str = "") -> None:
+        print(text, flush=True)
+        if self.file:
+            self.file.write(text + "\n")
+            self.file.flush()
+
+    @contextlib.contextmanager
+    def section(self, title: str):
+        self.line(f"\n== {title}")
+        start = time.perf_counter()
+        try:
+            yield
+        except Exception as error:  # a failed section must not cost the others
+            self.failed.append(title)
+            self.line(f"FAILED: {type(error).__name__}: {error}")
+            for frame in traceback.format_tb(error.__traceback__)[-3:]:
+                self.line("  | " + frame.rstrip().replace("\n", "\n  | "))
+        self.line(f"({time.perf_counter() - start:.0f} s)")
+
+
+def install_kit(kit: Path, site: Path) -> None:
+    """pip-install the kit's wheels, offline and without resolving, into ``site``."""
+    wheels = sorted(str(w) for w in (kit / "wheels").glob("*.whl"))
+    command = [sys.executable, "-m", "pip", "install", "-q", "--no-index", "--no-deps"]
+    command += ["--no-compile", "--no-cache-dir", "--upgrade", "--target", str(site), *wheels]
+    subprocess.run(command, check=True)
+
+
+def restart_with_kit(kit: Path, argv: list[str]) -> None:
+    """Install the kit and run this script again with it first on the path (never returns)."""
+    site = Path(tempfile.mkdtemp(prefix="sppo-gpu-check-site-"))
+    install_kit(kit, site)
+    env = dict(os.environ, **{SITE_VARIABLE: str(site)})
+    env["PYTHONPATH"] = os.pathsep.join(
+        p for p in (str(site), str(ROOT / "src"), env.get("PYTHONPATH")) if p
+    )
+    os.execve(sys.executable, [sys.executable, __file__, *argv], env)
+
+
+def synchronize(device) -> None:
+    import torch
+
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def environment(report: Report, device) -> None:
+    import torch
+
+    report.line(f"python {sys.version.split()[0]} at {sys.executable}")
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
+    cuda = f", CUDA {torch.version.cuda}" if device.type == "cuda" else ""
+    report.line(f"device {device}: {name}; torch {torch.__version__}{cuda}")
+    versions = []
+    for package in ("transformers", "accelerate", "snakemake", "duckdb", "pandas", "pyarrow"):
+        try:
+            versions.append(f"{package} {metadata.version(package)}")
+        except metadata.PackageNotFoundError:
+            versions.append(f"{package} missing")
+    report.line(", ".join(versions))
+    site = os.environ.get(SITE_VARIABLE)
+    if site:  # what python now reads from the kit's folder, by the installed metadata
+        kit = sorted(
+            (dist.metadata["Name"], dist.version) for dist in metadata.distributions(path=[site])
+        )
+        report.line(f"kit installed into {site}: {len(kit)} distributions")
+        report.line("  " + ", ".join(f"{name} {version}" for name, version in kit))
+
+
+def pairrm(report: Report, size: Size, device) -> None:
+    import numpy as np
+    import torch
+    from pairrm_throughput import timed, workload
+
+    import pairrm_helpers
+    from sppoflow.preference.pairrm import PairRMJudge
+
+    dims = getattr(pairrm_helpers, size.pairrm_dims)
+    model, tokenizer = pairrm_helpers.random_pairrm(dims, seed=0, std=None)
+    prompts, responses = workload(size.pairrm_prompts, size.pairrm_k, seed=0)
+    n_pairs = size.pairrm_prompts * size.pairrm_k * (size.pairrm_k - 1)
+    report.line(
+        f"DeBERTa-v3 {size.pairrm_dims.lower()} shape {dims}, random weights; {n_pairs} ordered "
+        f"pairs ({size.pairrm_prompts} prompts x K={size.pairrm_k}; prompts 50-300, "
+        "responses 100-400 tokens)"
+    )
+    results = {}
+    for name, batch_size, max_tokens in (
+        ("one pair per pass", 1, 1 << 30),
+        ("batched, <= 16384 tokens", 32, 16384),
+    ):
+        judge = PairRMJudge(
+            model, tokenizer, batch_size=batch_size, max_batch_tokens=max_tokens,
+            device=device, dtype=torch.bfloat16,
+        )  # fmt: skip
+        seconds, matrices = timed(judge, prompts, responses)
+        results[name] = seconds, matrices
+        report.line(f"  {name:26s} bf16 {seconds:8.2f} s {n_pairs / seconds:9.1f} pairs/s")
+    (one, one_matrices), (batched, batched_matrices) = results.values()
+    difference = max(
+        np.abs(1 / (1 + np.exp(-a)) - 1 / (1 + np.exp(-b))).max()
+        for a, b in zip(one_matrices, batched_matrices, strict=True)
+    )
+    verdict = "met" if one / batched >= 10 else "NOT met"
+    report.line(
+        f"  batched / one pair per pass: x{one / batched:.1f} (target >= 10x: {verdict}); "
+        f"max |P_batched - P_one| = {difference:.1e} (bf16)"
+    )
+
+
+def training_step(report: Report, size: Size, device) -> None:
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from sppoflow.logprobs import response_logps, sequence_logps
+    from sppoflow.throughput import mfu
+
+    torch.manual_seed(0)
+    config = LlamaConfig(**size.train_shape, tie_word_embeddings=True)
+    with device:  # built where it trains: no 5 GB copy from the host
+        model = LlamaForCausalLM(config).train()
+    parameters = sum(p.numel() for p in model.parameters())
+    batch, length = size.train_batch, size.train_length
+    ids = torch.randint(0, config.vocab_size, (batch, length), device=device)
+    attention = torch.ones_like(ids)
+    response = torch.zeros_like(ids)
+    response[:, length // 2 :] = 1
+    report.line(
+        f"Llama of {parameters / 1e6:,.0f}M parameters (hidden {config.hidden_size}, "
+        f"{config.num_hidden_layers} layers, vocabulary {config.vocab_size}, tied), "
+        f"{batch} x {length} tokens (response: the second half), bf16 autocast over fp32 "
+        f"weights, RMSprop; {size.train_steps} timed steps after one warm-up"
+    )
+
+    def log_probs(variant: str):
+        with torch.autocast(device_type=device.type, dtype=torch.bfloat16):
+            if variant == "chunked response_logps":
+                return response_logps(model, ids, attention, response)
+            logits = model(input_ids=ids, attention_mask=attention).logits
+            return sequence_logps(logits, ids, response)
+
+    rates = {}
+    for variant in ("full log-softmax", "chunked response_logps"):
+        optimizer = torch.optim.RMSprop(model.parameters(), lr=1e-7)
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+            torch.cuda.reset_peak_memory_stats(device)
+        for step in range(size.train_steps + 1):
+            if step == 1:  # after the warm-up
+                synchronize(device)
+                start = time.perf_counter()
+            loss = -log_probs(variant).mean()
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+        synchronize(device)
+        seconds = (time.perf_counter() - start) / size.train_steps
+        rates[variant] = batch * length / seconds
+        utilisation = mfu(parameters, batch * length, seconds, device)
+        shown = f"MFU {100 * utilisation:.1f}%" if utilisation is not None else "MFU unknown here"
+        if device.type == "cuda":
+            peak = f"peak {torch.cuda.max_memory_allocated(device) / 2**30:.1f} GiB"
+        else:
+            peak = "peak memory: CUDA only (benchmarks/logprob_memory.py measures it on CPUs)"
+        report.line(
+            f"  {variant:24s} {seconds:7.3f} s/step {rates[variant]:10.0f} tokens/s  {shown}  "
+            f"{peak}"
+        )
+        del optimizer
+    ratio = rates["chunked response_logps"] / rates["full log-softmax"]
+    report.line(f"  chunked / full tokens/s: x{ratio:.2f}")
+
+
+def policy_folder(folder: Path, shape: dict | None, tokenizer) -> Path:
+    """A random policy saved with ``tokenizer``: the tiny test Llama, or ``shape``."""
+    import torch
+    from transformers import LlamaForCausalLM
+
+    from tiny_model import build_tiny_llama, tiny_llama_config
+
+    if shape is None:
+        return build_tiny_llama(folder, tokenizer)
+    torch.manual_seed(0)
+    config = tiny_llama_config(
+        tokenizer, **shape, bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id, tie_word_embeddings=True,
+    )  # fmt: skip
+    LlamaForCausalLM(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def sampling(report: Report, size: Size, device, tokenizer, scratch: Path) -> None:
+    import importlib.util
+
     import pandas as pd
 
+    from sppoflow.devices import resolve_dtype
     from sppoflow.generation import SamplingSettings, generate
     from sppoflow.models import load_policy
     from sppoflow.prompts import read_source
 
+    folder = policy_folder(scratch / "policy", size.sample_shape, tokenizer)
+    dtype = resolve_dtype("auto", device)
+    model, tokenizer = load_policy(folder, dtype=dtype, device=device)
+    parameters = sum(p.numel() for p in model.parameters())
     texts = read_source(str(ROOT / "config" / "prompts" / "instructions.jsonl"), "prompt")
     prompts = pd.DataFrame(
-        {"prompt_id": [f"g{n}" for n in range(n_prompts)], "prompt": texts[:n_prompts]}
+        {"prompt_id": [f"g{n}" for n in range(size.sample_prompts)],
+         "prompt": texts[: size.sample_prompts]}
+    )  # fmt: skip
+    report.line(
+        f"random {parameters / 1e6:.0f}M-parameter Llama ({model.config.num_hidden_layers} "
+        f"layers, hidden {model.config.hidden_size}), {str(dtype).removeprefix('torch.')}; "
+        f"{size.sample_prompts} prompts x K={size.sample_k}, <= {size.sample_tokens} new tokens, "
+        "temperature 0.7, top-p 0.9 (random weights rarely stop early)"
     )
-    settings = dict(k=k, max_new_tokens=max_new_tokens, temperature=0.7, top_p=0.9, seed=0)
-    results = {}
-    model, tokenizer = load_policy(model_dir)
-    model.to("cuda")
-    start = time.perf_counter()
-    samples = generate(
-        model, tokenizer, prompts, SamplingSettings(**settings, batch_size=256, device="cuda")
-    )
-    results["transformers"] = samples.response_tokens.sum() / (time.perf_counter() - start)
-    del model
-    if importlib.util.find_spec("vllm"):
-        from sppoflow.vllm_generation import generate_vllm
-
+    for batch_size in size.sample_batches:
+        settings = SamplingSettings(
+            k=size.sample_k, max_new_tokens=size.sample_tokens, batch_size=batch_size,
+            seed=0, device=str(device),
+        )  # fmt: skip
+        synchronize(device)
         start = time.perf_counter()
-        samples = generate_vllm(str(model_dir), prompts, SamplingSettings(**settings))
-        results["vllm"] = samples.response_tokens.sum() / (time.perf_counter() - start)
-    print(f"sampling {n_prompts} prompts x K={k}, <= {max_new_tokens} new tokens:")
-    for name, rate in results.items():
-        print(f"  {name:13s} {rate:9.0f} generated tokens/s (engine start included)")
-    if len(results) == 2:
-        print(f"  vLLM / transformers: x{results['vllm'] / results['transformers']:.1f}")
-    else:
-        print("  vLLM: not installed in this environment (envs/vllm.yaml)")
+        samples = generate(model, tokenizer, prompts, settings)
+        synchronize(device)
+        seconds = time.perf_counter() - start
+        tokens = int(samples.response_tokens.sum())
+        report.line(
+            f"  transformers, batch {batch_size:4d}: {tokens} tokens in {seconds:6.1f} s, "
+            f"{tokens / seconds:9.0f} generated tokens/s"
+        )
+    if importlib.util.find_spec("vllm") is None:
+        report.line("  vllm: not installed here (envs/vllm.yaml; too large for the kit)")
 
 
-def one_round(folder: Path) -> None:
-    backend = "vllm" if importlib.util.find_spec("vllm") else "transformers"
-    command = [
-        shutil.which("snakemake") or "snakemake", "-s", str(ROOT / "workflow" / "Snakefile"),
-        "--cores", "all", "--configfile", str(ROOT / "config" / "config.yaml"),
-        "--config", "rounds=1", f"sample={{backend: {backend}}}",
-        f"prompts={{source: {ROOT / 'config' / 'prompts' / 'instructions.jsonl'}}}",
-    ]  # fmt: skip
-    start = time.perf_counter()
-    done = subprocess.run(command, cwd=folder, capture_output=True, text=True)
-    if done.returncode:
-        raise SystemExit(f"the workflow failed:\n{done.stderr[-3000:]}")
-    print(f"one round on the GPU ({backend} sampling): {time.perf_counter() - start:.0f} s wall")
-    subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "stages.py"), "--run", "results"], cwd=folder
+def workflow_round(report: Report, device, tokenizer, scratch: Path) -> None:
+    import yaml
+    from stages import per_stage, read_benchmarks
+
+    import pairrm_helpers
+    from sppoflow.preference.pairrm import save_pairrm
+
+    folder = scratch / "workflow"
+    shutil.copytree(ROOT / ".test" / "data", folder / "data")
+    (folder / "resources").mkdir()
+    policy_folder(folder / "resources" / "tiny-llama", None, tokenizer)
+    judge, judge_tokenizer = pairrm_helpers.random_pairrm(pairrm_helpers.TINY)
+    save_pairrm(judge, judge_tokenizer, folder / "resources" / "pairrm", layout="hf")
+    config = yaml.safe_load((ROOT / ".test" / "config" / "config.yaml").read_text())
+    config["rounds"] = 1
+    config["judge"] = {"backend": "pairrm", "model": "resources/pairrm", "prompts_per_chunk": 2}
+    for stage in ("sample", "judge", "train", "evaluate"):
+        config[stage]["device"] = device.type
+    (folder / "config").mkdir()
+    (folder / "config" / "config.yaml").write_text(yaml.safe_dump(config))
+
+    # The workflow's jobs run `python`: this interpreter (a venv's too), whatever the machine
+    # calls it.
+    shims = scratch / "bin"
+    shims.mkdir()
+    (shims / "python").write_text(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n')
+    (shims / "python").chmod(0o755)
+    env = dict(os.environ, HF_HUB_OFFLINE="1")
+    env["PATH"] = os.pathsep.join([str(shims), env["PATH"]])
+    env["PYTHONPATH"] = os.pathsep.join(
+        p for p in (os.environ.get(SITE_VARIABLE), str(ROOT / "src"), env.get("PYTHONPATH")) if p
     )
+    command = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "workflow" / "Snakefile")]
+    command += ["--directory", str(folder), "--cores", "all"]
+    command += ["--configfile", str(folder / "config" / "config.yaml")]
+    report.line(
+        f"the .test config, 1 round (6 prompts x K=3, 12 new tokens), judge: random tiny "
+        f"PairRM; every stage on {device.type}"
+    )
+    start = time.perf_counter()
+    done = subprocess.run(command, env=env, capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    if done.returncode:
+        raise RuntimeError(f"snakemake exited {done.returncode}:\n{done.stderr[-3000:]}")
+    jobs = read_benchmarks(folder / "results")
+    report.line(f"  {len(jobs)} jobs, {wall:.0f} s wall; per stage:")
+    for text in per_stage(jobs).round(2).to_string().splitlines():
+        report.line(f"    {text}")
+
+
+def load_tokenizer(kit: Path | None):
+    """The embedded SmolLM2 tokenizer: from the kit where it travelled, else the package."""
+    from transformers import AutoTokenizer
+
+    if kit is not None and (kit / "tokenizer").is_dir():
+        return AutoTokenizer.from_pretrained(kit / "tokenizer")
+    from tiny_model import embedded_tokenizer
+
+    return embedded_tokenizer()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--prompts", type=int, default=256)
-    parser.add_argument("--k", type=int, default=5)
-    parser.add_argument("--max-new-tokens", type=int, default=256)
+    parser.add_argument("--kit", type=Path, help="the folder benchmarks/gpu_kit.py wrote")
+    parser.add_argument("--out", type=Path, help="also append every line to this file")
+    parser.add_argument("--size", choices=sorted(SIZES), default="full")
+    parser.add_argument("--device", default="auto", help="auto (CUDA, else skip), cuda, cpu")
+    parser.add_argument(
+        "--sections", nargs="+", choices=list(SECTIONS), default=list(SECTIONS),
+        help="the sections to run, in this order (default: all)",
+    )  # fmt: skip
     args = parser.parse_args()
+    if args.kit is not None and not (args.kit / "wheels").is_dir():
+        parser.error(f"--kit {args.kit}: no wheels folder (python benchmarks/gpu_kit.py)")
+    if args.kit is not None and not any((args.kit / "wheels").glob("*.whl")):
+        parser.error(f"--kit {args.kit}: no wheels in {args.kit / 'wheels'}")
+    if args.kit is not None and SITE_VARIABLE not in os.environ:
+        restart_with_kit(args.kit, sys.argv[1:])
+
     import torch
 
-    if not torch.cuda.is_available():
+    if args.device == "auto" and not torch.cuda.is_available():
         print("skipped: torch sees no CUDA device (this check runs on a GPU machine)")
         return
-    print(f"device: {torch.cuda.get_device_name(0)}, torch {torch.__version__}")
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from sppoflow.models import import_policy
-
-    with tempfile.TemporaryDirectory() as folder:
-        model_dir = Path(folder) / "model"
-        import_policy("embedded:smollm2-135m-instruct", model_dir)
-        sampling_throughput(model_dir, args.prompts, args.k, args.max_new_tokens)
-        print("PairRM, batched bf16 against one pair per pass:")
-        subprocess.run(
-            [sys.executable, str(ROOT / "benchmarks" / "pairrm_throughput.py"), "--prompts",
-             "8", "--k", "4"], check=True,
-        )  # fmt: skip
-        one_round(Path(folder))
+    device = torch.device("cuda" if args.device == "auto" else args.device)
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    report = Report(args.out)
+    report.line(f"GPU check, size {args.size}, {time.strftime('%Y-%m-%d %H:%M:%S %Z')}")
+    size = SIZES[args.size]
+    with tempfile.TemporaryDirectory(prefix="sppo-gpu-check-") as scratch:
+        scratch = Path(scratch)
+        run = {
+            "environment": lambda: environment(report, device),
+            "pairrm": lambda: pairrm(report, size, device),
+            "train": lambda: training_step(report, size, device),
+            "sample": lambda: sampling(report, size, device, load_tokenizer(args.kit), scratch),
+            "workflow": lambda: workflow_round(report, device, load_tokenizer(args.kit), scratch),
+        }
+        for name in args.sections:
+            with report.section(SECTIONS[name]):
+                run[name]()
+    report.line(f"\nfailed sections: {', '.join(report.failed) or 'none'}")
+    sys.exit(1 if report.failed else 0)
 
 
 if __name__ == "__main__":

@@ -4,8 +4,10 @@
 The lent GPU machine has Python 3.12 with torch, transformers, accelerate, peft, pandas,
 pyarrow and numpy, and fetches nothing. This takes the packages the check needs that it lacks
 (snakemake, duckdb and jsonschema, with everything they pull in that it lacks too), at the
-versions installed here, as Linux x86-64 CPython 3.12 wheels, into one folder, and prints the
-folder's size against the 64 MiB that may travel with the working tree.
+versions installed here, as Linux x86-64 CPython 3.12 wheels, into one folder, with the
+embedded SmolLM2 tokenizer (the random models there use its vocabulary and chat template; the
+embedded weights are too large to travel), and prints the folder's size against the 64 MiB
+that may travel with the working tree.
 
     python benchmarks/gpu_kit.py --out .gpu-kit
 """
@@ -131,6 +133,12 @@ def download(name: str, version: str, out: Path) -> None:
         subprocess.run([*built, f"{name}=={version}"], check=True)
 
 
+def save_tokenizer(folder: Path) -> None:
+    from sppoflow.models import load_tokenizer, resolve_source
+
+    load_tokenizer(resolve_source("embedded:smollm2-135m-instruct")).save_pretrained(folder)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -143,10 +151,11 @@ def main() -> None:
     packages = closure(NEEDED)
     for name, version in sorted(packages.items()):
         download(name, version, wheels)
+    save_tokenizer(out / "tokenizer")
     size = sum(f.stat().st_size for f in out.rglob("*") if f.is_file()) / 2**20
     count = len(list(wheels.glob("*.whl")))
     print(
-        f"{len(packages)} packages, {count} wheels in {out}: {size:.1f} MiB "
+        f"{len(packages)} packages, {count} wheels and the tokenizer in {out}: {size:.1f} MiB "
         f"of the {LIMIT_MIB} MiB that travel (the working tree takes the rest)"
     )
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import dataclasses
 import hashlib
 import json
 import logging
@@ -645,6 +646,16 @@ def align_launcher_precision(precision: str, environ: dict[str, str] = os.enviro
         environ["ACCELERATE_MIXED_PRECISION"] = wanted
 
 
+def checkpointing_argument(enabled: bool) -> dict[str, bool]:
+    """Activation checkpointing under the name the installed transformers takes: it became
+    ``activation_checkpointing`` in 5.2x; 5.17 (on GPU images, for one) only knows
+    ``gradient_checkpointing``."""
+    names = {field.name for field in dataclasses.fields(TrainingArguments)}
+    if "activation_checkpointing" in names:
+        return {"activation_checkpointing": enabled}
+    return {"gradient_checkpointing": enabled}
+
+
 def training_arguments(
     settings: TrainSettings,
     state_dir: Path,
@@ -667,7 +678,7 @@ def training_arguments(
         optim=OPTIMIZERS[settings.optimizer],
         bf16=precision == "bf16",
         fp16=precision == "fp16",
-        activation_checkpointing=settings.gradient_checkpointing,
+        **checkpointing_argument(settings.gradient_checkpointing),
         logging_steps=1,
         save_strategy="steps" if settings.checkpoint_steps else "no",
         save_steps=settings.checkpoint_steps or 500,
