@@ -1,14 +1,16 @@
 #!/usr/bin/env python
 """The sample stage's speed against this machine's limit, for both backends.
 
-First it measures the limit: it times matmuls of the policy's own shapes (every linear layer
-of a decoder layer, and the output head) with as many rows as one decoding step has
-sequences, in fp32 and bf16, and turns the faster rate into generated tokens/s (one token
-costs 2 x parameters FLOPs). Then it runs ``scripts/sample.py`` as the workflow does, one
-child process per run, on the demo round's work (64 prompts x K = 4, at most 80 new tokens)
-and on 4 times it, and prints per run: generated tokens/s of the generation alone (the
-stage's own log line) and of the whole job (Python start, model load and, for vLLM, engine
-start included), the generation's distance from the limit, and the child's peak RSS.
+First it measures the limit: it times matmuls of the policy's own shapes (every linear layer of
+a decoder layer, and the output head) with as many rows as one decoding step has sequences, in
+fp32 and bf16, and turns the faster rate into generated tokens/s (one token costs 2 x
+parameters FLOPs). Two limits: the peak, one weight per shape multiplied over and over from the
+CPU's caches, and the step, a weight for every layer, read from memory as a decoding step reads
+the model (the lower, and the one a loop can reach). Then it runs ``scripts/sample.py`` as the
+workflow does, one child process per run, on the demo round's work (64 prompts x K = 4, at most
+80 new tokens) and on 4 times it, and prints per run: generated tokens/s of the generation
+alone (the stage's own log line) and of the whole job (Python start, model load and, for vLLM,
+engine start included), the generation's distance from the limit, and the child's peak RSS.
 
     python benchmarks/sampler.py --model results/iter0/model
     python benchmarks/sampler.py --model results/iter0/model --backends transformers --scales 1
@@ -54,15 +56,22 @@ def linear_shapes(config: dict) -> list[tuple[int, int, int]]:
     ]
 
 
-def matmul_rate(shapes, rows: int, dtype: torch.dtype, budget_s: float = 3.0) -> float:
-    """FLOP/s of one decoding step's matmuls at ``rows`` sequences, in ``dtype``."""
-    weights = [torch.randn(out, inp, dtype=dtype) for inp, out, _ in shapes]
-    inputs = [torch.randn(rows, inp, dtype=dtype) for inp, _, _ in shapes]
-    flops = sum(2 * rows * inp * out for inp, out, _ in shapes)  # one of each shape
+def matmul_rate(shapes, rows: int, dtype: torch.dtype, every_layer: bool, budget_s: float = 3.0):
+    """FLOP/s of one decoding step's matmuls at ``rows`` sequences, in ``dtype``: one weight
+    of each shape, multiplied again and again from the caches (``every_layer`` False), or a
+    weight for every layer, read from memory as a real step reads the model."""
+    copies = [count if every_layer else 1 for _, _, count in shapes]
+    weights = [
+        torch.randn(out, inp, dtype=dtype)
+        for (inp, out, _), n in zip(shapes, copies, strict=True)
+        for _ in range(n)
+    ]
+    inputs = {inp: torch.randn(rows, inp, dtype=dtype) for inp, _, _ in shapes}
+    flops = sum(2 * rows * w.shape[0] * w.shape[1] for w in weights)
 
     def once() -> None:
-        for x, w in zip(inputs, weights, strict=True):
-            torch.nn.functional.linear(x, w)
+        for w in weights:
+            torch.nn.functional.linear(inputs[w.shape[1]], w)
 
     once()  # warm-up
     start, passes = time.perf_counter(), 0
@@ -145,14 +154,17 @@ def main() -> None:
         f"{per_token / 1e9:.3f} GFLOP per generated token; {args.threads} torch threads"
     )
     limits = {}
-    for dtype in (torch.float32, torch.bfloat16):
-        rate = matmul_rate(shapes, args.batch_size, dtype)
-        limits[dtype] = rate / per_token
-        print(
-            f"matmul limit, {str(dtype)[6:]}, {args.batch_size} rows: {rate / 1e9:.1f} GFLOP/s"
-            f" = {limits[dtype]:.0f} generated tokens/s"
-        )
-    limit = max(limits.values())
+    for every_layer in (False, True):
+        for dtype in (torch.float32, torch.bfloat16):
+            rate = matmul_rate(shapes, args.batch_size, dtype, every_layer)
+            limits[every_layer, dtype] = rate / per_token
+            weights = "every layer's weights" if every_layer else "one weight per shape"
+            print(
+                f"matmul limit, {str(dtype)[6:]}, {args.batch_size} rows, {weights}: "
+                f"{rate / 1e9:.1f} GFLOP/s = {limits[every_layer, dtype]:.0f} generated tokens/s"
+            )
+    peak = max(v for (every_layer, _), v in limits.items() if not every_layer)
+    step = max(v for (every_layer, _), v in limits.items() if every_layer)
 
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     rows = []
@@ -195,7 +207,8 @@ def main() -> None:
                         "generation tok/s": round(rate, 1),
                         "job tok/s": round(run["tokens"] / run["job_s"], 1),
                         "job s": round(run["job_s"], 1),
-                        "limit / generation": round(limit / rate, 2),
+                        "peak limit / generation": round(peak / rate, 2),
+                        "step limit / generation": round(step / rate, 2),
                         "peak RSS MiB": round(run["rss_mib"]),
                     }
                 )
