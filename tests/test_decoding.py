@@ -1,6 +1,7 @@
 """The transformers backend's own decoding loop (sppoflow.decoding) against transformers'
 ``generate`` and against the textbook definition of nucleus sampling."""
 
+import pytest
 import torch
 
 from sppoflow import decoding
@@ -99,3 +100,90 @@ def test_sampling_is_seeded_and_draws_within_the_nucleus(tiny_model):
         logits = model(input_ids=ids, attention_mask=mask).logits[:, -1].float()
     allowed = sorted_nucleus(torch.softmax(logits / 0.7, dim=-1), 0.9)
     assert all(row[0] in allowed[n] for n, row in enumerate(a))
+
+
+def test_one_token_attention_over_the_whole_buffers_matches_sdpa_over_the_filled_part():
+    """Grouped heads, left padding and unfilled positions: the step's attention reads the
+    cache's buffers and a mask, and gives what SDPA gives on the filled slice."""
+    from transformers.cache_utils import Cache
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    rows, heads, kv_heads, dim, capacity, filled = 4, 6, 2, 8, 12, 7
+    generator = torch.Generator().manual_seed(0)
+    cache = Cache(layers=[decoding.PreallocatedLayer(capacity)])
+    keys, values = torch.randn(2, rows, kv_heads, filled, dim, generator=generator)
+    sliced_keys, sliced_values = cache.layers[0].update(keys, values)
+    padding = torch.ones(rows, filled, dtype=torch.bool)
+    padding[1, :3] = False  # a left-padded row
+    attended = torch.nn.functional.pad(padding, (0, capacity - filled))
+    query = torch.randn(rows, heads, 1, dim, generator=generator)
+
+    class Attention(torch.nn.Module):
+        layer_idx = 0
+        num_key_value_groups = heads // kv_heads
+        is_causal = True
+
+    module = Attention()
+    ours, _ = decoding.one_token_attention(
+        module,
+        query,
+        sliced_keys,
+        sliced_values,
+        None,
+        scaling=0.3,
+        step_keys=decoding.StepKeys(cache, attended),
+    )
+    sdpa, _ = sdpa_attention_forward(
+        module, query, sliced_keys, sliced_values, padding[:, None, None, :], scaling=0.3
+    )
+    assert ours.shape == sdpa.shape == (rows, 1, heads, dim)
+    torch.testing.assert_close(ours, sdpa, rtol=1e-5, atol=1e-6)
+    # without step_keys (the prompt's pass) it is SDPA itself
+    plain, _ = decoding.one_token_attention(
+        module, query, sliced_keys, sliced_values, padding[:, None, None, :], scaling=0.3
+    )
+    assert torch.equal(plain, sdpa)
+
+
+def test_decoding_steps_run_through_the_one_token_attention_and_restore_sdpa(
+    tiny_model, monkeypatch
+):
+    """The greedy test above holds with the steps on the one-token attention: here it is
+    checked that they are (every layer at every step), and that the model is back on SDPA
+    after, even when decoding fails."""
+    from transformers import AttentionInterface
+
+    model, tokenizer = tiny_model
+    assert model.config._attn_implementation == "sdpa"
+    calls = []
+
+    def spy(module, query, *args, step_keys=None, **kwargs):
+        calls.append(step_keys is not None)
+        return decoding.one_token_attention(module, query, *args, step_keys=step_keys, **kwargs)
+
+    AttentionInterface.register(decoding.ONE_TOKEN_ATTENTION, spy)
+    try:
+        ids, mask = batch(tokenizer, k=1)
+        decoding.decode(
+            model, ids, mask, max_new_tokens=5, stops={-1}, temperature=0, top_p=1.0, seed=0
+        )
+        with monkeypatch.context() as patch:
+            patch.setattr(decoding, "next_tokens", lambda *a, **k: 1 / 0)
+            with pytest.raises(ZeroDivisionError):
+                decoding.decode(
+                    model,
+                    ids,
+                    mask,
+                    max_new_tokens=5,
+                    stops={-1},
+                    temperature=0,
+                    top_p=1.0,
+                    seed=0,
+                )
+    finally:
+        AttentionInterface.register(decoding.ONE_TOKEN_ATTENTION, decoding.one_token_attention)
+    layers = model.config.num_hidden_layers
+    # first run: the prompt's pass on SDPA, then 4 steps on the buffers; the second failed
+    # before its first step
+    assert calls == [False] * layers + [True] * (4 * layers) + [False] * layers
+    assert model.config._attn_implementation == "sdpa"

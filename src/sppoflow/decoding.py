@@ -8,12 +8,23 @@ at the most likely candidates (exactly: it widens the candidate set until it hol
 nucleus), sampling draws among those, and finished rows leave the batch and its cache.
 Each row draws its own uniform number per step from the batch's seed, so dropping finished
 rows changes no other row's tokens.
+
+A step's attention (one query token per row) reads the cache's whole buffers with two batched
+matmuls and a mask, rather than SDPA over the filled part: on a CPU, SDPA's kernel costs more
+per call than the step's few attention FLOPs, and a slice of the buffers is strided, which the
+batched matmul would copy first.
 """
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import torch
+from transformers import AttentionInterface
 from transformers.cache_utils import Cache, DynamicLayer
+from transformers.integrations.sdpa_attention import sdpa_attention_forward
+from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
 # Rows drop out of the batch once this share of it has finished: each drop copies the
 # cache, so it is worth it only when it saves enough rows' work.
@@ -34,8 +45,10 @@ class PreallocatedLayer(DynamicLayer):
         if not self.is_initialized:
             self.device = key_states.device
             shape = (*key_states.shape[:2], self.capacity, key_states.shape[-1])
-            self.key_buffer = key_states.new_empty(shape)
-            self.value_buffer = value_states.new_empty(shape)
+            # Zeros, not garbage: a step's attention reads the unfilled positions too, with
+            # weight 0, and 0 x NaN would be NaN.
+            self.key_buffer = key_states.new_zeros(shape)
+            self.value_buffer = value_states.new_zeros(shape)
             self.is_initialized = True
         end = self.length + key_states.shape[-2]
         self.key_buffer[:, :, self.length : end] = key_states
@@ -51,6 +64,69 @@ class PreallocatedLayer(DynamicLayer):
             self.value_buffer = self.value_buffer[indices]
             self.keys = self.key_buffer[:, :, : self.length]
             self.values = self.value_buffer[:, :, : self.length]
+
+
+ONE_TOKEN_ATTENTION = "sppoflow_one_token"
+
+
+class StepKeys:
+    """What a step's attention reads besides the query: the cache, and which of its buffers'
+    positions each row attends to, (rows, capacity)."""
+
+    def __init__(self, cache: Cache, attended: torch.Tensor) -> None:
+        self.cache = cache
+        self.attended = attended
+
+
+def one_token_attention(
+    module, query, key, value, attention_mask, dropout=0.0, scaling=None, step_keys=None, **kwargs
+):
+    """Plain attention of one query token per row over the cache's whole buffers; anything
+    else (the prompt's pass, sliding windows, soft-capping, dropout) goes to SDPA."""
+    plain = (
+        step_keys is not None
+        and query.shape[2] == 1
+        and dropout == 0.0
+        and kwargs.get("sliding_window") is None
+        and kwargs.get("softcap") is None
+        and getattr(module, "layer_idx", None) is not None
+    )
+    if not plain:
+        return sdpa_attention_forward(
+            module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs
+        )
+    layer = step_keys.cache.layers[module.layer_idx]
+    keys, values = layer.key_buffer, layer.value_buffer  # (rows, kv heads, capacity, dim)
+    rows, heads, _, dim = query.shape
+    kv_heads = keys.shape[1]
+    # Query head h reads kv head h // (heads / kv_heads), as transformers' repeat_kv has it.
+    grouped = query.reshape(rows, kv_heads, heads // kv_heads, dim)
+    scores = torch.matmul(grouped, keys.transpose(-1, -2)).float()
+    scores.mul_(dim**-0.5 if scaling is None else scaling)
+    scores.masked_fill_(~step_keys.attended[:, None, None, :], float("-inf"))
+    weights = torch.softmax(scores, dim=-1).to(values.dtype)
+    out = torch.matmul(weights, values).reshape(rows, 1, heads, dim)
+    return out, None
+
+
+AttentionInterface.register(ONE_TOKEN_ATTENTION, one_token_attention)
+AttentionMaskInterface.register(ONE_TOKEN_ATTENTION, sdpa_mask)
+
+
+@contextlib.contextmanager
+def one_token_steps(model) -> Iterator[bool]:
+    """Within it, a model on SDPA on a CPU routes its attention through
+    ``one_token_attention``; yields whether it does. Other implementations, and GPUs (where
+    the lever was not measured, and vLLM samples), keep theirs."""
+    before = model.config._attn_implementation
+    if before != "sdpa" or next(model.parameters()).device.type != "cpu":
+        yield False
+        return
+    model.set_attn_implementation(ONE_TOKEN_ATTENTION)
+    try:
+        yield True
+    finally:
+        model.set_attn_implementation(before)
 
 
 def nucleus(probs: torch.Tensor, top_p: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -77,10 +153,10 @@ def nucleus(probs: torch.Tensor, top_p: float) -> tuple[torch.Tensor, torch.Tens
 def next_tokens(logits: torch.Tensor, temperature: float, top_p: float, uniforms: torch.Tensor):
     """One token per row: greedy at temperature 0, else nucleus sampling by inverse CDF,
     row r drawing with ``uniforms[r]`` (so a row's draw does not depend on the others)."""
-    logits = logits.float()
     if temperature <= 0:
-        return logits.argmax(-1)
-    probs = torch.softmax(logits / temperature, dim=-1)
+        return logits.float().argmax(-1)
+    # In place: a (rows, vocab) fp32 buffer fewer at every step.
+    probs = torch.softmax(logits.float().div_(temperature), dim=-1)
     if top_p >= 1.0:
         weights, ids = probs, None
     else:
@@ -91,7 +167,7 @@ def next_tokens(logits: torch.Tensor, temperature: float, top_p: float, uniforms
     return (choice if ids is None else ids.gather(-1, choice)).squeeze(-1)
 
 
-def forward(model, ids, mask, positions, cache) -> torch.Tensor:
+def forward(model, ids, mask, positions, cache, **kwargs) -> torch.Tensor:
     """The next-token logits of each row, its keys and values added to ``cache``."""
     return model(
         input_ids=ids,
@@ -100,6 +176,7 @@ def forward(model, ids, mask, positions, cache) -> torch.Tensor:
         past_key_values=cache,
         use_cache=True,
         logits_to_keep=1,
+        **kwargs,
     ).logits[:, -1, :]
 
 
@@ -118,6 +195,13 @@ def decode(
     """The generated ids of each left-padded row of ``ids``: at most ``max_new_tokens``, and
     a row that drew a stop token may run on past it (cut it there with
     ``generation.cut_at_stop``). The same inputs and seed give the same tokens."""
+    with one_token_steps(model) as fast:
+        return decode_steps(
+            model, ids, mask, max_new_tokens, stops, temperature, top_p, seed, fast=fast
+        )
+
+
+def decode_steps(model, ids, mask, max_new_tokens, stops, temperature, top_p, seed, fast):
     device = ids.device
     generator = torch.Generator(device=device).manual_seed(seed)
     stop_ids = torch.tensor(sorted(stops), device=device)
@@ -153,5 +237,9 @@ def decode(
         # past its stop token, and cut away.
         mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=-1)
         positions = positions[:, -1:] + 1
-        logits = forward(model, tokens.unsqueeze(-1), mask, positions, cache)
+        fast_kwargs = {}
+        if fast:
+            attended = torch.nn.functional.pad(mask.bool(), (0, capacity - mask.shape[1]))
+            fast_kwargs["step_keys"] = StepKeys(cache, attended)
+        logits = forward(model, tokens.unsqueeze(-1), mask, positions, cache, **fast_kwargs)
     return out
