@@ -24,7 +24,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 from sppoflow.models import load_policy  # noqa: E402
 from sppoflow.tables import PAIRS, RESPONSE_WIN_RATES, SAMPLES, read_table  # noqa: E402
-from sppoflow.training import TrainSettings, build_examples, train  # noqa: E402
+from sppoflow.training.data import build_examples  # noqa: E402
+from sppoflow.training.round import train  # noqa: E402
+from sppoflow.training.settings import TrainSettings  # noqa: E402
 
 
 def weights(folder: Path) -> dict[str, torch.Tensor]:

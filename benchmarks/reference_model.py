@@ -42,16 +42,11 @@ def measure(variant: str, args) -> dict:
     from sppoflow.logprobs import response_logps
     from sppoflow.models import load_policy
     from sppoflow.tables import PAIRS, RESPONSE_WIN_RATES, SAMPLES, read_table
-    from sppoflow.training import (
-        Collator,
-        SPPOTrainer,
-        TrainSettings,
-        autocast_context,
-        build_examples,
-        load_or_compute_references,
-        resolve_precision,
-        training_arguments,
-    )
+    from sppoflow.training.data import Collator, build_examples
+    from sppoflow.training.reference import autocast_context, load_or_compute_references
+    from sppoflow.training.round import resolve_precision
+    from sppoflow.training.settings import TrainSettings
+    from sppoflow.training.trainer import SPPOTrainer, training_arguments
 
     torch.set_num_threads(args.threads)
     recorded = json.loads((args.run / "iter1" / "model" / "sppo_training.json").read_text())

@@ -27,41 +27,22 @@ from pathlib import Path
 import _bootstrap  # noqa: F401
 
 from sppoflow.cli import add_settings, parser_for, run_stage, settings_from
-from sppoflow.models import load_policy
-from sppoflow.tables import PAIRS, RESPONSE_WIN_RATES, SAMPLES, read_table
-from sppoflow.tracking import report_targets
-from sppoflow.training import (
-    TrainingStopped,
-    TrainSettings,
-    build_examples,
-    fingerprint,
-    process_device,
-    train,
-)
+from sppoflow.training.data import RoundTables
+from sppoflow.training.resume import TrainingStopped
+from sppoflow.training.round import train_round
+from sppoflow.training.settings import TrainSettings
 
 
 def main(args) -> None:
-    settings = settings_from(TrainSettings, args)
-    settings.check()
-    report_targets(settings.reporters())  # a missing tracker fails before the model loads
-    samples = read_table(args.samples, SAMPLES)
-    pairs = read_table(args.pairs_table, PAIRS)
-    win_rates = read_table(args.win_rates, RESPONSE_WIN_RATES)
-    inputs = [Path(args.samples), Path(args.pairs_table), Path(args.win_rates)]
-    run_id = fingerprint(inputs, settings, Path(args.model))
-    # fp32 weights (precision is autocast), loaded onto this process's GPU where there is one
-    model, tokenizer = load_policy(args.model, device=process_device(settings))
-    examples = build_examples(tokenizer, samples, pairs, win_rates, settings, args.system_prompt)
     try:
-        train(
-            model,
-            tokenizer,
-            examples,
-            settings,
-            Path(args.state_dir),
-            Path(args.out),
-            Path(args.log),
-            run_id=run_id,
+        train_round(
+            settings_from(TrainSettings, args),
+            Path(args.model),
+            RoundTables(Path(args.samples), Path(args.pairs_table), Path(args.win_rates)),
+            out_dir=Path(args.out),
+            log_path=Path(args.log),
+            state_dir=Path(args.state_dir),
+            system_prompt=args.system_prompt,
             tracking_dir=Path(args.tracking_dir) if args.tracking_dir else None,
             run_group=args.run_group,
             run_name=args.run_name,

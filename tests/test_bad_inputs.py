@@ -21,7 +21,9 @@ from sppoflow.models import folder_written_whole
 from sppoflow.preference.base import check_finite
 from sppoflow.prompts import PoolSettings, build_pool
 from sppoflow.tables import SAMPLES, write_table
-from sppoflow.training import TrainSettings, build_examples, check_schedule
+from sppoflow.training.data import build_examples
+from sppoflow.training.round import check_schedule
+from sppoflow.training.settings import TrainSettings
 
 
 def samples_table(tokenizer, responses: dict[str, list[str]]) -> pd.DataFrame:

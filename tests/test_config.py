@@ -13,7 +13,7 @@ from sppoflow.errors import UserError
 from sppoflow.generation import SamplingSettings
 from sppoflow.preference import JudgeSettings
 from sppoflow.prompts import PoolSettings
-from sppoflow.training import TrainSettings
+from sppoflow.training.settings import TrainSettings
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -23,7 +23,7 @@ from safetensors.torch import load_file
 
 from conftest import ROOT
 from sppoflow.tables import PAIRS, RESPONSE_WIN_RATES, SAMPLES, write_table
-from sppoflow.training import COMPLETE
+from sppoflow.training.resume import COMPLETE
 from test_training import round_tables
 
 BIN = Path(sys.executable).parent

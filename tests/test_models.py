@@ -163,7 +163,8 @@ def test_on_a_gpu_the_weights_load_straight_onto_it(tiny_model_dir, monkeypatch)
     """No GPU here: from_pretrained is replaced by a recorder, and CUDA is said to exist."""
     from transformers import AutoModelForCausalLM
 
-    from sppoflow.training import TrainSettings, process_device
+    from sppoflow.training.round import process_device
+    from sppoflow.training.settings import TrainSettings
 
     calls = []
     real = AutoModelForCausalLM.from_pretrained

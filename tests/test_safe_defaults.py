@@ -68,7 +68,8 @@ def test_a_bin_file_loads_only_as_tensors(tmp_path, tiny_model_dir):
 
 
 def test_training_never_pushes_to_a_hub():
-    from sppoflow.training import TrainSettings, training_arguments
+    from sppoflow.training.settings import TrainSettings
+    from sppoflow.training.trainer import training_arguments
 
     args = training_arguments(TrainSettings(), Path("/tmp/state"), torch.device("cpu"), "fp32")
     assert args.push_to_hub is False

@@ -21,7 +21,11 @@ from sppoflow.tracking import (
     report_targets,
     tracking_environment,
 )
-from sppoflow.training import SPPOTrainer, TrainSettings, build_examples, fingerprint, train
+from sppoflow.training.data import build_examples
+from sppoflow.training.resume import fingerprint
+from sppoflow.training.round import train
+from sppoflow.training.settings import TrainSettings
+from sppoflow.training.trainer import SPPOTrainer
 from test_training import round_tables, settings
 
 SPPO_METRICS = ("logratio_winner", "logratio_loser", "target_winner", "target_loser")

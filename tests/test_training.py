@@ -10,17 +10,17 @@ import torch
 from sppoflow.aggregate import AggregateSettings, aggregate
 from sppoflow.errors import UserError
 from sppoflow.models import load_policy
-from sppoflow.training import (
+from sppoflow.training.data import build_examples
+from sppoflow.training.resume import (
     COMPLETE,
     LOG_COLUMNS,
-    SPPOTrainer,
     TrainingStopped,
-    TrainSettings,
-    build_examples,
     last_complete_checkpoint,
     prepare_state_dir,
-    train,
 )
+from sppoflow.training.round import train
+from sppoflow.training.settings import TrainSettings
+from sppoflow.training.trainer import SPPOTrainer
 
 N_PROMPTS = 6
 

@@ -167,7 +167,7 @@ def _check_parts(config: dict, schema: dict) -> None:
 
 def train_settings(train: dict):
     """The train section (or a method's) as the train stage's settings, checked."""
-    from sppoflow.training import TrainSettings
+    from sppoflow.training.settings import TrainSettings
 
     settings = {k: v for k, v in train.items() if k not in ("lora", "accelerate_config")}
     lora = train["lora"]

@@ -17,9 +17,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-SPPO_LOSSES = ("sppo", "sppo_single", "sppo_hard")
-MARGIN_LOSSES = ("dpo", "ipo")
-LOSSES = SPPO_LOSSES + MARGIN_LOSSES
+from sppoflow.training.settings import SPPO_LOSSES
 
 
 def sppo_pair_loss(

@@ -29,13 +29,14 @@ def _script() -> str:
 
 
 class _SlowTraining(importlib.abc.MetaPathFinder):
-    """Patches sppoflow.training once it is imported: each training step sleeps first."""
+    """Patches sppoflow.training.trainer once it is imported: each training step sleeps
+    first."""
 
     def __init__(self, seconds: float) -> None:
         self.seconds = seconds
 
     def find_spec(self, name, path, target=None):
-        if name != "sppoflow.training":
+        if name != "sppoflow.training.trainer":
             return None
         sys.meta_path.remove(self)
         spec = importlib.util.find_spec(name)
