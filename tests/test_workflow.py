@@ -47,6 +47,16 @@ def default_workdir(tmp_path):
     return tmp_path
 
 
+def test_planning_the_workflow_does_not_import_torch(default_workdir):
+    """Parsing the Snakefile checks the config (train settings included) without torch or
+    transformers: a dry run or a cluster's submission host stays light."""
+    run = snakemake(default_workdir, "-n", env={"PYTHONPROFILEIMPORTTIME": "1"})
+    assert run.returncode == 0, run.stderr
+    imported = {line.rsplit("|", 1)[-1].strip() for line in run.stderr.splitlines()}
+    assert "sppoflow.training.settings" in imported  # the check ran, in this process
+    assert not imported & {"torch", "transformers"}
+
+
 def test_dry_run_of_three_rounds_plans_the_sppo_graph(default_workdir):
     run = snakemake(default_workdir, "-n", "--config", "rounds=3")
     assert run.returncode == 0, run.stderr
