@@ -13,7 +13,7 @@ from sppoflow.errors import UserError
 from sppoflow.generation import SamplingSettings
 from sppoflow.preference import JudgeSettings
 from sppoflow.prompts import PoolSettings
-from sppoflow.training.settings import TrainSettings
+from sppoflow.training.settings import TrainSettings, lora_flag_names
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -58,8 +58,7 @@ def test_schema_and_stage_settings_agree(section, settings_type, skip):
     """Every stage flag has a config key and every key a flag (so nothing is silently ignored)."""
     schema = dict(load_schema()["properties"][section]["properties"])
     if "lora" in schema:  # train.lora.<key> is the flag --lora-<key> (enabled: --lora)
-        for key, sub in schema.pop("lora")["properties"].items():
-            schema["lora" if key == "enabled" else f"lora_{key}"] = sub
+        schema.update(lora_flag_names(schema.pop("lora")["properties"]))
     fields = {
         f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory()
         for f in dataclasses.fields(settings_type)

@@ -16,7 +16,7 @@ import duckdb
 import pandas as pd
 import pyarrow.parquet as pq
 
-from sppoflow.cli import setting
+from sppoflow.cli import declared
 from sppoflow.errors import UserError, check_choice
 
 log = logging.getLogger(__name__)
@@ -26,12 +26,8 @@ ESTIMATORS = ("strength", "direct")
 
 @dataclass
 class AggregateSettings:
-    estimator: str = setting(
-        "strength", "win-rate estimator: the authors' strength or direct", ESTIMATORS
-    )
-    min_spread: float = setting(
-        0.0, "prompts whose p_winner - p_loser is below this are not trained on"
-    )
+    estimator: str = declared("aggregate", "estimator")
+    min_spread: float = declared("aggregate", "min_spread")
 
 
 @dataclass

@@ -6,7 +6,9 @@ Errors are one line that names the offending key, e.g.
 
 from __future__ import annotations
 
+import copy
 import csv
+import functools
 import json
 from collections.abc import Mapping
 from pathlib import Path
@@ -38,8 +40,7 @@ def _with_defaults(validator_class):
         if isinstance(instance, dict):
             for name, subschema in properties.items():
                 if "default" in subschema and name not in instance:
-                    default = subschema["default"]
-                    instance[name] = dict(default) if isinstance(default, dict) else default
+                    instance[name] = copy.deepcopy(subschema["default"])
         yield from validate_properties(validator, properties, instance, schema)
 
     return jsonschema.validators.extend(validator_class, {"properties": set_defaults})
@@ -49,7 +50,13 @@ DefaultFillingValidator = _with_defaults(jsonschema.Draft202012Validator)
 
 
 def load_schema(path: Path = SCHEMA) -> dict:
-    return yaml.safe_load(path.read_text())
+    """The schema at ``path``; the project's own is read once (callers must not change it)."""
+    return _project_schema() if path == SCHEMA else yaml.safe_load(path.read_text())
+
+
+@functools.cache
+def _project_schema() -> dict:
+    return yaml.safe_load(SCHEMA.read_text())
 
 
 def key_of(error: jsonschema.ValidationError) -> str:
@@ -94,32 +101,43 @@ def _check_against(instance: Any, schema: dict, validator_class, at: str = "") -
 
 TRAINING_JUDGE = "training"
 
-# Settings that change where or how fast a job runs, not what it writes: changing one re-runs
-# nothing, and the config recorded with each output (sppoflow.provenance) leaves them out.
-RUN_ONLY_SETTINGS = {
-    "judge": ("batch_size", "max_batch_tokens", "prompts_per_chunk", "device"),
-    "train": ("checkpoint_steps", "gradient_checkpointing", "report_to"),
-    "sample": ("vllm_python",),
-}
-RUN_ONLY_SECTIONS = ("resources",)
-# Left out of the recorded config as well: shards splits a stage into jobs whose rows are the
-# same as one job's, and rounds only adds or drops rounds; a round's outputs depend on neither
-# (raising rounds keeps the earlier rounds' config hash).
-UNRECORDED_KEYS = (*RUN_ONLY_SECTIONS, "shards", "rounds")
+# Left out of the recorded config as well as the run-only sections: shards splits a stage into
+# jobs whose rows are the same as one job's, and rounds only adds or drops rounds; a round's
+# outputs depend on neither (raising rounds keeps the earlier rounds' config hash).
+UNRECORDED_KEYS = ("shards", "rounds")
+
+
+@functools.cache
+def run_only_settings() -> dict[str, tuple[str, ...]]:
+    """{section: its keys} that the schema marks ``run_only``: settings that change where or
+    how fast a job runs, not what it writes. Changing one re-runs nothing, and the config
+    recorded with each output (sppoflow.provenance) leaves them out. A section marked
+    run_only (resources) is left out whole."""
+    sections = load_schema()["properties"]
+    return {
+        name: tuple(k for k, spec in section.get("properties", {}).items() if spec.get("run_only"))
+        for name, section in sections.items()
+        if any(spec.get("run_only") for spec in section.get("properties", {}).values())
+    }
+
+
+def run_only_sections() -> tuple[str, ...]:
+    return tuple(k for k, spec in load_schema()["properties"].items() if spec.get("run_only"))
 
 
 def split_run_only(section: str, settings: Mapping[str, Any]) -> tuple[dict, dict]:
     """(the settings that decide a job's result, the run-only ones) of a config section (or
     of an evaluation judge or a method's train settings)."""
-    run_only = RUN_ONLY_SETTINGS.get(section, ())
+    run_only = run_only_settings().get(section, ())
     result = {k: v for k, v in settings.items() if k not in run_only}
     return result, {k: v for k, v in settings.items() if k in run_only}
 
 
 def recorded_config(config: Mapping[str, Any]) -> dict:
     """The validated config without its run-only settings: what the outputs record."""
-    recorded = {k: v for k, v in config.items() if k not in UNRECORDED_KEYS}
-    for section in RUN_ONLY_SETTINGS:
+    unrecorded = (*UNRECORDED_KEYS, *run_only_sections())
+    recorded = {k: v for k, v in config.items() if k not in unrecorded}
+    for section in run_only_settings():
         recorded[section] = split_run_only(section, config[section])[0]
     recorded["evaluate"] = {
         **config["evaluate"],
@@ -167,11 +185,10 @@ def _check_parts(config: dict, schema: dict) -> None:
 
 def train_settings(train: dict):
     """The train section (or a method's) as the train stage's settings, checked."""
-    from sppoflow.training.settings import TrainSettings
+    from sppoflow.training.settings import TrainSettings, lora_flag_names
 
     settings = {k: v for k, v in train.items() if k not in ("lora", "accelerate_config")}
-    lora = train["lora"]
-    settings.update({("lora" if k == "enabled" else f"lora_{k}"): v for k, v in lora.items()})
+    settings.update(lora_flag_names(train["lora"]))
     checked = TrainSettings(**settings)
     checked.check()
     return checked

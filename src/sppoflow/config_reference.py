@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from sppoflow.config import ROOT, load_schema
+from sppoflow.config import ROOT, load_schema, run_only_sections, run_only_settings
 
 INTRO = """\
 # Configuration
@@ -69,13 +69,11 @@ def rows(spec: dict, demo: Any, run_only: set[str], prefix: str = "") -> list[st
 
 
 def reference() -> str:
-    from sppoflow.config import RUN_ONLY_SECTIONS, RUN_ONLY_SETTINGS
-
-    run_only = {f"{s}.{k}" for s, keys in RUN_ONLY_SETTINGS.items() for k in keys}
+    run_only = {f"{name}.{key}" for name, keys in run_only_settings().items() for key in keys}
     schema = load_schema()
     run_only |= {
         f"{section}.{stage}.{key}"
-        for section in RUN_ONLY_SECTIONS
+        for section in run_only_sections()
         for stage, sub in schema["properties"][section].get("properties", {}).items()
         for key in sub.get("properties", {})
     }

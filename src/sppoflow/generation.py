@@ -14,7 +14,7 @@ import torch
 from tqdm.auto import tqdm
 
 from sppoflow.chat import encode_prompts, stop_token_ids
-from sppoflow.cli import setting
+from sppoflow.cli import declared, setting
 from sppoflow.decoding import decode
 from sppoflow.preference.batching import pad
 from sppoflow.shards import take_shard
@@ -27,19 +27,17 @@ BACKENDS = ("transformers", "vllm")
 
 @dataclass
 class SamplingSettings:
-    backend: str = setting(
-        "transformers", "transformers (CPU or GPU) or vllm (GPU, envs/vllm.yaml)", BACKENDS
-    )
-    k: int = setting(5, "responses per prompt (K >= 2 for training; evaluation uses 1)")
-    temperature: float = setting(0.7, "sampling temperature; 0 means greedy decoding")
-    top_p: float = setting(0.9, "nucleus sampling mass")
-    max_new_tokens: int = setting(2048, "longest response, in tokens")
-    batch_size: int = setting(32, "sequences generated together")
-    seed: int = setting(0, "seed; the same seed and batch size give the same samples")
-    dtype: str = setting("auto", "weights' precision", ["auto", "float32", "bfloat16", "float16"])
-    device: str = setting("auto", "torch device: auto, cpu, cuda, cuda:1, ... (transformers)")
+    backend: str = declared("sample", "backend")
+    k: int = declared("sample", "k")
+    temperature: float = declared("sample", "temperature")
+    top_p: float = declared("sample", "top_p")
+    max_new_tokens: int = declared("sample", "max_new_tokens")
+    batch_size: int = declared("sample", "batch_size")
+    seed: int = declared("sample", "seed")
+    dtype: str = declared("sample", "dtype")
+    device: str = declared("sample", "device")
     tensor_parallel_size: int = setting(1, "GPUs one vLLM engine spans (vllm; 0 counts as 1)")
-    gpu_memory_utilization: float = setting(0.9, "share of each GPU's memory vLLM may use")
+    gpu_memory_utilization: float = declared("sample", "gpu_memory_utilization")
 
 
 def cut_at_stop(tokens: list[int], stops: set[int]) -> tuple[list[int], str]:

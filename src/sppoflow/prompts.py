@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from sppoflow.cli import setting
+from sppoflow.cli import declared
 from sppoflow.errors import UserError, first_line
 from sppoflow.sources import is_hub_id
 
@@ -32,12 +32,10 @@ READERS = {
 
 @dataclass
 class PoolSettings:
-    column: str = setting("prompt", "column that holds the prompt text")
-    split: str = setting("train", "split to read when a source is a dataset id or folder")
-    n_eval: int = setting(
-        64, "held-out evaluation prompts (taken from the sources if no eval source)"
-    )
-    seed: int = setting(0, "seed of the shuffle that assigns prompts to splits and rounds")
+    column: str = declared("prompts", "column")
+    split: str = declared("prompts", "split")
+    n_eval: int = declared("prompts", "n_eval")
+    seed: int = declared("prompts", "seed")
 
 
 def normalise(text: str) -> str:

@@ -18,7 +18,7 @@ rule aggregate:
         mem_mb=4000,
         runtime=30,
     params:
-        args=aggregate_args,
+        args=ARGS.aggregate,
         script=script("aggregate"),
     shell:
         "python {params.script} --samples {input.samples} --preferences {input.preferences}"

@@ -3,7 +3,7 @@
 # shards > 1, eval_generate is sharded like sample.
 
 
-rule eval_generate:
+use rule sample as eval_generate with:
     input:
         model="results/{chain}iter{it}/model",
         prompts="results/prompts/eval.parquet",
@@ -15,50 +15,31 @@ rule eval_generate:
         job_file("results/{chain}iter{it}/benchmarks/eval_generate.tsv")
     conda:
         generation_env("evaluate")
-    threads: 8
     resources:
-        **placement("evaluate"),
-        gpu=gpus("evaluate"),
-        mem_mb=mem_mb("evaluate"),
-        runtime=runtime("evaluate"),
+        **gpu_job("evaluate"),
     params:
-        cpu_threads=CPU_THREADS,
-        args=eval_generate_args,
-        shard=shard_flags,
-        with_gpus=script("with_gpus"),
-        python=generation_python,
-        script=script("sample"),
-    shell:
-        "exec python {params.with_gpus} {resources.gpu} -- {params.python} {params.script}"
-        " --model {input.model} --prompts {input.prompts} --out {output} {params.args}"
-        " {params.shard} --tensor-parallel-size {resources.gpu}"
-        " --threads {threads} {params.cpu_threads} > {log} 2>&1"
+        args=ARGS.eval_generate,
 
 
 if SHARDS > 1:
 
-    rule gather_eval_responses:
+    # localrule is not inherited by a use rule
+    use rule gather_samples as gather_eval_responses with:
         input:
-            prompts="results/prompts/eval.parquet",
+            expected="results/prompts/eval.parquet",
             shards=shard_files("eval_responses"),
         output:
             "results/{chain}iter{it}/eval/responses.parquet",
+        localrule: True
         log:
             "results/{chain}iter{it}/logs/gather_eval_responses.log",
         benchmark:
             "results/{chain}iter{it}/benchmarks/gather_eval_responses.tsv"
-        localrule: True
-        conda:
-            "../../envs/data.yaml"
-        threads: 1
         resources:
             mem_mb=4000,
             runtime=30,
         params:
-            script=script("gather"),
-        shell:
-            "python {params.script} samples {input.shards} --prompts {input.prompts}"
-            " --k 1 --out {output} > {log} 2>&1"
+            table="samples --k 1",
 
 
 rule evaluate:
@@ -66,7 +47,7 @@ rule evaluate:
         responses="results/{chain}iter{it}/eval/responses.parquet",
         base="results/iter0/eval/responses.parquet",
         previous=previous_eval_responses,
-        judges=evaluation_judge_records(),
+        judges=ARGS.evaluation_judge_records(),
     output:
         judgements="results/{chain}iter{it}/eval/judgements.parquet",
         metrics="results/{chain}iter{it}/eval/metrics.json",
@@ -80,23 +61,19 @@ rule evaluate:
         "../../envs/torch.yaml"
     threads: 8
     resources:
-        **placement("evaluate"),
-        gpu=gpus("evaluate"),
-        mem_mb=mem_mb("evaluate"),
-        runtime=runtime("evaluate"),
+        **gpu_job("evaluate"),
     params:
-        cpu_threads=CPU_THREADS,
-        args=evaluate_judge_args,
-        judged_by=judged_by,
-        method=method_name,
-        with_gpus=script("with_gpus"),
+        cpu_threads=ARGS.cpu_threads,
+        args=ARGS.evaluate_judges,
+        judged_by=ARGS.judged_by,
+        method=ARGS.method_name,
         script=script("evaluate"),
     shell:
-        "exec python {params.with_gpus} {resources.gpu} -- python {params.script}"
-        " --round {wildcards.it} --method {params.method} --responses {input.responses}"
-        " --base {input.base} --previous {input.previous} --judgements {output.judgements}"
-        " --metrics {output.metrics} {params.args}"
-        " --threads {threads} {params.cpu_threads} > {log} 2>&1"
+        on_gpus(
+            "python {params.script} --round {wildcards.it} --method {params.method}"
+            " --responses {input.responses} --base {input.base} --previous {input.previous}"
+            " --judgements {output.judgements} --metrics {output.metrics} {params.args}"
+        )
 
 
 # Methods side by side: the final rounds of every two methods, judged against each other by
@@ -108,7 +85,7 @@ if SIDE_BY_SIDE:
             responses=method_files(
                 "results/{chain}iter{it}/eval/responses.parquet", [ROUNDS[-1]]
             ),
-            judges=evaluation_judge_records(),
+            judges=ARGS.evaluation_judge_records(),
         output:
             judgements="results/methods/head_to_head/judgements.parquet",
             metrics="results/methods/head_to_head/metrics.json",
@@ -120,20 +97,17 @@ if SIDE_BY_SIDE:
             "../../envs/torch.yaml"
         threads: 8
         resources:
-            **placement("evaluate"),
-            gpu=gpus("evaluate"),
-            mem_mb=mem_mb("evaluate"),
-            runtime=runtime("evaluate"),
+            **gpu_job("evaluate"),
         params:
-            cpu_threads=CPU_THREADS,
-            args=evaluate_judge_args,
-            judged_by=judged_by,
-            methods=" ".join(m.name for m in METHODS),
+            cpu_threads=ARGS.cpu_threads,
+            args=ARGS.evaluate_judges,
+            judged_by=ARGS.judged_by,
+            methods=ARGS.method_names(),
             round=ROUNDS[-1],
-            with_gpus=script("with_gpus"),
             script=script("head_to_head"),
         shell:
-            "exec python {params.with_gpus} {resources.gpu} -- python {params.script}"
-            " --methods {params.methods} --responses {input.responses} --round {params.round}"
-            " --judgements {output.judgements} --metrics {output.metrics} {params.args}"
-            " --threads {threads} {params.cpu_threads} > {log} 2>&1"
+            on_gpus(
+                "python {params.script} --methods {params.methods} --responses {input.responses}"
+                " --round {params.round} --judgements {output.judgements}"
+                " --metrics {output.metrics} {params.args}"
+            )

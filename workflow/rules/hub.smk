@@ -20,7 +20,7 @@ rule fetch_model:
         mem_mb=2000,
         runtime=120,
     params:
-        args=fetch_args,
+        args=ARGS.fetch,
         script=script("fetch"),
         hub=HUB_ACCESS,
     shell:

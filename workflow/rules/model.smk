@@ -11,12 +11,12 @@ rule base_model:
         "../../envs/torch.yaml"
     threads: 4
     resources:
-        **placement(),
-        mem_mb=mem_mb("sample"),  # the whole model in fp32
+        **placement(0),
+        mem_mb=config["resources"]["sample"]["mem_mb"],  # the whole model in fp32
         runtime=60,
     params:
-        cpu_threads=CPU_THREADS,
-        args=base_model_args,
+        cpu_threads=ARGS.cpu_threads,
+        args=ARGS.base_model,
         script=script("base_model"),
     shell:
         "python {params.script} {params.args} --threads {threads} {params.cpu_threads}"

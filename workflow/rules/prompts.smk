@@ -20,7 +20,7 @@ rule prompt_pool:
         mem_mb=4000,
         runtime=30,
     params:
-        args=pool_args,
+        args=ARGS.pool,
         script=script("prompts"),
         hub=HUB_ACCESS,
     shell:
@@ -45,7 +45,7 @@ rule round_prompts:
         mem_mb=2000,
         runtime=10,
     params:
-        args=round_prompts_args,
+        args=ARGS.round_prompts,
         script=script("prompts"),
     shell:
         "python {params.script} round --pool {input} {params.args} --out {output} > {log} 2>&1"

@@ -5,8 +5,8 @@
 rule round_figures:
     input:
         log="results/{chain}iter{it}/train_log.csv",
-        pairs=round_pairs,
-        stats=round_stats,
+        pairs=sampled("pairs.parquet"),
+        stats=sampled("aggregate_stats.parquet"),
     output:
         training=report(
             "results/{chain}iter{it}/report/training.png",
@@ -106,7 +106,7 @@ rule report_figures:
         runtime=10,
     params:
         script=script("report"),
-        config=report_config,
+        config=ARGS.report_config,
         head_to_head=head_to_head_flag,
     shell:
         "python {params.script} summary --metrics {input.metrics}"
@@ -164,7 +164,7 @@ rule export_alpaca_eval:
         runtime=10,
     params:
         script=script("export"),
-        generator=alpaca_generator,
+        generator=ARGS.alpaca_generator,
     shell:
         "python {params.script} alpaca --responses {input} --generator {params.generator}"
         " --out {output} > {log} 2>&1"
@@ -190,6 +190,6 @@ rule duckdb_views:
         runtime=10,
     params:
         script=script("export"),
-        methods=" ".join(m.name for m in METHODS),
+        methods=ARGS.method_names(),
     shell:
         "python {params.script} duckdb --out {output} --methods {params.methods} > {log} 2>&1"

@@ -16,29 +16,27 @@ rule sample:
         generation_env("sample")
     threads: 8
     resources:
-        **placement("sample"),
-        gpu=gpus("sample"),
-        mem_mb=mem_mb("sample"),
-        runtime=runtime("sample"),
+        **gpu_job("sample"),
     params:
-        cpu_threads=CPU_THREADS,
-        args=sample_args,
+        cpu_threads=ARGS.cpu_threads,
+        args=ARGS.sample,
         shard=shard_flags,
-        with_gpus=script("with_gpus"),
-        python=generation_python,
+        python=ARGS.generation_python,
         script=script("sample"),
     shell:
-        "exec python {params.with_gpus} {resources.gpu} -- {params.python} {params.script}"
-        " --model {input.model} --prompts {input.prompts} --out {output} {params.args}"
-        " {params.shard} --tensor-parallel-size {resources.gpu}"
-        " --threads {threads} {params.cpu_threads} > {log} 2>&1"
+        on_gpus(
+            "{params.python} {params.script} --model {input.model} --prompts {input.prompts}"
+            " --out {output} {params.args} {params.shard} --tensor-parallel-size {resources.gpu}"
+        )
 
 
+# The shards of a sharded stage joined into the table one job would write, and checked (no row
+# missing, none twice), on the submit host; eval_generate's and score's are this rule too.
 if SHARDS > 1:
 
     rule gather_samples:
         input:
-            prompts="results/prompts/train_iter{it}.parquet",
+            expected="results/prompts/train_iter{it}.parquet",
             shards=shard_files("samples"),
         output:
             "results/{chain}iter{it}/samples.parquet",
@@ -54,8 +52,9 @@ if SHARDS > 1:
             mem_mb=8000,
             runtime=30,
         params:
-            k=config["sample"]["k"],
+            table=f"samples --k {config['sample']['k']}",
+            expected="--prompts",
             script=script("gather"),
         shell:
-            "python {params.script} samples {input.shards} --prompts {input.prompts}"
-            " --k {params.k} --out {output} > {log} 2>&1"
+            "python {params.script} {params.table} {input.shards}"
+            " {params.expected} {input.expected} --out {output} > {log} 2>&1"

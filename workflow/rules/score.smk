@@ -18,44 +18,34 @@ rule score:
         "../../envs/torch.yaml"
     threads: 8
     resources:
-        **placement("score"),
-        gpu=gpus("score"),
-        mem_mb=mem_mb("score"),
-        runtime=runtime("score"),
+        **gpu_job("score"),
     params:
-        cpu_threads=CPU_THREADS,
-        args=judge_args,
-        run_only=judge_run_only_args,
+        cpu_threads=ARGS.cpu_threads,
+        args=ARGS.judge,
+        run_only=ARGS.judge_run_only,
         shard=shard_flags,
-        with_gpus=script("with_gpus"),
         script=script("score"),
     shell:
-        "exec python {params.with_gpus} {resources.gpu} -- python {params.script}"
-        " --samples {input.samples} --out {output} {params.args} {params.run_only} {params.shard}"
-        " --threads {threads} {params.cpu_threads} > {log} 2>&1"
+        on_gpus(
+            "python {params.script} --samples {input.samples} --out {output}"
+            " {params.args} {params.run_only} {params.shard}"
+        )
 
 
 if SHARDS > 1:
 
-    rule gather_preferences:
+    # localrule is not inherited by a use rule
+    use rule gather_samples as gather_preferences with:
         input:
-            samples="results/{chain}iter{it}/samples.parquet",
+            expected="results/{chain}iter{it}/samples.parquet",
             shards=shard_files("preferences"),
         output:
             "results/{chain}iter{it}/preferences.parquet",
+        localrule: True
         log:
             "results/{chain}iter{it}/logs/gather_preferences.log",
         benchmark:
             "results/{chain}iter{it}/benchmarks/gather_preferences.tsv"
-        localrule: True
-        conda:
-            "../../envs/data.yaml"
-        threads: 1
-        resources:
-            mem_mb=8000,
-            runtime=30,
         params:
-            script=script("gather"),
-        shell:
-            "python {params.script} preferences {input.shards} --samples {input.samples}"
-            " --out {output} > {log} 2>&1"
+            table="preferences",
+            expected="--samples",

@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass, replace
 
-from sppoflow.cli import setting
+from sppoflow.cli import declared
 from sppoflow.errors import UserError, check_choice
 from sppoflow.preference.base import (
     Comparison,
@@ -40,31 +40,20 @@ __all__ = [
 
 @dataclass
 class JudgeSettings:
-    backend: str = setting("relevance", "preference model family", list(BACKENDS))
-    model: str = setting(
-        "embedded:all-minilm-l6-v2", "judge model: embedded:<name>, a local folder or a hub id"
-    )
-    revision: str | None = setting(None, "hub revision of the judge model")
-    tau: float | None = setting(
-        None, "pointwise judges: P = sigmoid((r_i - r_j) / tau); none: the backend's default"
-    )
-    batch_size: int = setting(32, "most sequences per forward pass")
-    max_batch_tokens: int | None = setting(
-        None,
-        "most padded tokens per pass; none: 16384 on GPUs, one sequence on CPUs (relevance 4096)",
-    )
-    max_length: int | None = setting(None, "longest input in tokens; none: the backend's default")
-    prompts_per_chunk: int = setting(
-        256, "score stage: prompts judged together; a chunk is the unit of work of a shard"
-    )
-    template: str | None = setting(
-        None, "llm_judge: prompt template file with {instruction}, {response_a}, {response_b}"
-    )
-    verdict_a: str = setting("A", "llm_judge: the token that means the first response is better")
-    verdict_b: str = setting("B", "llm_judge: the token that means the second response is better")
-    dtype: str = setting("auto", "precision", ["auto", "float32", "bfloat16", "float16"])
-    device: str = setting("auto", "torch device: auto, cpu, cuda, ...")
-    trust_remote_code: bool = setting(False, "run the judge model's own code (auto_map)")
+    backend: str = declared("judge", "backend")
+    model: str = declared("judge", "model")
+    revision: str | None = declared("judge", "revision")
+    tau: float | None = declared("judge", "tau")
+    batch_size: int = declared("judge", "batch_size")
+    max_batch_tokens: int | None = declared("judge", "max_batch_tokens")
+    max_length: int | None = declared("judge", "max_length")
+    prompts_per_chunk: int = declared("judge", "prompts_per_chunk")
+    template: str | None = declared("judge", "template")
+    verdict_a: str = declared("judge", "verdict_a")
+    verdict_b: str = declared("judge", "verdict_b")
+    dtype: str = declared("judge", "dtype")
+    device: str = declared("judge", "device")
+    trust_remote_code: bool = declared("judge", "trust_remote_code")
 
 
 def build_judge(settings: JudgeSettings) -> PreferenceModel:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sppoflow.cli import setting
+from sppoflow.cli import declared
 from sppoflow.errors import UserError, check_choice
 from sppoflow.tracking import REPORT_TO, REPORTERS
 
@@ -20,57 +20,43 @@ PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 SAVE_DTYPES = ("auto", "float32", "bfloat16", "float16")
 
 
+def lora_flag_names(lora: dict) -> dict:
+    """Config section train.lora as TrainSettings' fields: ``enabled`` is ``lora``, every
+    other key ``lora_<key>``."""
+    return {("lora" if k == "enabled" else f"lora_{k}"): v for k, v in lora.items()}
+
+
 @dataclass
 class TrainSettings:
-    loss: str = setting("sppo", "SPPO variant, or a baseline: dpo, ipo", LOSSES)
-    pairs: str = setting(
-        "winner_loser", "train the winner/loser pair or all K responses", PAIR_MODES
-    )
-    eta: float = setting(1000.0, "eta of the SPPO target eta * (P - 1/2); beta = 1/eta")
-    beta: float | None = setting(
-        None, "SPPO: beta = 1/eta, when set it fixes eta; dpo: DPO's beta (required)"
-    )
-    tau: float | None = setting(None, "ipo: IPO's tau, target margin 1/(2 tau) (required)")
-    optimizer: str = setting("rmsprop", "optimizer", list(OPTIMIZERS))
-    learning_rate: float = setting(5e-7, "peak learning rate")
-    lr_scheduler: str = setting("linear", "learning-rate schedule after warmup", SCHEDULERS)
-    warmup_ratio: float = setting(0.1, "share of the steps spent warming up")
-    weight_decay: float = setting(0.0, "weight decay (AdamW)")
-    max_grad_norm: float = setting(1.0, "gradient clipping norm; 0 disables it")
-    epochs: float = setting(1.0, "passes over the round's data")
-    batch_size: int = setting(8, "prompts per device per step")
-    gradient_accumulation_steps: int = setting(1, "micro-batches per optimizer step")
-    global_batch_size: int | None = setting(
-        None, "prompts per optimizer step over all processes; sets the accumulation steps"
-    )
-    max_length: int = setting(1024, "longest prompt + response, in tokens")
-    max_prompt_length: int = setting(512, "longest prompt (cut from the left), in tokens")
-    gradient_checkpointing: bool = setting(False, "recompute activations to save memory")
-    precision: str = setting(
-        "auto", "auto: bf16 autocast over fp32 weights where supported", PRECISIONS
-    )
-    save_dtype: str = setting(
-        "float32",
-        "precision of the trained model on disk; auto: that of the round's starting model",
-        SAVE_DTYPES,
-    )
-    checkpoint_steps: int = setting(0, "save a resumable checkpoint every N steps; 0: never")
-    report_to: list[str] = setting(  # noqa: RUF009 (a default_factory field)
-        ["auto"],
-        "where the step metrics go: auto (tensorboard where installed), none, or tensorboard "
-        "and/or wandb",
-        REPORT_TO,
-    )
-    seed: int = setting(42, "seed of shuffling and initialisation")
-    device: str = setting("auto", "auto, cpu or cuda (multi-GPU: use accelerate launch)")
-    lora: bool = setting(False, "train LoRA adapters (PEFT) only; merged into the saved model")
-    lora_r: int = setting(16, "LoRA rank")
-    lora_alpha: float = setting(32.0, "LoRA scaling numerator (scale = alpha / r)")
-    lora_dropout: float = setting(0.0, "dropout on the adapters' input")
-    lora_target_modules: list[str] = setting(  # noqa: RUF009 (a default_factory field)
-        ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
-        "linear layers that get adapters",
-    )
+    loss: str = declared("train", "loss")
+    pairs: str = declared("train", "pairs")
+    eta: float = declared("train", "eta")
+    beta: float | None = declared("train", "beta")
+    tau: float | None = declared("train", "tau")
+    optimizer: str = declared("train", "optimizer")
+    learning_rate: float = declared("train", "learning_rate")
+    lr_scheduler: str = declared("train", "lr_scheduler")
+    warmup_ratio: float = declared("train", "warmup_ratio")
+    weight_decay: float = declared("train", "weight_decay")
+    max_grad_norm: float = declared("train", "max_grad_norm")
+    epochs: float = declared("train", "epochs")
+    batch_size: int = declared("train", "batch_size")
+    gradient_accumulation_steps: int = declared("train", "gradient_accumulation_steps")
+    global_batch_size: int | None = declared("train", "global_batch_size")
+    max_length: int = declared("train", "max_length")
+    max_prompt_length: int = declared("train", "max_prompt_length")
+    gradient_checkpointing: bool = declared("train", "gradient_checkpointing")
+    precision: str = declared("train", "precision")
+    save_dtype: str = declared("train", "save_dtype")
+    checkpoint_steps: int = declared("train", "checkpoint_steps")
+    report_to: list[str] = declared("train", "report_to", listed=True, choices=REPORT_TO)  # noqa: RUF009 (a default_factory field)
+    seed: int = declared("train", "seed")
+    device: str = declared("train", "device")
+    lora: bool = declared("train", "lora", "enabled")
+    lora_r: int = declared("train", "lora", "r")
+    lora_alpha: float = declared("train", "lora", "alpha")
+    lora_dropout: float = declared("train", "lora", "dropout")
+    lora_target_modules: list[str] = declared("train", "lora", "target_modules")  # noqa: RUF009 (a default_factory field)
 
     def resolved_eta(self) -> float:
         if self.loss in MARGIN_LOSSES:

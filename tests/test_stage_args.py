@@ -1,0 +1,154 @@
+"""The flags each rule passes its stage script (sppoflow.workflow.stage_args), in process: every
+config setting reaches its stage's settings through them, and run-only settings stay out of
+what decides a rerun."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import json
+import shlex
+import sys
+from types import SimpleNamespace
+
+import pytest
+import yaml
+
+from conftest import ROOT, SCRIPTS
+from sppoflow.cli import settings_from
+from sppoflow.config import run_only_settings, validate
+from sppoflow.generation import SamplingSettings
+from sppoflow.preference import JudgeSettings
+from sppoflow.training.settings import TrainSettings
+from sppoflow.workflow import layout
+from sppoflow.workflow.stage_args import StageArgs, Unrecorded, flags, round_seed
+
+DEFAULT = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+COMPARE = yaml.safe_load((ROOT / "config" / "compare.yaml").read_text())
+
+
+def stage_parser(name: str):
+    if str(SCRIPTS) not in sys.path:
+        sys.path.append(str(SCRIPTS))  # the scripts' own _bootstrap
+    spec = importlib.util.spec_from_file_location(f"stage_{name}", SCRIPTS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.build_parser()
+
+
+def parsed(name: str, *texts) -> SimpleNamespace:
+    """The stage script's own parser reading what the rule passes (plus its required paths)."""
+    required = {
+        "sample": "--model m --prompts p --out o",
+        "score": "--samples s --out o",
+        "train": "--model m --samples s --pairs-table p --win-rates w --out o --log l "
+        "--state-dir d",
+        "aggregate": "--samples s --preferences p --win-rates w --pairs p2 --stats s2",
+    }[name]
+    return stage_parser(name).parse_args(shlex.split(" ".join([required, *map(str, texts)])))
+
+
+def job(it=1, chain=""):
+    return SimpleNamespace(it=str(it), chain=chain)
+
+
+@pytest.fixture(scope="module")
+def args():
+    return StageArgs(validate(DEFAULT), run_group="demo")
+
+
+def test_flags_write_each_kind_of_value_as_argparse_reads_it():
+    text = flags(
+        {"a_b": 1, "on": True, "off": False, "none": None, "names": ["x", "y z"], "empty": []}
+    )
+    assert text == "--a-b 1 --on --no-off --names x 'y z'"
+    assert flags({"a": 1, "b": 2}, skip=("a",)) == "--b 2"
+
+
+def test_each_round_samples_with_its_own_seed(args):
+    assert round_seed(0, "3") == 3000
+    seeds = {parsed("sample", args.sample(job(it))).seed for it in (1, 2, 3)}
+    assert seeds == {1000, 2000, 3000}
+
+
+def test_every_sample_setting_reaches_the_sampling_settings(args):
+    config = args.config
+    settings = settings_from(SamplingSettings, parsed("sample", args.sample(job(2))))
+    for field in dataclasses.fields(SamplingSettings):
+        if field.name in config["sample"] and field.name != "seed":
+            assert getattr(settings, field.name) == config["sample"][field.name], field.name
+    evaluation = settings_from(SamplingSettings, parsed("sample", args.eval_generate(job(2))))
+    assert evaluation.k == 1 and evaluation.seed == config["evaluate"]["seed"]
+    assert evaluation.backend == config["sample"]["backend"]
+
+
+def test_every_judge_setting_is_passed_once_and_only_run_only_ones_are_unrecorded(args):
+    judge = args.config["judge"]
+    recorded, run_only = args.judge(job()), args.judge_run_only(job())
+    assert isinstance(run_only, Unrecorded) and not isinstance(recorded, Unrecorded)
+    settings = settings_from(JudgeSettings, parsed("score", recorded, run_only))
+    for key, value in judge.items():
+        assert getattr(settings, key) == value, key
+    for key in run_only_settings()["judge"]:
+        flag = f"--{key.replace('_', '-')}"
+        assert flag not in recorded and (judge[key] is None or flag in str(run_only))
+
+
+def test_train_flags_hold_the_lora_settings_and_leave_run_only_ones_unrecorded(args):
+    config = {**DEFAULT, "train": {**DEFAULT["train"], "lora": {"enabled": True, "r": 4}}}
+    args = StageArgs(validate(config), run_group="demo")
+    recorded, run_only = args.train(job()), args.train_run_only(job())
+    assert "--checkpoint-steps" not in recorded and "--checkpoint-steps 0" in str(run_only)
+    assert "--accelerate-config" not in recorded and args.train_launch(job()) == ""
+    namespace = parsed("train", recorded, run_only)
+    settings = settings_from(TrainSettings, namespace)
+    assert settings.lora and settings.lora_r == 4
+    assert settings.learning_rate == config["train"]["learning_rate"]
+    assert namespace.system_prompt is None
+
+
+def test_tracking_names_the_round_and_its_folder_without_a_rerun(args):
+    tracking = args.tracking(job(2))
+    assert isinstance(tracking, Unrecorded)
+    assert f"--tracking-dir {layout.tracking_dir('', 2)}" in str(tracking)
+    assert "--run-group demo" in str(tracking) and "--run-name" not in str(tracking)
+
+
+def test_methods_side_by_side_get_their_own_train_settings_and_names():
+    args = StageArgs(validate({**DEFAULT, **COMPARE}), run_group="demo")
+    assert args.side_by_side and args.method_names() == "sppo dpo ipo"
+    dpo = job(2, layout.chain("dpo", side_by_side=True))
+    assert args.method_name(dpo) == "dpo"
+    assert "--loss dpo" in args.train(dpo) and "--run-name dpo-iter2" in str(args.tracking(dpo))
+    assert args.alpaca_generator(job(0)) == "base-iter0"
+    assert args.alpaca_generator(dpo) == "dpo-iter2"
+
+
+def test_the_evaluation_judges_and_what_decides_their_rerun(args):
+    judges = json.loads(shlex.split(str(args.evaluate_judges()))[1])
+    assert list(judges) == ["training"] and "prompts_per_chunk" not in judges["training"]
+    decided = json.loads(args.judged_by())
+    assert "batch_size" not in decided["training"] and "model" in decided["training"]
+    assert args.evaluation_judge_records() == ["results/hub/judge.json"]
+
+
+def test_the_report_shows_the_recorded_config_with_its_rounds(args):
+    shown = json.loads(shlex.split(args.report_config())[0])
+    assert shown["rounds"] == 3 and "resources" not in shown and "shards" not in shown
+    assert "checkpoint_steps" not in shown["train"]
+
+
+def test_aggregate_and_prompt_flags(args):
+    aggregate = parsed("aggregate", args.aggregate(job(2)))
+    assert aggregate.round == 2 and aggregate.min_spread == DEFAULT["aggregate"]["min_spread"]
+    assert args.round_prompts(job(3)) == "--round 3 --n-per-round 64"
+    assert "--n-per-round" not in args.pool()
+
+
+def test_layout_of_rounds_and_shards():
+    chain = layout.chain("ipo", side_by_side=True)
+    assert layout.round_dir(chain, 0) == "results/iter0"
+    assert layout.sampling_dir(chain, 1) == "results/iter1"
+    assert layout.sampling_dir(chain, 2) == "results/methods/ipo/iter2"
+    assert layout.job_file("a/logs/sample.log", 1) == "a/logs/sample.log"
+    assert layout.job_file("a/logs/sample.log", 4) == "a/logs/sample.{shard}-of-4.log"
