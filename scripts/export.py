@@ -25,9 +25,7 @@ def alpaca(args) -> None:
 
 
 def database(args) -> None:
-    methods = args.methods
-    chains = [f"methods/{m}/" if len(methods) > 1 else "" for m in methods]
-    views = write_database(Path(args.out), methods=list(zip(methods, chains, strict=True)))
+    views = write_database(Path(args.out), methods=args.methods)
     print(f"{args.out}: views {', '.join(views)}")
 
 

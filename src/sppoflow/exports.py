@@ -20,6 +20,7 @@ import pandas as pd
 from sppoflow import provenance
 from sppoflow.errors import UserError
 from sppoflow.tables import SAMPLES, read_table, write_text_atomically
+from sppoflow.workflow import layout
 
 # view name -> (file under a round's folder, the rounds that every method shares when methods
 # run side by side: round 0 is the base model, round 1 samples it for every method)
@@ -33,7 +34,7 @@ VIEWS = {
     "eval_judgements": ("eval/judgements.parquet", ()),
     "train_log": ("train_log.csv", ()),
 }
-HEAD_TO_HEAD = "results/methods/head_to_head/judgements.parquet"
+HEAD_TO_HEAD = f"{layout.HEAD_TO_HEAD}/judgements.parquet"
 # the last iter<t>/ of the path (a method may be named iter5)
 ROUND_FROM_PATH = "CAST(regexp_extract(filename, '.*iter(\\d+)/', 1) AS INTEGER)"
 NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]*$")
@@ -72,16 +73,6 @@ def view_sql(db, name: str, parts: list[tuple[str, list[str]]]) -> str:
     return f"CREATE OR REPLACE VIEW {name} AS " + " UNION ALL BY NAME ".join(selects)
 
 
-def view_parts(file: str, shared_rounds: tuple, methods: list[tuple[str, str]]):
-    """(pattern, methods) for a view's file: a single method's rounds all under results/;
-    side by side, the shared rounds there (every method's) and each method's own folder."""
-    if len(methods) == 1:
-        return [(f"results/iter*/{file}", [methods[0][0]])]
-    names = [name for name, _ in methods]
-    parts = [(f"results/iter{r}/{file}", names) for r in shared_rounds]
-    return parts + [(f"results/{chain}iter*/{file}", [name]) for name, chain in methods]
-
-
 # Where the provenance records lie (sppoflow.provenance): in every parquet output's metadata,
 # and in each model folder's provenance.json.
 PROVENANCE_SOURCES = {
@@ -101,7 +92,7 @@ def provenance_sql(patterns: list[str]) -> str:
     records = " UNION ALL ".join(PROVENANCE_SOURCES[p].format(pattern=p, key=key) for p in patterns)
     return (
         "CREATE OR REPLACE VIEW provenance AS "
-        "SELECT file, nullif(regexp_extract(file, 'methods/([^/]+)/', 1), '') AS method, "
+        f"SELECT file, nullif(regexp_extract(file, '{layout.METHOD_IN_PATH}', 1), '') AS method, "
         "TRY_CAST(coalesce(nullif(regexp_extract(file, '.*iter(\\d+)/', 1), ''), "
         "regexp_extract(file, '_iter(\\d+)\\.parquet$', 1)) AS INTEGER) AS round, "
         "record->>'stage' AS stage, record->>'config_sha256' AS config_sha256, "
@@ -112,15 +103,16 @@ def provenance_sql(patterns: list[str]) -> str:
 
 
 def write_database(
-    out: Path, workdir: Path = Path("."), methods: list[tuple[str, str]] | None = None
+    out: Path, workdir: Path = Path("."), methods: list[str] | None = None
 ) -> list[str]:
-    """Create the views (those whose files exist) and return their names. ``methods`` are
-    (name, chain) pairs: a chain is the folder prefix of the method's rounds under results/
-    ("" for a single method, "methods/<name>/" side by side); default one method, "sppo"."""
-    methods = methods or [("sppo", "")]
-    for name, chain in methods:
-        if not NAME.match(name) or chain not in ("", f"methods/{name}/"):
-            raise UserError(f"not a method name and folder: {name!r}, {chain!r}")
+    """Create the views (those whose files exist) and return their names. ``methods``: the
+    run's method names (default one, "sppo"); several lie side by side, each under its chain
+    (sppoflow.workflow.layout)."""
+    methods = methods or ["sppo"]
+    for name in methods:
+        if not NAME.match(name):
+            raise UserError(f"not a method name: {name!r}")
+    chains = [(name, layout.chain(name, len(methods) > 1)) for name in methods]
     partial = out.with_name(out.name + ".partial")
     partial.unlink(missing_ok=True)
     made: list[str] = []
@@ -128,7 +120,7 @@ def write_database(
         for name, (file, shared_rounds) in VIEWS.items():
             parts = [
                 (pattern, owners)
-                for pattern, owners in view_parts(file, shared_rounds, methods)
+                for pattern, owners in layout.round_file_globs(file, shared_rounds, chains)
                 if list(workdir.glob(pattern))
             ]
             if parts:

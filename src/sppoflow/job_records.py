@@ -12,9 +12,10 @@ from pathlib import Path
 import pandas as pd
 
 from sppoflow.errors import UserError
+from sppoflow.workflow import layout
 
 ROUND = re.compile(r".*iter(\d+)")  # the last iter<t> of a path
-METHOD = re.compile(r"methods/([^/]+)/")
+METHOD = re.compile(layout.METHOD_IN_PATH)
 SHARD = re.compile(r"(_shard\d+|\.\d+-of-\d+)$")  # a shard's file: sample.0-of-2.tsv
 # the line sppoflow.throughput logs: "<work>: <amount> <unit> in <s> s: <rate> <unit>/s (<what>)"
 RATE_LINE = re.compile(

@@ -13,6 +13,8 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass
 
+from sppoflow.workflow import layout
+
 
 @dataclass(frozen=True)
 class Method:
@@ -42,7 +44,7 @@ def methods(config: dict) -> list[Method]:
         Method(
             m["name"],
             _merged(config["train"], m.get("train", {})),
-            f"methods/{m['name']}/" if side_by_side else "",
+            layout.chain(m["name"], side_by_side),
         )
         for m in listed
     ]

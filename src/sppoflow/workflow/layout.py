@@ -15,6 +15,8 @@ SHARED_SAMPLING = f"{RESULTS}/iter1"
 HEAD_TO_HEAD = f"{RESULTS}/methods/head_to_head"
 # A Snakemake wildcard pattern of a chain: "" or "methods/<name>/"
 CHAIN_PATTERN = r"(|methods/[A-Za-z][A-Za-z0-9_.-]*/)"
+# A regular expression whose group 1 is the method of a path under a chain (DuckDB and Python)
+METHOD_IN_PATH = r"methods/([^/]+)/"
 
 
 def chain(method: str, side_by_side: bool) -> str:
@@ -30,6 +32,12 @@ def round_dir(chain: str, it: int | str) -> str:
 def sampling_dir(chain: str, it: int | str) -> str:
     """Where a round's samples, preferences and pairs live: round 1's are every chain's."""
     return SHARED_SAMPLING if int(it) == 1 else round_dir(chain, it)
+
+
+def hub_record(role: str) -> str:
+    """What rule fetch_model records of the model of ``role`` (policy, judge or
+    eval_judge_<name>): where it lies in the hub cache."""
+    return f"{RESULTS}/hub/{role}.json"
 
 
 def tracking_dir(chain: str, it: int | str) -> str:

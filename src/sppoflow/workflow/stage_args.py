@@ -224,8 +224,9 @@ class StageArgs:
     def evaluation_judge_records(self) -> list[str]:
         """The hub records (rule fetch_model) of the evaluation judges' models."""
         evaluate = self.config["evaluate"]
-        records = ["results/hub/judge.json"] if evaluate["training_judge"] else []
-        return records + [f"results/hub/eval_judge_{j['name']}.json" for j in evaluate["judges"]]
+        roles = ["judge"] if evaluate["training_judge"] else []
+        roles += [f"eval_judge_{judge['name']}" for judge in evaluate["judges"]]
+        return [layout.hub_record(role) for role in roles]
 
     def evaluate_judges(self, wildcards=None) -> Unrecorded:
         """--judges with every setting; unrecorded, since judged_by decides a rerun."""
