@@ -49,7 +49,7 @@ BAD_CONFIGS = [
     ({"sample": {"k": 1}}, "config error: sample.k: 1 is less than the minimum of 2"),
     ({"judge": {"backend": "oracle"}}, "config error: judge.backend: 'oracle' is not one of"),
     ({"train": {"loss": "kto"}}, "config error: train.loss: 'kto' is not one of"),
-    ({"train": {"loss": "dpo"}}, "config error: train.loss=dpo needs train.beta > 0"),
+    ({"train": {"loss": "dpo"}}, "config error: train.loss=dpo needs train.dpo_beta > 0"),
     (
         {"methods": [{"name": "sppo"}, {"name": "sppo", "train": {"eta": 5}}]},
         "config error: methods: the name 'sppo' is given twice",
@@ -60,7 +60,7 @@ BAD_CONFIGS = [
     ),
     (
         {"methods": [{"name": "sppo"}, {"name": "dpo", "train": {"loss": "dpo"}}]},
-        "config error: method dpo: train.loss=dpo needs train.beta > 0",
+        "config error: method dpo: train.loss=dpo needs train.dpo_beta > 0",
     ),
     (
         {"methods": [{"name": "a", "train": {"learning_rte": 1}}]},

@@ -79,9 +79,24 @@ def test_schema_and_stage_settings_agree(section, settings_type, skip):
     [
         *BAD_CONFIGS,
         ({"sampel": {"k": 3}}, "'sampel' was unexpected"),
-        ({"train": {"pairs": "all", "loss": "sppo_hard"}}, "train.pairs=all"),
+        ({"train": {"train_on": "all", "loss": "sppo_hard"}}, "train.train_on=all"),
         ({"rounds": 4, "prompts": {"per_round": ["a.jsonl"]}}, "lists 1 sources but rounds=4"),
-        ({"train": {"beta": 0}}, "train.beta: 0 is less than or equal to the minimum of 0"),
+        ({"train": {"dpo_beta": 0}}, "train.dpo_beta: 0 is less than or equal to the minimum of 0"),
+        ({"train": {"tau": 0.1}}, "train.tau was renamed to train.ipo_tau"),
+        (
+            {"train": {"beta": 0.001}},
+            "train.beta was renamed to train.dpo_beta (DPO's beta; SPPO's",
+        ),
+        ({"train": {"pairs": "all"}}, "train.pairs was renamed to train.train_on"),
+        ({"judge": {"tau": 0.05}}, "judge.tau was renamed to judge.temperature"),
+        (
+            {"methods": [{"name": "a"}, {"name": "dpo", "train": {"loss": "dpo", "beta": 0.1}}]},
+            "methods.1.train.beta was renamed to train.dpo_beta",
+        ),
+        (
+            {"evaluate": {"judges": [{"name": "rm", "tau": 1}]}},
+            "evaluate.judges.0.tau was renamed to judge.temperature",
+        ),
     ],
 )
 def test_bad_config_is_one_line_naming_the_key(config, message):
@@ -91,6 +106,7 @@ def test_bad_config_is_one_line_naming_the_key(config, message):
     assert "\n" not in str(error.value)
 
 
-def test_beta_sets_eta():
-    train = TrainSettings(eta=1000, beta=0.1)
-    assert train.resolved_eta() == pytest.approx(10)
+def test_each_loss_has_its_own_parameter():
+    assert TrainSettings(eta=1000).resolved_eta() == 1000
+    assert TrainSettings(loss="dpo", dpo_beta=0.3).reward_beta() == 0.3
+    assert TrainSettings(loss="ipo", ipo_tau=0.05).reward_beta() == 0.05

@@ -56,7 +56,7 @@ def test_confidence_interval_by_hand():
 def test_judge_against_and_summary():
     ours = responses(["long answer about cats", "same", "x"])
     base = responses(["short", "same", "a longer base answer"])
-    rows = judge_against(LengthScorer(tau=1.0), ours, base, "base").assign(judge="length")
+    rows = judge_against(LengthScorer(temperature=1.0), ours, base, "base").assign(judge="length")
     EVAL_JUDGEMENTS.check(rows, "judgements")
     assert rows.outcome.tolist() == [1.0, 0.5, 0.0]
     assert rows.overlap.iloc[0] == pytest.approx(2 / 4)  # about, cats of question, 0, about, cats
@@ -105,7 +105,7 @@ def test_objective_measures_by_hand():
 
 
 def test_every_judge_judges_every_opponent_and_the_first_leads(monkeypatch):
-    built = {"length": LengthScorer(tau=1.0), "brevity": BrevityScorer(tau=1.0)}
+    built = {"length": LengthScorer(temperature=1.0), "brevity": BrevityScorer(temperature=1.0)}
     monkeypatch.setattr(evaluation, "build_judge", lambda settings: built[settings.model])
     judges = {"training": JudgeSettings(model="length"), "second": JudgeSettings(model="brevity")}
     ours = responses(["long answer about cats", "x"])

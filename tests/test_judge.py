@@ -17,7 +17,7 @@ from sppoflow.scoring import score_samples
 
 @pytest.fixture(scope="module")
 def judge():
-    return build_judge(JudgeSettings(device="cpu", dtype="float32", tau=0.05))
+    return build_judge(JudgeSettings(device="cpu", dtype="float32", temperature=0.05))
 
 
 PROMPT = "How do I bake bread at home?"
@@ -104,7 +104,7 @@ class FirstPositionJudge(PairwisePreferenceModel):
 
 
 def test_pointwise_interface_compare_and_matrix():
-    scorer = LengthScorer(tau=2.0)
+    scorer = LengthScorer(temperature=2.0)
     comparison = scorer.compare(["q", "q"], ["aaaa", "a"], ["aa", "aa"])
     assert comparison.prob == pytest.approx(sigmoid(np.array([1.0, -0.5])))
     assert comparison.reward_a.tolist() == [4.0, 1.0]

@@ -48,7 +48,7 @@ def test_reward_model_round_trip_and_scores(reward_dir):
         direct = model(input_ids=ids).logits[0, 0].item()
     assert scores[1] == pytest.approx(direct, abs=1e-5)
     [L, _] = rm.logit_matrices(PROMPTS, RESPONSES)
-    assert L[0, 2] == pytest.approx(scores[0] - scores[2])  # tau 1: P = sigmoid(r_i - r_j)
+    assert L[0, 2] == pytest.approx(scores[0] - scores[2])  # temperature 1: P = sigmoid(r_i - r_j)
     assert np.allclose(L, -L.T)
 
 

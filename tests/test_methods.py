@@ -68,7 +68,7 @@ def test_lint_is_clean_with_methods_side_by_side(tmp_path):
     assert "Congratulations" in run.stdout + run.stderr
 
 
-TWO_METHODS = [{"name": "sppo"}, {"name": "dpo", "train": {"loss": "dpo", "beta": 0.5}}]
+TWO_METHODS = [{"name": "sppo"}, {"name": "dpo", "train": {"loss": "dpo", "dpo_beta": 0.5}}]
 
 
 @pytest.fixture(scope="module")

@@ -26,7 +26,7 @@ WORDS = [
 
 @pytest.fixture(scope="module")
 def judge():
-    return build_judge(JudgeSettings(device="cpu", dtype="float32", tau=0.05))
+    return build_judge(JudgeSettings(device="cpu", dtype="float32", temperature=0.05))
 
 
 def samples_file(folder, n_prompts=7, k=3, shuffle=False):

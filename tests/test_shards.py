@@ -61,7 +61,7 @@ def test_sample_shards_together_equal_one_job(tiny_model, shards):
 
 @pytest.fixture(scope="module")
 def judge():
-    return build_judge(JudgeSettings(device="cpu", dtype="float32", tau=0.05))
+    return build_judge(JudgeSettings(device="cpu", dtype="float32", temperature=0.05))
 
 
 def samples_table():

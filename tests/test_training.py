@@ -83,7 +83,9 @@ def test_examples_hold_winner_then_loser_and_truncate_prompts_from_the_left(embe
 
 def test_all_responses_mode_carries_every_response(embedded_tokenizer):
     samples, pairs, responses = round_tables(embedded_tokenizer)
-    examples = build_examples(embedded_tokenizer, samples, pairs, responses, settings(pairs="all"))
+    examples = build_examples(
+        embedded_tokenizer, samples, pairs, responses, settings(train_on="all")
+    )
     assert all(len(e["response_ids"]) == 3 for e in examples)
     assert all(sorted(e["role"]) == [-1, 0, 1] for e in examples)
 
@@ -126,14 +128,16 @@ def test_other_variants_train(tmp_path, tiny_model_dir, embedded_tokenizer, vari
         assert log.target_winner.tolist() == pytest.approx([5.0] * len(log))
 
 
-@pytest.mark.parametrize(("loss", "parameter"), [("dpo", {"beta": 0.5}), ("ipo", {"tau": 0.25})])
+@pytest.mark.parametrize(
+    ("loss", "parameter"), [("dpo", {"dpo_beta": 0.5}), ("ipo", {"ipo_tau": 0.25})]
+)
 def test_baselines_widen_the_margin_and_log_their_implicit_reward(
     tmp_path, tiny_model_dir, embedded_tokenizer, loss, parameter
 ):
     out, log = run_training(
         tmp_path, tiny_model_dir, embedded_tokenizer, loss=loss, epochs=4, **parameter
     )
-    scale = parameter.get("beta", parameter.get("tau"))
+    scale = parameter.get("dpo_beta", parameter.get("ipo_tau"))
     margin = log.logratio_winner - log.logratio_loser
     # step 1 starts at the reference: no margin, and so no pair ranked right yet
     assert log.reward_margin.iloc[0] == pytest.approx(0.0, abs=1e-4)
@@ -155,9 +159,9 @@ def test_baselines_widen_the_margin_and_log_their_implicit_reward(
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        ({"loss": "dpo"}, "train.loss=dpo needs train.beta > 0"),
-        ({"loss": "ipo"}, "train.loss=ipo needs train.tau > 0"),
-        ({"loss": "dpo", "beta": 0.1, "pairs": "all"}, "set train.loss=sppo (not dpo)"),
+        ({"loss": "dpo"}, "train.loss=dpo needs train.dpo_beta > 0"),
+        ({"loss": "ipo"}, "train.loss=ipo needs train.ipo_tau > 0"),
+        ({"loss": "dpo", "dpo_beta": 0.1, "train_on": "all"}, "set train.loss=sppo (not dpo)"),
     ],
 )
 def test_baseline_settings_are_checked(overrides, message):
@@ -166,7 +170,7 @@ def test_baseline_settings_are_checked(overrides, message):
 
 
 def test_general_objective_trains(tmp_path, tiny_model_dir, embedded_tokenizer):
-    _, log = run_training(tmp_path, tiny_model_dir, embedded_tokenizer, pairs="all")
+    _, log = run_training(tmp_path, tiny_model_dir, embedded_tokenizer, train_on="all")
     assert log.step.tolist() == [1, 2, 3]
 
 

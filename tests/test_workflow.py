@@ -294,7 +294,7 @@ def test_paper_configs_plan_every_round_with_pairrm(tmp_path, paper):
         assert list(judges) == ["training"]
         assert judges["training"]["backend"] == "pairrm"
         assert judges["training"]["model"] == "llm-blender/PairRM-hf"
-    assert "--tau" not in output  # nothing leaks in from the CPU demo's config
+    assert "--temperature 0.05" not in output  # nothing leaks in from the CPU demo's config
     assert "--per-round UCLA-AGI/data-mistral-7b-instruct-sppo-iter1" in output
 
 

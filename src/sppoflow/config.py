@@ -64,10 +64,34 @@ def key_of(error: jsonschema.ValidationError) -> str:
     return ".".join(parts) if parts else "(top level)"
 
 
+# Old keys (section, key) and what replaced them: a config that still uses one gets one line.
+RENAMED = {
+    ("train", "tau"): "train.ipo_tau",
+    ("train", "beta"): "train.dpo_beta (DPO's beta; SPPO's beta is 1/train.eta)",
+    ("train", "pairs"): "train.train_on",
+    ("judge", "tau"): "judge.temperature",
+}
+
+
+def check_renamed(config: Mapping[str, Any]) -> None:
+    """A renamed key fails with its new name, wherever the section's keys are given: the
+    section itself, a method's train settings, an evaluation judge."""
+    places = [(section, section, config.get(section)) for section in ("train", "judge")]
+    for n, method in enumerate(config.get("methods") or []):
+        places.append(("train", f"methods.{n}.train", (method or {}).get("train")))
+    for n, judge in enumerate((config.get("evaluate") or {}).get("judges") or []):
+        places.append(("judge", f"evaluate.judges.{n}", judge))
+    for section, at, settings in places:
+        for key in settings if isinstance(settings, Mapping) else ():
+            if (section, key) in RENAMED:
+                raise UserError(f"config error: {at}.{key} was renamed to {RENAMED[section, key]}")
+
+
 def validate(config: Mapping[str, Any], schema: dict | None = None) -> dict:
     """Return a validated copy of ``config`` with defaults filled in, or raise UserError."""
     schema = schema or load_schema()
     instance = _plain(config)
+    check_renamed(instance)
     _check_against(instance, schema, DefaultFillingValidator)
     _check_parts(instance, schema)
     check_consistency(instance)

@@ -30,11 +30,11 @@ if SHARDS > 1:
             shards=shard_files("eval_responses"),
         output:
             "results/{chain}iter{it}/eval/responses.parquet",
-        localrule: True
         log:
             "results/{chain}iter{it}/logs/gather_eval_responses.log",
         benchmark:
             "results/{chain}iter{it}/benchmarks/gather_eval_responses.tsv"
+        localrule: True
         resources:
             mem_mb=4000,
             runtime=30,

@@ -41,11 +41,11 @@ if SHARDS > 1:
             shards=shard_files("preferences"),
         output:
             "results/{chain}iter{it}/preferences.parquet",
-        localrule: True
         log:
             "results/{chain}iter{it}/logs/gather_preferences.log",
         benchmark:
             "results/{chain}iter{it}/benchmarks/gather_preferences.tsv"
+        localrule: True
         params:
             table="preferences",
             expected="--samples",

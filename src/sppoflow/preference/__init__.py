@@ -43,7 +43,7 @@ class JudgeSettings:
     backend: str = declared("judge", "backend")
     model: str = declared("judge", "model")
     revision: str | None = declared("judge", "revision")
-    tau: float | None = declared("judge", "tau")
+    temperature: float | None = declared("judge", "temperature")
     batch_size: int = declared("judge", "batch_size")
     max_batch_tokens: int | None = declared("judge", "max_batch_tokens")
     max_length: int | None = declared("judge", "max_length")
@@ -62,8 +62,8 @@ def build_judge(settings: JudgeSettings) -> PreferenceModel:
     from sppoflow.preference.loading import resolve_judge_folder
 
     check_choice("judge.backend", settings.backend, BACKENDS)
-    if settings.tau is not None and settings.tau <= 0:
-        raise UserError(f"judge.tau must be positive, got {settings.tau}")
+    if settings.temperature is not None and settings.temperature <= 0:
+        raise UserError(f"judge.temperature must be positive, got {settings.temperature}")
     device = resolve_device(settings.device)
     dtype = resolve_dtype(settings.dtype, device)
     folder = resolve_judge_folder(settings.model, settings.revision)

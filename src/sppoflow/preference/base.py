@@ -5,7 +5,7 @@ Two families fit it:
 * pairwise models (PairRM, an LLM judge) give a logit for an ordered pair, and are
   position-biased, so both orders are asked;
 * pointwise scorers (reward models, the embedded relevance judge) give each response a score
-  r, and P(y_i > y_j | x) = sigmoid((r_i - r_j) / tau), so K passes per prompt suffice.
+  r, and P(y_i > y_j | x) = sigmoid((r_i - r_j) / temperature), so K passes per prompt suffice.
 """
 
 from __future__ import annotations
@@ -67,12 +67,12 @@ class PreferenceModel(ABC):
 
 
 class PointwisePreferenceModel(PreferenceModel):
-    """A scorer r(x, y); preferences are sigmoid((r_i - r_j) / tau)."""
+    """A scorer r(x, y); preferences are sigmoid((r_i - r_j) / temperature)."""
 
-    def __init__(self, tau: float = 1.0) -> None:
-        if tau <= 0:
-            raise ValueError(f"tau must be positive, got {tau}")
-        self.tau = tau
+    def __init__(self, temperature: float = 1.0) -> None:
+        if temperature <= 0:
+            raise ValueError(f"temperature must be positive, got {temperature}")
+        self.temperature = temperature
 
     @abstractmethod
     def scores(
@@ -88,7 +88,8 @@ class PointwisePreferenceModel(PreferenceModel):
 
     def logit_matrices(self, prompts, responses):
         return [
-            (s[:, None] - s[None, :]) / self.tau for s in self.checked_scores(prompts, responses)
+            (s[:, None] - s[None, :]) / self.temperature
+            for s in self.checked_scores(prompts, responses)
         ]
 
     def compare(self, prompts, first, second):
@@ -96,7 +97,7 @@ class PointwisePreferenceModel(PreferenceModel):
         both = self.checked_scores(prompts, pairs)
         reward_a = np.array([s[0] for s in both], dtype=np.float64)
         reward_b = np.array([s[1] for s in both], dtype=np.float64)
-        return Comparison(sigmoid((reward_a - reward_b) / self.tau), reward_a, reward_b)
+        return Comparison(sigmoid((reward_a - reward_b) / self.temperature), reward_a, reward_b)
 
 
 class PairwisePreferenceModel(PreferenceModel):

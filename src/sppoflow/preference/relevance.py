@@ -1,7 +1,7 @@
 """The embedded default judge: semantic relevance of a response to its prompt.
 
 s(y) = cos(embed(x), embed(y)) with all-MiniLM-L6-v2 (mean pooling, L2 normalisation) and
-P(y_i > y_j | x) = sigmoid((s_i - s_j) / tau). It is a stand-in that runs on any laptop: it
+P(y_i > y_j | x) = sigmoid((s_i - s_j) / temperature). It is a stand-in that runs on any laptop: it
 ranks off-topic and looping responses last, and it also rewards restating the question, so
 treat its gains as a proxy's, not as quality.
 """
@@ -18,7 +18,7 @@ from transformers import AutoModel
 from sppoflow.preference.base import PointwisePreferenceModel, TransformersJudge
 from sppoflow.preference.batching import length_sorted_batches, pad
 
-DEFAULT_TAU = 0.05
+DEFAULT_TEMPERATURE = 0.05
 DEFAULT_MAX_LENGTH = 256
 CPU_MAX_BATCH_TOKENS = 4096  # a 22M-parameter encoder needs batches to use a CPU well
 
@@ -28,7 +28,7 @@ class RelevanceJudge(PointwisePreferenceModel, TransformersJudge):
     default_max_length = DEFAULT_MAX_LENGTH
 
     def __init__(self, folder: str | Path, settings, device, dtype: torch.dtype) -> None:
-        super().__init__(settings.tau or DEFAULT_TAU)
+        super().__init__(settings.temperature or DEFAULT_TEMPERATURE)
         self.encoder = self.load(AutoModel, folder, settings, device, dtype)
 
     @torch.inference_mode()

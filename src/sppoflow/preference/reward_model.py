@@ -1,8 +1,9 @@
 """Reward models as judges: any sequence-classification checkpoint with one scalar head.
 
 Each response is scored once, r(x, y), on the conversation [user x, assistant y] rendered with
-the reward model's own chat template, and P(y_i > y_j | x) = sigmoid((r_i - r_j) / tau) with
-tau = 1 by default (the Bradley-Terry reading of a reward model). K forward passes per prompt.
+the reward model's own chat template, and P(y_i > y_j | x) = sigmoid((r_i - r_j) / temperature)
+with temperature 1 by default (the Bradley-Terry reading of a reward model). K forward passes
+per prompt.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from sppoflow.errors import UserError
 from sppoflow.preference.base import PointwisePreferenceModel, TransformersJudge
 from sppoflow.preference.batching import length_sorted_batches, pad
 
-DEFAULT_TAU = 1.0
+DEFAULT_TEMPERATURE = 1.0
 DEFAULT_MAX_LENGTH = 2048
 
 
@@ -27,7 +28,7 @@ class RewardModelJudge(PointwisePreferenceModel, TransformersJudge):
     default_max_length = DEFAULT_MAX_LENGTH
 
     def __init__(self, folder: str | Path, settings, device, dtype: torch.dtype) -> None:
-        super().__init__(settings.tau or DEFAULT_TAU)
+        super().__init__(settings.temperature or DEFAULT_TEMPERATURE)
         model = self.load(AutoModelForSequenceClassification, folder, settings, device, dtype)
         if model.config.num_labels != 1:
             raise UserError(

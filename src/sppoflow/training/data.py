@@ -55,7 +55,7 @@ def build_examples(
         (r.prompt_id, r.response_idx): list(r.response_token_ids)
         for r in samples.itertuples(index=False)
     }
-    if settings.pairs == "winner_loser":
+    if settings.train_on == "winner_loser":
         groups = [
             (
                 r.prompt_id,

@@ -13,7 +13,7 @@ SPPO_LOSSES = ("sppo", "sppo_single", "sppo_hard")
 MARGIN_LOSSES = ("dpo", "ipo")
 LOSSES = SPPO_LOSSES + MARGIN_LOSSES
 
-PAIR_MODES = ("winner_loser", "all")
+TRAIN_ON = ("winner_loser", "all")
 OPTIMIZERS = {"rmsprop": "rmsprop", "adamw": "adamw_torch"}
 SCHEDULERS = ("linear", "cosine", "constant_with_warmup")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
@@ -29,10 +29,10 @@ def lora_flag_names(lora: dict) -> dict:
 @dataclass
 class TrainSettings:
     loss: str = declared("train", "loss")
-    pairs: str = declared("train", "pairs")
+    train_on: str = declared("train", "train_on")
     eta: float = declared("train", "eta")
-    beta: float | None = declared("train", "beta")
-    tau: float | None = declared("train", "tau")
+    dpo_beta: float | None = declared("train", "dpo_beta")
+    ipo_tau: float | None = declared("train", "ipo_tau")
     optimizer: str = declared("train", "optimizer")
     learning_rate: float = declared("train", "learning_rate")
     lr_scheduler: str = declared("train", "lr_scheduler")
@@ -61,24 +61,20 @@ class TrainSettings:
     def resolved_eta(self) -> float:
         if self.loss in MARGIN_LOSSES:
             return float("nan")  # DPO and IPO have no eta
-        if self.beta is not None:
-            if self.beta <= 0:
-                raise UserError(f"train.beta must be positive, got {self.beta}")
-            return 1.0 / self.beta
         if self.eta <= 0:
             raise UserError(f"train.eta must be positive, got {self.eta}")
         return self.eta
 
     def check(self) -> None:
         check_choice("train.loss", self.loss, LOSSES)
-        check_choice("train.pairs", self.pairs, PAIR_MODES)
+        check_choice("train.train_on", self.train_on, TRAIN_ON)
         check_choice("train.optimizer", self.optimizer, OPTIMIZERS)
         check_choice("train.lr_scheduler", self.lr_scheduler, SCHEDULERS)
         check_choice("train.precision", self.precision, PRECISIONS)
         check_choice("train.save_dtype", self.save_dtype, SAVE_DTYPES)
-        if self.pairs == "all" and self.loss != "sppo":
+        if self.train_on == "all" and self.loss != "sppo":
             raise UserError(
-                f"train.pairs=all trains SPPO's general objective: set train.loss=sppo "
+                f"train.train_on=all trains SPPO's general objective: set train.loss=sppo "
                 f"(not {self.loss})"
             )
         if self.max_prompt_length >= self.max_length:
@@ -91,21 +87,23 @@ class TrainSettings:
         """The scale of the implicit reward beta * l_y in the logs: DPO's beta, IPO's tau (as
         in TRL's IPO logs), 1/eta for SPPO."""
         if self.loss == "dpo":
-            if self.beta is None or self.beta <= 0:
-                raise UserError("train.loss=dpo needs train.beta > 0 (DPO's beta; 0.1 is common)")
-            return self.beta
+            if self.dpo_beta is None or self.dpo_beta <= 0:
+                raise UserError(
+                    "train.loss=dpo needs train.dpo_beta > 0 (DPO's beta; 0.1 is common)"
+                )
+            return self.dpo_beta
         if self.loss == "ipo":
-            if self.tau is None or self.tau <= 0:
-                raise UserError("train.loss=ipo needs train.tau > 0 (target margin 1/(2 tau))")
-            return self.tau
+            if self.ipo_tau is None or self.ipo_tau <= 0:
+                raise UserError("train.loss=ipo needs train.ipo_tau > 0 (target margin 1/(2 tau))")
+            return self.ipo_tau
         return 1.0 / self.resolved_eta()
 
     def objective(self) -> str:
         """The loss and its one parameter, as the logs name them."""
         if self.loss == "dpo":
-            return f"dpo, beta {self.beta:g}"
+            return f"dpo, beta {self.dpo_beta:g}"
         if self.loss == "ipo":
-            return f"ipo, tau {self.tau:g}"
+            return f"ipo, tau {self.ipo_tau:g}"
         return f"{self.loss}, eta {self.resolved_eta():g}"
 
     def reporters(self) -> list[str]:

@@ -83,7 +83,7 @@ class SPPOTrainer(Trainer):
         terms the step log shows."""
         p, role, q = inputs["p"], inputs["role"], inputs["q"]
         loss_name = self.sppo.loss
-        if self.sppo.pairs == "all":
+        if self.sppo.train_on == "all":
             targets = self.eta * (p - 0.5)
             l_w, l_l = logratio[role == 1], logratio[role == -1]
             t_w, t_l = targets[role == 1], targets[role == -1]
@@ -92,10 +92,10 @@ class SPPOTrainer(Trainer):
         l_w, l_l = logratio[0::2], logratio[1::2]
         nan = torch.full_like(l_w, float("nan"))
         if loss_name == "dpo":
-            return LossTerms(dpo_loss(l_w, l_l, self.sppo.beta).mean(), l_w, l_l, nan, nan, nan)
+            return LossTerms(dpo_loss(l_w, l_l, self.sppo.dpo_beta).mean(), l_w, l_l, nan, nan, nan)
         if loss_name == "ipo":
-            target = torch.full_like(l_w, 1.0 / (2.0 * self.sppo.tau))
-            loss = ipo_loss(l_w, l_l, self.sppo.tau).mean()
+            target = torch.full_like(l_w, 1.0 / (2.0 * self.sppo.ipo_tau))
+            loss = ipo_loss(l_w, l_l, self.sppo.ipo_tau).mean()
             return LossTerms(loss, l_w, l_l, nan, nan, target)
         p_w, p_l, q_pair = p[0::2], p[1::2], q[0::2]
         loss = sppo_pair_loss(l_w, l_l, p_w, p_l, q_pair, self.eta, loss_name).mean()
