@@ -96,7 +96,7 @@ def test_slurm_profile_asks_for_gpus_only_where_the_model_runs(tmp_path):
             assert "--ntasks-per-gpu" not in call  # it would split an srun into one task per GPU
     train_line = "-t 720 --mem 400000 --nodes=1 --cpus-per-task=8 --gpus=h100:8"
     assert train_line in sbatch_call("train", planned["train"][0])
-    assert train_line in (ROOT / "README.md").read_text()  # the line the README shows
+    assert train_line in (ROOT / "docs" / "clusters.md").read_text()  # the line the docs show
     [base_model] = planned["base_model"]
     call = sbatch_call("base_model", base_model)
     assert "--gpus" not in call and "--mem " in call and "-p cpu" in call
