@@ -4,7 +4,7 @@ better one; P(first > second | x) comes from the next-token logits of the two ve
 The judge prompt is a template with {instruction}, {response_a} and {response_b}, rendered
 as a user message through the judge's own chat template. Every pair is asked in both orders
 (judges prefer a position), and the share of pairs whose verdict follows the position is
-reported. A small model is no judge (README, "The embedded default and what its judge
+reported. A small model is no judge (docs/judges.md, "The embedded default and what its judge
 rewards"); use a large instruct model.
 """
 
