@@ -389,7 +389,7 @@ def workflow_round(report: Report, device, tokenizer, scratch: Path) -> None:
         report.line(f"    {text}")
 
 
-def load_tokenizer(kit: Path | None):
+def kit_tokenizer(kit: Path | None):
     """The embedded SmolLM2 tokenizer: from the kit where it travelled, else the package."""
     from transformers import AutoTokenizer
 
@@ -436,8 +436,8 @@ def main() -> None:
             "environment": lambda: environment(report, device),
             "pairrm": lambda: pairrm(report, size, device),
             "train": lambda: training_step(report, size, device),
-            "sample": lambda: sampling(report, size, device, load_tokenizer(args.kit), scratch),
-            "workflow": lambda: workflow_round(report, device, load_tokenizer(args.kit), scratch),
+            "sample": lambda: sampling(report, size, device, kit_tokenizer(args.kit), scratch),
+            "workflow": lambda: workflow_round(report, device, kit_tokenizer(args.kit), scratch),
         }
         for name in args.sections:
             with report.section(SECTIONS[name]):

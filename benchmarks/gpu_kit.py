@@ -134,9 +134,9 @@ def download(name: str, version: str, out: Path) -> None:
 
 
 def save_tokenizer(folder: Path) -> None:
-    from sppoflow.models import load_tokenizer, resolve_source
+    from sppoflow.models import resolve_source, source_tokenizer
 
-    load_tokenizer(resolve_source("embedded:smollm2-135m-instruct")).save_pretrained(folder)
+    source_tokenizer(resolve_source("embedded:smollm2-135m-instruct")).save_pretrained(folder)
 
 
 def main() -> None:

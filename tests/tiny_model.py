@@ -89,9 +89,9 @@ def build_stopping_llama(folder: Path, tokenizer, stop_logit: float = 7.0, seed:
 
 
 def embedded_tokenizer():
-    from sppoflow.models import load_tokenizer, resolve_source
+    from sppoflow.models import resolve_source, source_tokenizer
 
-    return load_tokenizer(resolve_source("embedded:smollm2-135m-instruct"))
+    return source_tokenizer(resolve_source("embedded:smollm2-135m-instruct"))
 
 
 if __name__ == "__main__":

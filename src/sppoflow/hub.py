@@ -92,6 +92,22 @@ def download(repo: str, revision: str | None, allow: list[str] | None = None) ->
     return Path(folder)
 
 
+def local_folder(reference: str, revision: str | None = None, key: str = "judge.model") -> Path:
+    """The folder holding a model's files: the embedded package's, a local folder, or the
+    hub id's snapshot (from the hub cache, where fetch_model put it). ``key`` names the
+    model's config key in errors."""
+    try:
+        source = resolve_source(reference)
+    except UserError as error:
+        raise UserError(f"{key}: {error}") from None
+    if source.kind != "hub":
+        return Path(source.folder)
+    try:
+        return download(reference, revision)
+    except UserError as error:
+        raise UserError(f"{key}: {error}") from None
+
+
 def backbone_of(folder: Path) -> str | None:
     """The hub id whose config and tokenizer a checkpoint borrows: the original PairRM layout
     (llm-blender/PairRM) names its DeBERTa backbone instead of shipping its config."""

@@ -19,6 +19,7 @@ import torch
 from transformers import AutoModelForCausalLM, PreTrainedModel
 
 from sppoflow import safe_loading
+from sppoflow.devices import DTYPES
 from sppoflow.errors import UserError
 from sppoflow.provenance import write_to_folder as record_provenance
 from sppoflow.sources import ModelSource, resolve_source
@@ -32,11 +33,10 @@ __all__ = [
     "load_policy",
     "resolve_source",
     "source_dtype",
+    "source_tokenizer",
 ]
 
 log = logging.getLogger(__name__)
-
-DISK_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 def dtype_name(dtype: torch.dtype) -> str:
@@ -48,11 +48,9 @@ def folder_dtype(folder: Path | str) -> torch.dtype:
     config_path = Path(folder) / "config.json"
     config = json.loads(config_path.read_text()) if config_path.is_file() else {}
     name = config.get("dtype") or config.get("torch_dtype") or "float32"
-    if name not in DISK_DTYPES:
-        raise UserError(
-            f"{config_path}: unsupported dtype '{name}' (known: {', '.join(DISK_DTYPES)})"
-        )
-    return DISK_DTYPES[name]
+    if name not in DTYPES:
+        raise UserError(f"{config_path}: unsupported dtype '{name}' (known: {', '.join(DTYPES)})")
+    return DTYPES[name]
 
 
 def source_dtype(source: ModelSource) -> torch.dtype:
@@ -63,9 +61,9 @@ def disk_dtype(name: str, default: torch.dtype) -> torch.dtype:
     """``auto`` -> ``default``; otherwise the named precision (float32, bfloat16, float16)."""
     if name == "auto":
         return default
-    if name not in DISK_DTYPES:
-        raise UserError(f"unknown dtype '{name}' (choose auto, {', '.join(DISK_DTYPES)})")
-    return DISK_DTYPES[name]
+    if name not in DTYPES:
+        raise UserError(f"unknown dtype '{name}' (choose auto, {', '.join(DTYPES)})")
+    return DTYPES[name]
 
 
 def cast_saved_weights(folder: Path | str, dtype: torch.dtype) -> None:
@@ -119,7 +117,8 @@ def folder_written_whole(out_dir: Path) -> Iterator[Path]:
     os.replace(partial, out_dir)
 
 
-def load_tokenizer(source: ModelSource, revision: str | None = None, trust: bool = False):
+def source_tokenizer(source: ModelSource, revision: str | None = None, trust: bool = False):
+    """The tokenizer of a policy source (its GGUF file's, where it is one)."""
     return safe_loading.load_tokenizer(
         source.folder, "policy.model", trust, gguf_file=source.gguf_file, revision=revision
     )
@@ -171,7 +170,7 @@ def import_policy(
     """
     source = resolve_source(reference)
     log.info("loading %s (%s: %s)", reference, source.kind, source.folder)
-    tokenizer = load_tokenizer(source, revision, trust_remote_code)
+    tokenizer = source_tokenizer(source, revision, trust_remote_code)
     if chat_template:
         template_path = Path(chat_template)
         if not template_path.is_file():
@@ -216,6 +215,6 @@ def load_policy(
         raise UserError(f"model folder {folder} does not exist")
     trust = safe_loading.trusted_by_record(folder)
     model = load_causal_lm(source, dtype, device=device, trust=trust)
-    tokenizer = load_tokenizer(source, trust=trust)
+    tokenizer = source_tokenizer(source, trust=trust)
     safe_loading.check_tokenizer_fits(model, tokenizer, folder)
     return model, tokenizer

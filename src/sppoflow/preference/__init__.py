@@ -59,14 +59,14 @@ class JudgeSettings:
 def build_judge(settings: JudgeSettings) -> PreferenceModel:
     """The judge named by ``settings.backend``; unknown names are a one-line error."""
     from sppoflow.devices import resolve_device, resolve_dtype
-    from sppoflow.preference.loading import resolve_judge_folder
+    from sppoflow.hub import local_folder
 
     check_choice("judge.backend", settings.backend, BACKENDS)
     if settings.temperature is not None and settings.temperature <= 0:
         raise UserError(f"judge.temperature must be positive, got {settings.temperature}")
     device = resolve_device(settings.device)
     dtype = resolve_dtype(settings.dtype, device)
-    folder = resolve_judge_folder(settings.model, settings.revision)
+    folder = local_folder(settings.model, settings.revision)
     module = importlib.import_module(BACKENDS[settings.backend])
     if settings.max_batch_tokens is None:
         # Big batches keep a GPU busy. On a CPU one long sequence of a large model already

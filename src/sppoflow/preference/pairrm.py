@@ -202,7 +202,7 @@ def read_checkpoint(folder: Path, resolve=None) -> Checkpoint:
         if raw.get("ranker_type") != "pairranker":
             raise UserError(f"{folder}: ranker_type {raw.get('ranker_type')!r} is not PairRM's")
         if resolve is None:
-            from sppoflow.preference.loading import resolve_judge_folder as resolve
+            from sppoflow.hub import local_folder as resolve
         backbone = Path(resolve(raw["model_name"]))
         has_tokenizer = any((folder / f).is_file() for f in ("tokenizer.json", "spm.model"))
         tokenizer = load_tokenizer(folder if has_tokenizer else backbone, "judge.model")
