@@ -60,7 +60,8 @@ def summary_figures(args) -> None:
     if args.head_to_head:
         report.head_to_head(read_head_to_head(args.head_to_head), out / "head_to_head.html")
     report.lengths(metrics, out / "length.png")
-    report.judge_rewards([Path(p) for p in args.judgements], rounds, out / "judge_rewards.png")
+    judgements = [Path(p) for p in args.judgements]
+    report.judge_rewards_figure(judgements, rounds, out / "judge_rewards.png")
     responses = [Path(p) for p in args.responses]
     report.examples(responses[0], responses[1:], rounds, out / "examples.html")
     config = json.loads(args.config_json) if args.config_json else {}

@@ -82,7 +82,7 @@ def test_judge_rewards_draws_both_judge_kinds(tmp_path, pairwise):
         write_table(judgements(pairwise, round_number), path, EVAL_JUDGEMENTS)
         paths.append(path)
     png = tmp_path / "judge.png"
-    report.judge_rewards(paths, [1, 2], png)
+    report.judge_rewards_figure(paths, [1, 2], png)
     with Image.open(png) as image:
         width, height = image.size
     # the pairwise figure has a third panel: how often swapping the pair flips the verdict
@@ -204,7 +204,7 @@ def test_bad_judgements_file_is_named(tmp_path):
     broken = tmp_path / "judgements.parquet"
     pd.DataFrame({"prompt_id": ["p0"]}).to_parquet(broken)
     with pytest.raises(UserError, match=r"judgements\.parquet"):
-        report.judge_rewards([broken], [1], tmp_path / "j.png")
+        report.judge_rewards_figure([broken], [1], tmp_path / "j.png")
 
 
 def test_report_script_needs_one_file_per_round(tmp_path):

@@ -291,7 +291,7 @@ def head_to_head(h2h: HeadToHead, table_html: Path) -> None:
     table_html.write_text(_page("The methods head to head", body))
 
 
-def judge_rewards(judgement_paths: Sequence[Path], rounds: Sequence, png: Path) -> None:
+def judge_rewards_figure(judgement_paths: Sequence[Path], rounds: Sequence, png: Path) -> None:
     """What the (primary) judge rewards: its score (or verdict) against length and prompt
     repetition, and for pairwise judges how often swapping the pair flips the verdict.
     ``rounds`` label the files: round numbers, or "method, round" names."""

@@ -103,8 +103,9 @@ def judge_correlations(rows: pd.DataFrame) -> dict[str, float]:
     return result
 
 
-def judge_rewards(judgements_path: Path, round_number: int, method: str | None = None) -> dict:
-    """How the judge's verdict against the base moves with length and with prompt overlap."""
+def judge_reward_row(judgements_path: Path, round_number: int, method: str | None = None) -> dict:
+    """A row of judge_rewards.tsv: how the primary judge's verdict against the base moves
+    with length and with prompt overlap."""
     rows = primary_against_base(pd.read_parquet(judgements_path)).assign(round=round_number)
     return {
         "method": method,
@@ -123,7 +124,7 @@ def summarise_rounds(
     table = pd.DataFrame([round_row(*paths) for paths in zip(metrics, stats, logs, strict=True)])
     rewards = pd.DataFrame(
         [
-            judge_rewards(path, n, method)
+            judge_reward_row(path, n, method)
             for path, n, method in zip(judgements, table["round"], table["method"], strict=True)
         ]
     )
