@@ -19,7 +19,7 @@ Example:
         --judgements /tmp/judgements.parquet --metrics /tmp/metrics.json
 """
 
-import json
+from dataclasses import replace
 
 import _bootstrap  # noqa: F401
 
@@ -30,10 +30,10 @@ from sppoflow.evaluation import (
     judges_from,
     objective_measures,
     summarise,
-    write_evaluation,
 )
 from sppoflow.preference import JudgeSettings
-from sppoflow.tables import SAMPLES, read_table
+from sppoflow.round_metrics import Objective, round_metrics_text, write_round_metrics
+from sppoflow.tables import EVAL_JUDGEMENTS, SAMPLES, read_table, write_table
 
 
 def main(args) -> None:
@@ -47,9 +47,11 @@ def main(args) -> None:
     metrics = summarise(
         judgements, args.round, {n: s.backend for n, s in judges.items()}, args.method
     )
-    metrics["objective"] = {"round": objective_measures(ours), "base": objective_measures(base)}
-    write_evaluation(judgements, metrics, args.judgements, args.metrics)
-    print(json.dumps(metrics, indent=2))
+    objective = Objective(round=objective_measures(ours), base=objective_measures(base))
+    metrics = replace(metrics, objective=objective)
+    write_table(judgements, args.judgements, EVAL_JUDGEMENTS)
+    write_round_metrics(args.metrics, metrics)
+    print(round_metrics_text(metrics), end="")
 
 
 def build_parser():

@@ -14,22 +14,15 @@ Example:
         --judgements /tmp/h2h.parquet --metrics /tmp/h2h.json
 """
 
-import json
-
 import _bootstrap  # noqa: F401
 import pandas as pd
 
 from sppoflow.cli import parser_for, run_stage, settings_from
 from sppoflow.errors import UserError
-from sppoflow.evaluation import (
-    add_judge_arguments,
-    judge_all,
-    judges_from,
-    verdicts,
-    write_evaluation,
-)
+from sppoflow.evaluation import add_judge_arguments, judge_all, judges_from, verdicts
 from sppoflow.preference import JudgeSettings
-from sppoflow.tables import SAMPLES, read_table
+from sppoflow.round_metrics import HeadToHead, Pair, head_to_head_text, write_head_to_head
+from sppoflow.tables import EVAL_JUDGEMENTS, SAMPLES, read_table, write_table
 
 
 def main(args) -> None:
@@ -44,21 +37,14 @@ def main(args) -> None:
         later = {other: responses[other] for other in args.methods[n + 1 :]}
         frames.append(judge_all(judges, responses[method], later).assign(method=method))
     judgements = pd.concat(frames, ignore_index=True)
-    pairs = []
-    for (method, opponent), rows in judgements.groupby(["method", "opponent"], sort=False):
-        pairs.append(
-            {
-                "method": method,
-                "opponent": opponent,
-                "judges": {
-                    name: verdicts(group)[f"vs_{opponent}"]
-                    for name, group in rows.groupby("judge", sort=False)
-                },
-            }
-        )
-    metrics = {"round": args.round, "methods": args.methods, "pairs": pairs}
-    write_evaluation(judgements, metrics, args.judgements, args.metrics)
-    print(json.dumps(metrics, indent=2))
+    pairs = tuple(
+        Pair(method, opponent, {n: verdicts(g) for n, g in rows.groupby("judge", sort=False)})
+        for (method, opponent), rows in judgements.groupby(["method", "opponent"], sort=False)
+    )
+    h2h = HeadToHead(args.round, tuple(args.methods), pairs)
+    write_table(judgements, args.judgements, EVAL_JUDGEMENTS)
+    write_head_to_head(args.metrics, h2h)
+    print(head_to_head_text(h2h), end="")
 
 
 def build_parser():

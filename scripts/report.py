@@ -29,6 +29,7 @@ from sppoflow import report
 from sppoflow.cli import run_stage
 from sppoflow.errors import UserError
 from sppoflow.job_records import read_benchmarks, read_throughput, throughput
+from sppoflow.round_metrics import read_head_to_head, read_round_metrics
 
 SUMMARY_FILES = ("win_rates.png", "win_rates.html", "length.png", "judge_rewards.png",
                  "examples.html", "config.html")  # fmt: skip
@@ -41,12 +42,9 @@ def round_figures(args) -> None:
 
 
 def summary_figures(args) -> None:
-    metrics = [json.loads(Path(p).read_text()) for p in args.metrics]  # in the order given
-    side_by_side = len({report.method_of(m) for m in metrics}) > 1
-    rounds = [
-        f"{report.method_of(m)}, round {m['round']}" if side_by_side else m["round"]
-        for m in metrics
-    ]
+    metrics = [read_round_metrics(p) for p in args.metrics]  # in the order given
+    side_by_side = len({m.method_name for m in metrics}) > 1
+    rounds = [f"{m.method_name}, round {m.round}" if side_by_side else m.round for m in metrics]
     if (
         len(args.judgements) != len(rounds)
         or len(args.responses) != len(rounds) + 1
@@ -60,9 +58,10 @@ def summary_figures(args) -> None:
     out.mkdir(parents=True, exist_ok=True)
     report.win_rates(metrics, out / "win_rates.png", out / "win_rates.html")
     if args.head_to_head:
-        report.head_to_head(Path(args.head_to_head), out / "head_to_head.html")
+        report.head_to_head(read_head_to_head(args.head_to_head), out / "head_to_head.html")
     report.lengths(metrics, out / "length.png")
-    report.judge_rewards([Path(p) for p in args.judgements], rounds, out / "judge_rewards.png")
+    judgements = [Path(p) for p in args.judgements]
+    report.judge_rewards_figure(judgements, rounds, out / "judge_rewards.png")
     responses = [Path(p) for p in args.responses]
     report.examples(responses[0], responses[1:], rounds, out / "examples.html")
     config = json.loads(args.config_json) if args.config_json else {}

@@ -61,15 +61,16 @@ def test_judge_against_and_summary():
     assert rows.outcome.tolist() == [1.0, 0.5, 0.0]
     assert rows.overlap.iloc[0] == pytest.approx(2 / 4)  # about, cats of question, 0, about, cats
     metrics = summarise(rows, 1, {"length": "reward_model"}, "sppo")
-    assert (metrics["method"], metrics["judge_name"], metrics["judge"]) == (
+    assert (metrics.method, metrics.primary_judge, metrics.primary.backend) == (
         "sppo",
         "length",
         "reward_model",
     )
-    vs = metrics["vs_base"]
-    assert (vs["wins"], vs["ties"], vs["losses"]) == (1, 1, 1)
-    assert vs["win_rate"] == pytest.approx(0.5)
-    assert vs["order_flip_rate"] is None  # pointwise judges have no order
+    vs = metrics.primary.base
+    assert (vs.wins, vs.ties, vs.losses) == (1, 1, 1)
+    assert vs.win_rate == pytest.approx(0.5)
+    assert vs.order_flip_rate is None  # pointwise judges have no order
+    assert metrics.primary.previous is None  # judged against the base only
 
 
 def test_prompt_overlap_ignores_stop_words():
@@ -97,11 +98,11 @@ def test_repetition_counts_repeated_word_4grams():
 def test_objective_measures_by_hand():
     table = responses(["a short answer", "a very long answer that was cut off", "no no no no no"])
     measures = objective_measures(table)
-    assert measures["n_responses"] == 3
-    assert measures["mean_tokens"] == pytest.approx(np.mean([14, 35, 14]))
-    assert measures["truncated_share"] == pytest.approx(1 / 3)
-    assert measures["loop_share"] == pytest.approx(1 / 3)  # "no no no no no": 1 of 2 repeats
-    assert measures["mean_repetition"] == pytest.approx((0 + 0 + 0.5) / 3)
+    assert measures.n_responses == 3
+    assert measures.mean_tokens == pytest.approx(np.mean([14, 35, 14]))
+    assert measures.truncated_share == pytest.approx(1 / 3)
+    assert measures.loop_share == pytest.approx(1 / 3)  # "no no no no no": 1 of 2 repeats
+    assert measures.mean_repetition == pytest.approx((0 + 0 + 0.5) / 3)
 
 
 def test_every_judge_judges_every_opponent_and_the_first_leads(monkeypatch):
@@ -114,13 +115,11 @@ def test_every_judge_judges_every_opponent_and_the_first_leads(monkeypatch):
     assert len(rows) == 2 * 2 * 2
     metrics = summarise(rows, 2, {"training": "relevance", "second": "reward_model"}, "dpo")
     # the two judges disagree: the gap a second judge is there to show
-    assert (
-        metrics["vs_base"]["win_rate"] == 0.5
-        and metrics["judges"]["training"]["vs_base"]["wins"] == 1
-    )
-    assert metrics["judges"]["second"]["vs_base"]["wins"] == 1
-    assert metrics["judges"]["second"]["vs_previous"]["ties"] == 2
-    assert metrics["judges"]["second"]["backend"] == "reward_model"
+    assert metrics.primary_judge == "training" and list(metrics.judges) == ["training", "second"]
+    assert metrics.verdicts("base").win_rate == 0.5 and metrics.verdicts("base").wins == 1
+    assert metrics.verdicts("base", "second").wins == 1
+    assert metrics.verdicts("previous", "second").ties == 2
+    assert metrics.judges["second"].backend == "reward_model"
 
 
 def test_judges_from_json_or_flags():

@@ -1,9 +1,9 @@
 """Report figures and tables on synthetic stage outputs: both judge kinds, HTML escaping,
 and the script's errors. The end-to-end report is in test_workflow.py."""
 
-import json
 import subprocess
 import sys
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -14,6 +14,13 @@ from conftest import ROOT
 from sppoflow import report
 from sppoflow.errors import UserError
 from sppoflow.evaluation import summarise
+from sppoflow.round_metrics import (
+    HeadToHead,
+    Objective,
+    Pair,
+    ResponseMeasures,
+    write_round_metrics,
+)
 from sppoflow.tables import EVAL_JUDGEMENTS, SAMPLES, write_table
 
 N = 40
@@ -75,7 +82,7 @@ def test_judge_rewards_draws_both_judge_kinds(tmp_path, pairwise):
         write_table(judgements(pairwise, round_number), path, EVAL_JUDGEMENTS)
         paths.append(path)
     png = tmp_path / "judge.png"
-    report.judge_rewards(paths, [1, 2], png)
+    report.judge_rewards_figure(paths, [1, 2], png)
     with Image.open(png) as image:
         width, height = image.size
     # the pairwise figure has a third panel: how often swapping the pair flips the verdict
@@ -90,10 +97,10 @@ def test_win_rate_table_and_plots_from_evaluation_metrics(tmp_path):
     table = report.win_rate_table(metrics)
     assert len(table) == 6
     assert table["against"].tolist()[:4] == ["base model", "round 0", "base model", "round 1"]
-    first = metrics[0]["vs_base"]
-    assert table.loc[0, "win rate"] == first["win_rate"]
-    assert table.loc[0, "length-controlled"] == first["lc_win_rate"]
-    assert table.loc[0, "wins / ties / losses"] == f"{first['wins']} / 0 / {first['losses']}"
+    first = metrics[0].primary.base
+    assert table.loc[0, "win rate"] == first.win_rate
+    assert table.loc[0, "length-controlled"] == first.lc_win_rate
+    assert table.loc[0, "wins / ties / losses"] == f"{first.wins} / 0 / {first.losses}"
     report.win_rates(metrics, tmp_path / "w.png", tmp_path / "w.html")
     report.lengths(metrics, tmp_path / "l.png")
     page = (tmp_path / "w.html").read_text()
@@ -107,22 +114,22 @@ def test_methods_and_judges_side_by_side(tmp_path):
     """Two methods, two judges: a panel per judge, a row per method, round, judge and
     opponent, the measures that need no judge, and the head-to-head table."""
     judges = {"training": "relevance", "second": "pairrm"}
-    objective = {
-        "n_responses": N,
-        "mean_tokens": 40.0,
-        "truncated_share": 0.1,
-        "mean_prompt_overlap": 0.5,
-        "mean_repetition": 0.05,
-        "loop_share": 0.0,
-    }
+    measures = ResponseMeasures(
+        n_responses=N,
+        mean_tokens=40.0,
+        truncated_share=0.1,
+        mean_prompt_overlap=0.5,
+        mean_repetition=0.05,
+        loop_share=0.0,
+    )
+    objective = Objective(round=measures, base=replace(measures, mean_tokens=30.0))
     metrics = []
     for method in ("sppo", "dpo"):
         for r in (1, 2):
             m = summarise(judgements(True, r, judges=tuple(judges)), r, judges, method)
-            m["objective"] = {"round": objective, "base": {**objective, "mean_tokens": 30.0}}
-            metrics.append(m)
-    assert metrics[0]["judge_name"] == "training" and metrics[0]["judge"] == "relevance"
-    assert set(metrics[0]["judges"]) == {"training", "second"}
+            metrics.append(replace(m, objective=objective))
+    assert metrics[0].primary_judge == "training" and metrics[0].primary.backend == "relevance"
+    assert list(metrics[0].judges) == ["training", "second"]
     table = report.win_rate_table(metrics)
     assert len(table) == 2 * 2 * 2 * 2
     assert set(table["method"]) == {"sppo", "dpo"} and set(table["judge"]) == {
@@ -138,22 +145,12 @@ def test_methods_and_judges_side_by_side(tmp_path):
         assert image.size[0] > 1200  # one panel per judge
     page = (tmp_path / "w.html").read_text()
     assert "Measures that need no judge" in page and "repetition loops" in page
-    pairs = {
-        "round": 2,
-        "methods": ["sppo", "dpo"],
-        "pairs": [
-            {
-                "method": "sppo",
-                "opponent": "dpo",
-                "judges": {"training": metrics[1]["vs_base"], "second": metrics[1]["vs_previous"]},
-            }
-        ],
-    }
-    (tmp_path / "h2h.json").write_text(json.dumps(pairs))
-    report.head_to_head(tmp_path / "h2h.json", tmp_path / "h2h.html")
+    verdicts = {"training": metrics[1].verdicts("base"), "second": metrics[1].verdicts("previous")}
+    h2h = HeadToHead(round=2, methods=("sppo", "dpo"), pairs=(Pair("sppo", "dpo", verdicts),))
+    report.head_to_head(h2h, tmp_path / "h2h.html")
     page = (tmp_path / "h2h.html").read_text()
     assert page.count("<td>sppo</td>") == 2 and page.count("<td>dpo</td>") == 2
-    assert f"{metrics[1]['vs_base']['win_rate']:.3f}" in page
+    assert f"{metrics[1].verdicts('base').win_rate:.3f}" in page
 
 
 def test_examples_escape_html_and_align_rounds(tmp_path):
@@ -207,12 +204,12 @@ def test_bad_judgements_file_is_named(tmp_path):
     broken = tmp_path / "judgements.parquet"
     pd.DataFrame({"prompt_id": ["p0"]}).to_parquet(broken)
     with pytest.raises(UserError, match=r"judgements\.parquet"):
-        report.judge_rewards([broken], [1], tmp_path / "j.png")
+        report.judge_rewards_figure([broken], [1], tmp_path / "j.png")
 
 
 def test_report_script_needs_one_file_per_round(tmp_path):
     metrics = tmp_path / "metrics.json"
-    metrics.write_text(json.dumps(summarise(judgements(True, 1), 1, {"training": "pairrm"})))
+    write_round_metrics(metrics, summarise(judgements(True, 1), 1, {"training": "pairrm"}))
     run = subprocess.run(
         [sys.executable, str(ROOT / "scripts/report.py"), "summary", "--metrics", str(metrics),
          "--judgements", "a.parquet", "b.parquet", "--responses", "c.parquet",

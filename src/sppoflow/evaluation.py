@@ -16,7 +16,6 @@ import math
 import re
 from collections import Counter
 from collections.abc import Mapping
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -24,7 +23,7 @@ import pandas as pd
 from sppoflow.errors import UserError
 from sppoflow.length_control import length_controlled_win_rate
 from sppoflow.preference import JudgeSettings, PreferenceModel, build_judge
-from sppoflow.tables import EVAL_JUDGEMENTS, write_table, write_text_atomically
+from sppoflow.round_metrics import JudgeVerdicts, ResponseMeasures, RoundMetrics, Verdicts
 
 TIE_TOLERANCE = 1e-6
 Z_95 = 1.959964
@@ -106,7 +105,7 @@ def repetition(response: str) -> float:
     return (len(grams) - len(Counter(grams))) / len(grams)
 
 
-def objective_measures(responses: pd.DataFrame) -> dict:
+def objective_measures(responses: pd.DataFrame) -> ResponseMeasures:
     """What needs no judge, over a samples table of evaluation responses: mean tokens, the
     share cut at max_new_tokens, how much of the prompt a response repeats, and repetition
     loops (responses whose 4-grams are at least half repeats)."""
@@ -115,14 +114,14 @@ def objective_measures(responses: pd.DataFrame) -> dict:
         prompt_overlap(p, r)
         for p, r in zip(responses["prompt"], responses["response"], strict=True)
     ]
-    return {
-        "n_responses": len(responses),
-        "mean_tokens": float(responses["response_tokens"].mean()),
-        "truncated_share": float((responses["finish_reason"] == "length").mean()),
-        "mean_prompt_overlap": float(np.mean(overlap)),
-        "mean_repetition": float(loops.mean()),
-        "loop_share": float((loops >= LOOP_SHARE).mean()),
-    }
+    return ResponseMeasures(
+        n_responses=len(responses),
+        mean_tokens=float(responses["response_tokens"].mean()),
+        truncated_share=float((responses["finish_reason"] == "length").mean()),
+        mean_prompt_overlap=float(np.mean(overlap)),
+        mean_repetition=float(loops.mean()),
+        loop_share=float((loops >= LOOP_SHARE).mean()),
+    )
 
 
 def judge_against(
@@ -192,14 +191,6 @@ def add_judge_arguments(parser) -> None:
     add_settings(parser, JudgeSettings)
 
 
-def write_evaluation(
-    judgements: pd.DataFrame, metrics: dict, judgements_path: Path | str, metrics_path: Path | str
-) -> None:
-    """The judgements table and the metrics JSON, each written whole or not at all."""
-    write_table(judgements, judgements_path, EVAL_JUDGEMENTS)
-    write_text_atomically(metrics_path, json.dumps(metrics, indent=2) + "\n")
-
-
 def judge_all(
     judges: Mapping[str, JudgeSettings], ours: pd.DataFrame, opponents: Mapping[str, pd.DataFrame]
 ) -> pd.DataFrame:
@@ -220,54 +211,46 @@ def summarise(
     round_number: int,
     backends: Mapping[str, str],
     method: str | None = None,
-) -> dict:
-    """Metrics per judge and opponent: win rate and mean preference with 95% CIs, lengths.
-
-    The first judge of ``backends`` (name -> backend) is the primary one: its verdicts also
-    stand at the top level (``judge``, ``vs_base``, ``vs_previous``)."""
-    primary = next(iter(backends))
-    by_judge = {
-        name: {"backend": backend, **verdicts(judgements[judgements["judge"] == name])}
-        for name, backend in backends.items()
-    }
-    metrics: dict = {"round": round_number, "method": method}
-    metrics.update(judge=backends[primary], judge_name=primary)
-    metrics.update({k: v for k, v in by_judge[primary].items() if k != "backend"})
-    metrics["judges"] = by_judge
-    return metrics
+) -> RoundMetrics:
+    """Verdicts per judge and opponent; the first judge of ``backends`` (name -> backend) is
+    the primary one."""
+    judges = {}
+    for name, backend in backends.items():
+        rows = judgements[judgements["judge"] == name]
+        by_opponent = {o: verdicts(g) for o, g in rows.groupby("opponent", sort=False)}
+        judges[name] = JudgeVerdicts(backend, by_opponent["base"], by_opponent.get("previous"))
+    return RoundMetrics(round_number, method, judges)
 
 
-def verdicts(judgements: pd.DataFrame) -> dict:
-    """One judge's metrics per opponent (vs_<opponent>)."""
-    metrics: dict = {}
-    for opponent, rows in judgements.groupby("opponent", sort=False):
-        win_rate, win_low, win_high = mean_with_ci(rows["outcome"].to_numpy())
-        prob, prob_low, prob_high = mean_with_ci(rows["prob"].to_numpy())
-        lc = length_controlled_win_rate(
-            rows["outcome"].to_numpy(),
-            rows["tokens"].to_numpy(),
-            rows["opponent_tokens"].to_numpy(),
-        )
-        metrics[f"vs_{opponent}"] = {
-            "n_prompts": len(rows),
-            "win_rate": win_rate,
-            "win_rate_ci_low": win_low,
-            "win_rate_ci_high": win_high,
-            "lc_win_rate": lc.win_rate,
-            "lc_win_rate_ci_low": lc.ci_low,
-            "lc_win_rate_ci_high": lc.ci_high,
-            "length_coef": lc.length_coef,
-            "wins": int((rows["outcome"] == 1).sum()),
-            "ties": int((rows["outcome"] == 0.5).sum()),
-            "losses": int((rows["outcome"] == 0).sum()),
-            "mean_prob": prob,
-            "mean_prob_ci_low": prob_low,
-            "mean_prob_ci_high": prob_high,
-            "mean_tokens": float(rows["tokens"].mean()),
-            "mean_opponent_tokens": float(rows["opponent_tokens"].mean()),
-            "order_flip_rate": _finite_or_none(rows["order_flipped"].mean()),
-        }
-    return metrics
+def verdicts(judgements: pd.DataFrame) -> Verdicts:
+    """One judge's verdicts against one opponent: win rate and mean preference with 95% CIs,
+    the length-controlled win rate, lengths."""
+    win_rate, win_low, win_high = mean_with_ci(judgements["outcome"].to_numpy())
+    prob, prob_low, prob_high = mean_with_ci(judgements["prob"].to_numpy())
+    lc = length_controlled_win_rate(
+        judgements["outcome"].to_numpy(),
+        judgements["tokens"].to_numpy(),
+        judgements["opponent_tokens"].to_numpy(),
+    )
+    return Verdicts(
+        n_prompts=len(judgements),
+        win_rate=win_rate,
+        win_rate_ci_low=win_low,
+        win_rate_ci_high=win_high,
+        lc_win_rate=lc.win_rate,
+        lc_win_rate_ci_low=lc.ci_low,
+        lc_win_rate_ci_high=lc.ci_high,
+        length_coef=lc.length_coef,
+        wins=int((judgements["outcome"] == 1).sum()),
+        ties=int((judgements["outcome"] == 0.5).sum()),
+        losses=int((judgements["outcome"] == 0).sum()),
+        mean_prob=prob,
+        mean_prob_ci_low=prob_low,
+        mean_prob_ci_high=prob_high,
+        mean_tokens=float(judgements["tokens"].mean()),
+        mean_opponent_tokens=float(judgements["opponent_tokens"].mean()),
+        order_flip_rate=_finite_or_none(judgements["order_flipped"].mean()),
+    )
 
 
 def _finite_or_none(value: float) -> float | None:

@@ -7,8 +7,8 @@ the report with a caption (workflow/report/*.rst). Plots are PNG (matplotlib, no
 from __future__ import annotations
 
 import html
-import json
 from collections.abc import Sequence
+from dataclasses import asdict
 from pathlib import Path
 
 import matplotlib
@@ -19,13 +19,8 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from sppoflow.summary import (
-    judge_correlations,
-    judges_of,
-    method_of,
-    pooled_rewards,
-    primary_against_base,
-)
+from sppoflow.round_metrics import OPPONENTS, HeadToHead, RoundMetrics, Verdicts
+from sppoflow.summary import judge_correlations, pooled_rewards, primary_against_base
 from sppoflow.tables import EVAL_JUDGEMENTS, PAIRS, SAMPLES, read_table
 from sppoflow.versions import package_versions
 
@@ -117,44 +112,40 @@ def win_rate_estimates(pairs_path: Path, stats_path: Path, title: str, out: Path
 # -- across rounds ---------------------------------------------------------------------------
 
 
-def by_method(metrics: list[dict]) -> dict[str, list[dict]]:
+def by_method(metrics: list[RoundMetrics]) -> dict[str, list[RoundMetrics]]:
     """Each method's metrics in round order, methods in the order first seen."""
-    grouped: dict[str, list[dict]] = {}
+    grouped: dict[str, list[RoundMetrics]] = {}
     for m in metrics:
-        grouped.setdefault(method_of(m), []).append(m)
-    return {name: sorted(rows, key=lambda m: m["round"]) for name, rows in grouped.items()}
+        grouped.setdefault(m.method_name, []).append(m)
+    return {name: sorted(rows, key=lambda m: m.round) for name, rows in grouped.items()}
 
 
-def _ci(v: dict, key: str) -> str:
-    if v.get(key) is None:
-        return ""
-    return f"[{v[f'{key}_ci_low']:.3f}, {v[f'{key}_ci_high']:.3f}]"
+def _ci(v: Verdicts, key: str) -> str:
+    return f"[{getattr(v, f'{key}_ci_low'):.3f}, {getattr(v, f'{key}_ci_high'):.3f}]"
 
 
-def win_rate_table(metrics: list[dict]) -> pd.DataFrame:
+def win_rate_table(metrics: list[RoundMetrics]) -> pd.DataFrame:
     rows = []
     for m in metrics:
-        for judge, verdicts in judges_of(m).items():
-            for opponent in ("base", "previous"):
-                v = verdicts.get(f"vs_{opponent}")
-                if not v:
+        for judge, verdicts in m.judges.items():
+            for opponent in OPPONENTS:
+                v = verdicts.against(opponent)
+                if v is None:
                     continue
                 rows.append(
                     {
-                        "method": method_of(m),
-                        "round": m["round"],
-                        "judge": f"{judge} ({verdicts['backend']})",
-                        "against": "base model"
-                        if opponent == "base"
-                        else f"round {m['round'] - 1}",
-                        "win rate": v["win_rate"],
+                        "method": m.method_name,
+                        "round": m.round,
+                        "judge": f"{judge} ({verdicts.backend})",
+                        "against": "base model" if opponent == "base" else f"round {m.round - 1}",
+                        "win rate": v.win_rate,
                         "95% CI": _ci(v, "win_rate"),
-                        "length-controlled": v.get("lc_win_rate"),
+                        "length-controlled": v.lc_win_rate,
                         "LC 95% CI": _ci(v, "lc_win_rate"),
-                        "wins / ties / losses": f"{v['wins']} / {v['ties']} / {v['losses']}",
-                        "mean P": v["mean_prob"],
-                        "tokens (round / opponent)": f"{v['mean_tokens']:.0f} / "
-                        f"{v['mean_opponent_tokens']:.0f}",
+                        "wins / ties / losses": f"{v.wins} / {v.ties} / {v.losses}",
+                        "mean P": v.mean_prob,
+                        "tokens (round / opponent)": f"{v.mean_tokens:.0f} / "
+                        f"{v.mean_opponent_tokens:.0f}",
                     }
                 )
     return pd.DataFrame(rows)
@@ -169,55 +160,53 @@ OBJECTIVE_COLUMNS = {
 }
 
 
-def objective_table(metrics: list[dict]) -> pd.DataFrame:
+def objective_table(metrics: list[RoundMetrics]) -> pd.DataFrame:
     """Measures that need no judge, per method and round; round 0 is the base model."""
     rows = []
     for m in metrics:
-        objective = m.get("objective")
-        if not objective:
+        if m.objective is None:
             continue
         if not rows:
-            rows.append({"method": "base model", "round": 0, **objective["base"]})
-        rows.append({"method": method_of(m), "round": m["round"], **objective["round"]})
+            rows.append({"method": "base model", "round": 0, **asdict(m.objective.base)})
+        rows.append({"method": m.method_name, "round": m.round, **asdict(m.objective.round)})
     if not rows:
         return pd.DataFrame()
     table = pd.DataFrame(rows).rename(columns=OBJECTIVE_COLUMNS)
     return table[["method", "round", *OBJECTIVE_COLUMNS.values()]]
 
 
-def win_rates(metrics: list[dict], png: Path, table_html: Path) -> None:
+def win_rates(metrics: list[RoundMetrics], png: Path, table_html: Path) -> None:
     """Win rate against the base per round, per method and judge (one panel a judge), with
     95% CIs; the length-controlled rate dashed; with one method also against the previous
     round."""
     methods = by_method(metrics)
-    judges = list(judges_of(metrics[0]))
+    judges = metrics[0].judges
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     lines = [(name, "base", rows) for name, rows in methods.items()]
     if len(methods) == 1:
         lines.append((next(iter(methods)), "previous", next(iter(methods.values()))))
-    rounds = sorted({m["round"] for m in metrics})
+    rounds = sorted({m.round for m in metrics})
     with plt.rc_context(STYLE):
         fig, axes = plt.subplots(
             1, len(judges), figsize=(6.5 * len(judges) + 2, 3.8), squeeze=False
         )
         for ax, judge in zip(axes[0], judges, strict=True):
             for n, (name, opponent, rows) in enumerate(lines):
-                values = [judges_of(m)[judge][f"vs_{opponent}"] for m in rows]
-                x = np.array([m["round"] for m in rows]) + 0.06 * (n - (len(lines) - 1) / 2)
-                rate = np.array([v["win_rate"] for v in values])
-                low = rate - np.array([v["win_rate_ci_low"] for v in values])
-                high = np.array([v["win_rate_ci_high"] for v in values]) - rate
+                values = [m.verdicts(opponent, judge) for m in rows]
+                x = np.array([m.round for m in rows]) + 0.06 * (n - (len(lines) - 1) / 2)
+                rate = np.array([v.win_rate for v in values])
+                low = rate - np.array([v.win_rate_ci_low for v in values])
+                high = np.array([v.win_rate_ci_high for v in values]) - rate
                 against = "base" if opponent == "base" else "previous round"
                 label = f"{name} vs {against}" if len(methods) > 1 else f"vs {against}"
                 color = colors[n % len(colors)]
                 ax.errorbar(x, rate, yerr=[low, high], fmt="o-", color=color, capsize=4,
                             label=label)  # fmt: skip
-                lc = [v.get("lc_win_rate") for v in values]
-                if opponent == "base" and None not in lc:
-                    ax.plot(x, lc, ls="--", marker="x", color=color)
+                if opponent == "base":
+                    ax.plot(x, [v.lc_win_rate for v in values], ls="--", marker="x", color=color)
             ax.plot([], [], ls="--", marker="x", color="grey", label="length-controlled")
             ax.axhline(0.5, color="grey", lw=0.8, ls=":")
-            backend = judges_of(metrics[0])[judge]["backend"]
+            backend = judges[judge].backend
             ax.set(xlabel="round", ylabel="win rate (ties half), 95% CI", ylim=(0, 1),
                    xticks=rounds, title=f"judge: {judge} ({backend})")  # fmt: skip
             ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
@@ -235,25 +224,25 @@ def win_rates(metrics: list[dict], png: Path, table_html: Path) -> None:
     table_html.write_text(_page("Win rates per round", body))
 
 
-def lengths(metrics: list[dict], png: Path) -> None:
+def lengths(metrics: list[RoundMetrics], png: Path) -> None:
     """Response length per round, and the raw against the length-controlled win rate (the
     primary judge, against the base), per method."""
     methods = by_method(metrics)
-    base_tokens = metrics[0]["vs_base"]["mean_opponent_tokens"]
+    base_tokens = metrics[0].primary.base.mean_opponent_tokens
     with plt.rc_context(STYLE):
         fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.6))
         for n, (name, rows) in enumerate(methods.items()):
-            rounds = [0] + [m["round"] for m in rows]
-            tokens = [base_tokens] + [m["vs_base"]["mean_tokens"] for m in rows]
+            rounds = [0] + [m.round for m in rows]
+            tokens = [base_tokens] + [m.primary.base.mean_tokens for m in rows]
             left.plot(rounds, tokens, "o-", label=name)
             for kind, key, ls in (
                 ("raw", "win_rate", "-"),
                 ("length-controlled", "lc_win_rate", "--"),
             ):
-                values = [m["vs_base"] for m in rows]
-                rate = np.array([v[key] for v in values])
-                low = rate - np.array([v[f"{key}_ci_low"] for v in values])
-                high = np.array([v[f"{key}_ci_high"] for v in values]) - rate
+                values = [m.primary.base for m in rows]
+                rate = np.array([getattr(v, key) for v in values])
+                low = rate - np.array([getattr(v, f"{key}_ci_low") for v in values])
+                high = np.array([getattr(v, f"{key}_ci_high") for v in values]) - rate
                 x = np.array(rounds[1:]) + (-0.06 if kind == "raw" else 0.06) + 0.02 * n
                 right.errorbar(
                     x,
@@ -265,7 +254,7 @@ def lengths(metrics: list[dict], png: Path) -> None:
                     color=f"C{n}",
                     label=f"{name}, {kind}",
                 )
-        rounds = sorted({0} | {m["round"] for m in metrics})
+        rounds = sorted({0} | {m.round for m in metrics})
         left.set(xlabel="round (0 = base model)", ylabel="mean response tokens", xticks=rounds)
         left.legend(fontsize=7)
         right.axhline(0.5, color="grey", lw=0.8, ls=":")
@@ -275,35 +264,34 @@ def lengths(metrics: list[dict], png: Path) -> None:
         _save(fig, png)
 
 
-def head_to_head(metrics_path: Path, table_html: Path) -> None:
+def head_to_head(h2h: HeadToHead, table_html: Path) -> None:
     """The methods' final rounds against each other, per judge."""
-    metrics = json.loads(Path(metrics_path).read_text())
     rows = []
-    for pair in metrics["pairs"]:
-        for judge, v in pair["judges"].items():
+    for pair in h2h.pairs:
+        for judge, v in pair.judges.items():
             rows.append(
                 {
-                    "method": pair["method"],
-                    "against": pair["opponent"],
+                    "method": pair.method,
+                    "against": pair.opponent,
                     "judge": judge,
-                    "win rate": v["win_rate"],
+                    "win rate": v.win_rate,
                     "95% CI": _ci(v, "win_rate"),
-                    "length-controlled": v.get("lc_win_rate"),
+                    "length-controlled": v.lc_win_rate,
                     "LC 95% CI": _ci(v, "lc_win_rate"),
-                    "wins / ties / losses": f"{v['wins']} / {v['ties']} / {v['losses']}",
-                    "tokens (method / against)": f"{v['mean_tokens']:.0f} / "
-                    f"{v['mean_opponent_tokens']:.0f}",
+                    "wins / ties / losses": f"{v.wins} / {v.ties} / {v.losses}",
+                    "tokens (method / against)": f"{v.mean_tokens:.0f} / "
+                    f"{v.mean_opponent_tokens:.0f}",
                 }
             )
     body = pd.DataFrame(rows).to_html(index=False, float_format=lambda v: f"{v:.3f}", border=0)
     body += (
-        f"<p>Round {metrics['round']} of each method, on the same held-out prompts; a win "
+        f"<p>Round {h2h.round} of each method, on the same held-out prompts; a win "
         "rate above 0.5 favours the method of the row.</p>"
     )
     table_html.write_text(_page("The methods head to head", body))
 
 
-def judge_rewards(judgement_paths: Sequence[Path], rounds: Sequence, png: Path) -> None:
+def judge_rewards_figure(judgement_paths: Sequence[Path], rounds: Sequence, png: Path) -> None:
     """What the (primary) judge rewards: its score (or verdict) against length and prompt
     repetition, and for pairwise judges how often swapping the pair flips the verdict.
     ``rounds`` label the files: round numbers, or "method, round" names."""

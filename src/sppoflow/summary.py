@@ -3,59 +3,42 @@ practice."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
+from dataclasses import asdict
 from pathlib import Path
 
 import pandas as pd
 
 from sppoflow.errors import UserError
-
-
-def _read_json(path: Path) -> dict:
-    try:
-        return json.loads(Path(path).read_text())
-    except (OSError, json.JSONDecodeError) as error:
-        raise UserError(f"{path}: cannot read metrics: {error}") from error
-
-
-def method_of(metrics: dict) -> str:
-    return metrics.get("method") or "policy"
-
-
-def judges_of(metrics: dict) -> dict[str, dict]:
-    """A round's verdicts per judge (metrics of a single judge have no "judges" entry): the
-    one reader of metrics.json's verdicts, for the summary table and the report's."""
-    single = {metrics.get("judge_name", "training"): {**metrics, "backend": metrics["judge"]}}
-    return metrics.get("judges") or single
+from sppoflow.round_metrics import OPPONENTS, read_round_metrics
 
 
 def round_row(metrics_path: Path, stats_path: Path, log_path: Path) -> dict:
-    metrics = _read_json(metrics_path)
-    row: dict = {"method": metrics.get("method"), "round": metrics["round"]}
-    row["judge"] = metrics["judge"]
-    for opponent in ("base", "previous"):
-        m = metrics.get(f"vs_{opponent}")
-        if not m:
+    metrics = read_round_metrics(metrics_path)
+    primary = metrics.primary
+    row: dict = {"method": metrics.method, "round": metrics.round, "judge": primary.backend}
+    for opponent in OPPONENTS:
+        v = primary.against(opponent)
+        if v is None:
             continue
-        row[f"win_rate_vs_{opponent}"] = m["win_rate"]
-        row[f"win_rate_vs_{opponent}_ci_low"] = m["win_rate_ci_low"]
-        row[f"win_rate_vs_{opponent}_ci_high"] = m["win_rate_ci_high"]
+        row[f"win_rate_vs_{opponent}"] = v.win_rate
+        row[f"win_rate_vs_{opponent}_ci_low"] = v.win_rate_ci_low
+        row[f"win_rate_vs_{opponent}_ci_high"] = v.win_rate_ci_high
         for key in ("lc_win_rate", "lc_win_rate_ci_low", "lc_win_rate_ci_high", "length_coef"):
-            row[f"{key}_vs_{opponent}"] = m.get(key)
-        row[f"mean_prob_vs_{opponent}"] = m["mean_prob"]
-    for name, verdicts in judges_of(metrics).items():
-        if name != metrics.get("judge_name") and "vs_base" in verdicts:
-            row[f"win_rate_vs_base_{name}"] = verdicts["vs_base"]["win_rate"]
-            row[f"lc_win_rate_vs_base_{name}"] = verdicts["vs_base"].get("lc_win_rate")
-    for key, value in metrics.get("objective", {}).get("round", {}).items():
-        if key != "n_responses":
-            row[f"eval_{key}"] = value
-    base = metrics["vs_base"]
+            row[f"{key}_vs_{opponent}"] = getattr(v, key)
+        row[f"mean_prob_vs_{opponent}"] = v.mean_prob
+    for name, judge in metrics.judges.items():
+        if name != metrics.primary_judge:
+            row[f"win_rate_vs_base_{name}"] = judge.base.win_rate
+            row[f"lc_win_rate_vs_base_{name}"] = judge.base.lc_win_rate
+    if metrics.objective is not None:
+        for key, value in asdict(metrics.objective.round).items():
+            if key != "n_responses":
+                row[f"eval_{key}"] = value
     row.update(
-        n_eval_prompts=base["n_prompts"],
-        mean_response_tokens=base["mean_tokens"],
-        base_response_tokens=base["mean_opponent_tokens"],
+        n_eval_prompts=primary.base.n_prompts,
+        mean_response_tokens=primary.base.mean_tokens,
+        base_response_tokens=primary.base.mean_opponent_tokens,
     )
     stats = pd.read_parquet(stats_path).iloc[0]
     for column in (
@@ -120,8 +103,9 @@ def judge_correlations(rows: pd.DataFrame) -> dict[str, float]:
     return result
 
 
-def judge_rewards(judgements_path: Path, round_number: int, method: str | None = None) -> dict:
-    """How the judge's verdict against the base moves with length and with prompt overlap."""
+def judge_reward_row(judgements_path: Path, round_number: int, method: str | None = None) -> dict:
+    """A row of judge_rewards.tsv: how the primary judge's verdict against the base moves
+    with length and with prompt overlap."""
     rows = primary_against_base(pd.read_parquet(judgements_path)).assign(round=round_number)
     return {
         "method": method,
@@ -140,7 +124,7 @@ def summarise_rounds(
     table = pd.DataFrame([round_row(*paths) for paths in zip(metrics, stats, logs, strict=True)])
     rewards = pd.DataFrame(
         [
-            judge_rewards(path, n, method)
+            judge_reward_row(path, n, method)
             for path, n, method in zip(judgements, table["round"], table["method"], strict=True)
         ]
     )
