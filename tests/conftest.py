@@ -155,9 +155,20 @@ def error_line(run) -> str:
     return lines[0]
 
 
+# Snakemake arguments that plan, check or report without running a job.
+NO_JOBS = ("-n", "--dry-run", "--lint", "--report", "--list-params-changes")
+
+
 def snakemake(workdir, *args, env=None, clean_env=False):
     """Run the workflow's Snakefile in ``workdir`` with this environment's snakemake (in
-    ``env`` alone with ``clean_env``, else in this process's environment plus ``env``)."""
+    ``env`` alone with ``clean_env``, else in this process's environment plus ``env``).
+    Only a test of the e2e tier runs jobs (it asks for the ``run_snakemake`` fixture, or one
+    that runs the workflow); elsewhere a command that would run jobs is refused, so that the
+    fast tier stays what it says."""
+    if not IN_E2E_TEST[0] and not any(arg in NO_JOBS for arg in args):
+        raise AssertionError(
+            f"snakemake {' '.join(map(str, args))} runs jobs: ask for the run_snakemake fixture"
+        )
     env = {**({} if clean_env else os.environ), **(env or {})}
     env["PATH"] = f"{BIN}{os.pathsep}{os.environ['PATH']}"
     return subprocess.run(
@@ -236,6 +247,51 @@ def package_index_problem() -> str | None:
     return None
 
 
+@pytest.fixture
+def run_snakemake():
+    """``snakemake`` for a test that runs jobs: the test is in the e2e tier."""
+    return snakemake
+
+
+@pytest.fixture
+def cuda():
+    """A CUDA device, or the test skips, saying so: the test is in the gpu tier."""
+    import torch
+
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA device")
+    return torch.device("cuda")
+
+
+# The tiers, read from the fixtures a test uses (a conftest hook marks them, never a test):
+#   e2e      runs the workflow (locally or on the SLURM cluster), a real vLLM engine, or
+#            training launched as several processes: minutes each;
+#   network  needs the package index;
+#   gpu      needs a CUDA device (skips without one).
+# `pytest -m "not e2e and not network"` is the fast tier; plain `pytest` runs them all.
+TIER_FIXTURES = {
+    "e2e": {
+        "tiny_run",
+        "tiny_methods_run",
+        "slurm_cluster",
+        "vllm_python",
+        "launched_round",
+        "gpu_check_rehearsal",
+        "run_snakemake",
+    },
+    "network": {"resolutions"},
+    "gpu": {"cuda"},
+}
+IN_E2E_TEST = [False]
+
+
+def mark_tiers(item) -> None:
+    used = set(getattr(item, "fixturenames", ()))
+    for tier, fixtures in TIER_FIXTURES.items():
+        if used & fixtures:
+            item.add_marker(tier)
+
+
 # Under pytest-xdist (the README's `pytest -n 2`), the tests sharing one costly fixture run
 # on one worker, so it is made once: the tiny workflow run (which the SLURM tests compare
 # against, and whose jobs mostly wait on the scheduler while the other worker computes), the
@@ -251,6 +307,7 @@ SHARED_FIXTURE_GROUPS = {
 @pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups
 def pytest_collection_modifyitems(config, items):
     for item in items:
+        mark_tiers(item)
         names = getattr(item, "fixturenames", ())
         group = next((g for f, g in SHARED_FIXTURE_GROUPS.items() if f in names), None)
         if group:
@@ -275,7 +332,9 @@ def check_groups_are_kept(session) -> None:
         )
 
 
+@pytest.hookimpl(tryfirst=True)  # before the test's fixtures are made
 def pytest_runtest_setup(item):
+    IN_E2E_TEST[0] = item.get_closest_marker("e2e") is not None
     if GROUPS_IGNORED and item.get_closest_marker("xdist_group"):
         pytest.fail(GROUPS_IGNORED[0], pytrace=False)
 

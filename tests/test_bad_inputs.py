@@ -14,7 +14,7 @@ import yaml
 from test_judge_backends import tiny_reward_model
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from conftest import ROOT, error_line, run_script, snakemake
+from conftest import ROOT, error_line, run_script
 from sppoflow.aggregate import AggregateSettings, aggregate
 from sppoflow.errors import UserError
 from sppoflow.models import folder_written_whole
@@ -249,12 +249,12 @@ def test_a_round_of_one_warmup_step_stops_before_training(caplog):
     assert "all 3 optimizer steps are warmup steps (warmup_ratio 1.0)" in caplog.text
 
 
-def test_a_failed_jobs_explaining_line_reaches_the_console(tmp_path):
+def test_a_failed_jobs_explaining_line_reaches_the_console(tmp_path, run_snakemake):
     """The prompt_pool job fails on a non-UTF-8 file; Snakemake's console ends with the job's
     log line that says why, not only with its own report of the failure."""
     source = latin1_prompts(tmp_path / "prompts.jsonl")
     (tmp_path / "config.yaml").write_text(yaml.safe_dump({"prompts": {"source": str(source)}}))
-    run = snakemake(
+    run = run_snakemake(
         tmp_path, "--configfile", "config.yaml", "--cores", "1", "results/prompts/pool.parquet"
     )
     assert run.returncode != 0

@@ -98,7 +98,7 @@ def assert_trained_alike(ours: Path, theirs: Path, start_dir: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def round_files(tmp_path_factory, embedded_tokenizer):
+def launched_round(tmp_path_factory, embedded_tokenizer):
     folder = tmp_path_factory.mktemp("round")
     samples, pairs, win_rates = round_tables(embedded_tokenizer, n_prompts=8)
     paths = {name: folder / f"{name}.parquet" for name in ("samples", "pairs", "win_rates")}
@@ -108,10 +108,11 @@ def round_files(tmp_path_factory, embedded_tokenizer):
     return paths
 
 
-@pytest.mark.slow
-def test_two_processes_match_one_with_the_same_global_batch(tmp_path, tiny_model_dir, round_files):
-    one, _ = launch(tmp_path, tiny_model_dir, round_files, 1, 4, "one")
-    two, stderr = launch(tmp_path, tiny_model_dir, round_files, 2, 2, "two")
+def test_two_processes_match_one_with_the_same_global_batch(
+    tmp_path, tiny_model_dir, launched_round
+):
+    one, _ = launch(tmp_path, tiny_model_dir, launched_round, 1, 4, "one")
+    two, stderr = launch(tmp_path, tiny_model_dir, launched_round, 2, 2, "two")
     assert "on 2 process(es) (gloo), global batch 4 (2 x 1 accumulation x 2)" in stderr
 
     log_one = pd.read_csv(one / "train_log.csv")
@@ -126,11 +127,10 @@ def test_two_processes_match_one_with_the_same_global_batch(tmp_path, tiny_model
     assert summary["settings"]["gradient_accumulation_steps"] == 1
 
 
-@pytest.mark.slow
-def test_one_process_accumulates_to_the_global_batch(tmp_path, tiny_model_dir, round_files):
+def test_one_process_accumulates_to_the_global_batch(tmp_path, tiny_model_dir, launched_round):
     """batch 2 on one process with global batch 4 accumulates 2 micro-batches per step."""
-    one, _ = launch(tmp_path, tiny_model_dir, round_files, 1, 4, "one")
-    acc, stderr = launch(tmp_path, tiny_model_dir, round_files, 1, 2, "acc")
+    one, _ = launch(tmp_path, tiny_model_dir, launched_round, 1, 4, "one")
+    acc, stderr = launch(tmp_path, tiny_model_dir, launched_round, 1, 2, "acc")
     assert "global batch 4 (2 x 2 accumulation x 1)" in stderr
     log_one = pd.read_csv(one / "train_log.csv")
     log_acc = pd.read_csv(acc / "train_log.csv")
@@ -211,22 +211,21 @@ def saved_checkpoint(out: Path, stderr: str, signum) -> Path:
     return saved
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize(
     ("signum", "whom"),
     [(signal.SIGTERM, "every process, as SLURM does"), (signal.SIGUSR1, "the wrapper alone")],
 )
 def test_two_processes_stop_on_a_signal_together_and_resume(
-    tmp_path, tiny_model_dir, round_files, signum, whom
+    tmp_path, tiny_model_dir, launched_round, signum, whom
 ):
-    straight, process = wrapped_launch(tmp_path, tiny_model_dir, round_files, "straight")
+    straight, process = wrapped_launch(tmp_path, tiny_model_dir, launched_round, "straight")
     finished(process)
     out, stderr = stop_after_first_step(
-        tmp_path, tiny_model_dir, round_files, "stopped", signum, whom.startswith("every")
+        tmp_path, tiny_model_dir, launched_round, "stopped", signum, whom.startswith("every")
     )
     saved = saved_checkpoint(out, stderr, signum)
 
-    _, process = wrapped_launch(tmp_path, tiny_model_dir, round_files, "stopped")
+    _, process = wrapped_launch(tmp_path, tiny_model_dir, launched_round, "stopped")
     assert f"resuming from {saved}" in finished(process)
     log, straight_log = pd.read_csv(out / "train_log.csv"), pd.read_csv(straight / "train_log.csv")
     assert log.step.tolist() == straight_log.step.tolist() == [1, 2, 3, 4]
@@ -237,19 +236,18 @@ def test_two_processes_stop_on_a_signal_together_and_resume(
 
 
 @pytest.fixture(scope="module")
-def one_process(tmp_path_factory, tiny_model_dir, round_files) -> Path:
+def one_process(tmp_path_factory, tiny_model_dir, launched_round) -> Path:
     """The reference for the sharded runs: the same round on one process."""
     out, process = wrapped_launch(
-        tmp_path_factory.mktemp("one-process"), tiny_model_dir, round_files, "one", gpus=1
+        tmp_path_factory.mktemp("one-process"), tiny_model_dir, launched_round, "one", gpus=1
     )
     finished(process)
     return out
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("engine", ["fsdp", "deepspeed_zero3"])
 def test_a_sharded_round_saves_on_sigterm_resumes_and_matches_one_process(
-    tmp_path, tiny_model_dir, round_files, one_process, engine
+    tmp_path, tiny_model_dir, launched_round, one_process, engine
 ):
     """The shipped config/accelerate/<engine>.yaml as the train rule passes it, on 2 CPU
     processes over gloo: FSDP2 (fully_shard), or DeepSpeed ZeRO-3 through its CPU accelerator
@@ -262,11 +260,11 @@ def test_a_sharded_round_saves_on_sigterm_resumes_and_matches_one_process(
         pytest.skip("DeepSpeed's CPU accelerator builds its shared-memory op: no C++ compiler")
     launch = {"gpus": 2, "accelerate_config": ROOT / "config" / "accelerate" / f"{engine}.yaml"}
     out, stderr = stop_after_first_step(
-        tmp_path, tiny_model_dir, round_files, engine, signal.SIGTERM, True, **launch
+        tmp_path, tiny_model_dir, launched_round, engine, signal.SIGTERM, True, **launch
     )
     saved = saved_checkpoint(out, stderr, signal.SIGTERM)
 
-    _, process = wrapped_launch(tmp_path, tiny_model_dir, round_files, engine, **launch)
+    _, process = wrapped_launch(tmp_path, tiny_model_dir, launched_round, engine, **launch)
     stderr = finished(process)
     assert f"resuming from {saved}" in stderr
     assert "mixed_precision is bf16, train.precision is fp32: training in fp32" in stderr

@@ -1,8 +1,6 @@
 """Batched, left-padded, seeded sampling with the transformers backend."""
 
 import pandas as pd
-import pytest
-import torch
 
 from sppoflow.generation import SamplingSettings, cut_at_stop, generate
 from sppoflow.preference.batching import length_sorted_batches, pad
@@ -85,9 +83,7 @@ def test_padding_batching_and_cut_at_stop():
     assert cut_at_stop([4, 9, 3], {2}) == ([4, 9, 3], "length")
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-@pytest.mark.gpu
-def test_generation_on_gpu(tiny_model):
+def test_generation_on_gpu(tiny_model, cuda):
     model, tokenizer = tiny_model
     out = generate(model.to("cuda"), tokenizer, PROMPTS, settings(device="cuda"))
     model.to("cpu")

@@ -30,11 +30,18 @@ def figures(text: str, pattern: str) -> list[float]:
     return [float(value) for value in re.findall(pattern, text)]
 
 
-def test_the_tiny_rehearsal_runs_every_section_and_writes_its_figures(tmp_path):
+@pytest.fixture
+def gpu_check_rehearsal(tmp_path):
+    """The whole check at its tiny size on the CPU, a workflow round included: (its file's
+    text, its run)."""
     out = tmp_path / "gpu_check.txt"
     done = check("--size", "tiny", "--device", "cpu", "--out", out)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    text = out.read_text()
+    return out.read_text(), done
+
+
+def test_the_tiny_rehearsal_runs_every_section_and_writes_its_figures(gpu_check_rehearsal):
+    text, done = gpu_check_rehearsal
     assert text.rstrip().endswith("failed sections: none")
     for title in SECTIONS.values():
         assert f"== {title}" in text

@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import ROOT, SCRIPTS, fake_hub_cache, snakemake
+from conftest import ROOT, SCRIPTS, fake_hub_cache
 from pairrm_helpers import save_both_layouts
 
 
@@ -83,7 +83,7 @@ def test_a_model_missing_from_an_offline_cache_is_one_clear_line(tmp_path):
 
 
 def test_the_fetch_rule_runs_with_the_hub_settings_snakemake_was_started_with(
-    tmp_path, tiny_model_dir
+    tmp_path, tiny_model_dir, run_snakemake
 ):
     """Model jobs run offline; the fetch rules run as the user launched Snakemake."""
     cache = tmp_path / "hub"
@@ -94,12 +94,12 @@ def test_the_fetch_rule_runs_with_the_hub_settings_snakemake_was_started_with(
     base.pop("SPPO_HUB_ACCESS", None)
     base["HF_HUB_CACHE"] = str(cache)
     args = ("--configfile", "hub.yaml", "--cores", "1", "results/hub/policy.json")
-    offline = snakemake(tmp_path, *args, env={**base, "HF_HUB_OFFLINE": "1"}, clean_env=True)
+    offline = run_snakemake(tmp_path, *args, env={**base, "HF_HUB_OFFLINE": "1"}, clean_env=True)
     assert offline.returncode == 0, offline.stderr[-3000:]
     record = json.loads((tmp_path / "results/hub/policy.json").read_text())
     assert record["kind"] == "hub"
     assert Path(record["folder"]).parent == cache / "models--sppo-test--tiny-llama/snapshots"
-    online = snakemake(tmp_path, *args, "--forcerun", "fetch_model", env=base, clean_env=True)
+    online = run_snakemake(tmp_path, *args, "--forcerun", "fetch_model", env=base, clean_env=True)
     assert online.returncode != 0  # it went to the hub, which is not reachable here
     log = (tmp_path / "results/hub/logs/fetch_policy.log").read_text()
     assert "cannot fetch sppo-test/tiny-llama from the hub" in log

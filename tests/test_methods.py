@@ -81,7 +81,6 @@ def tiny_methods_run(tmp_path_factory, tiny_model_dir):
     return folder
 
 
-@pytest.mark.slow
 def test_two_methods_two_rounds_on_the_tiny_model(tiny_methods_run):
     from sppoflow.exports import query
 

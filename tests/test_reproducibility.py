@@ -18,7 +18,6 @@ def second_run(tiny_run, tiny_model_dir, tmp_path_factory):
     return folder
 
 
-@pytest.mark.slow
 def test_a_rerun_on_fewer_cores_writes_the_same_bytes(tiny_run, second_run):
     first, _ = tiny_run
     ours, theirs = output_hashes(first), output_hashes(second_run)
@@ -33,7 +32,6 @@ def test_a_rerun_on_fewer_cores_writes_the_same_bytes(tiny_run, second_run):
     assert not different, different
 
 
-@pytest.mark.slow
 def test_each_output_records_what_made_it_in_duckdb(tiny_run, monkeypatch):
     folder, config = tiny_run
     monkeypatch.chdir(folder)

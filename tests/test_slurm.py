@@ -21,8 +21,6 @@ from safetensors.torch import load_file
 
 from conftest import BIN, ROOT, output_hashes, snakemake, tiny_workdir
 
-pytestmark = pytest.mark.slow
-
 PROFILE = ROOT / "workflow" / "profiles" / "slurm"
 FAULTS = Path(__file__).parent / "slurm_faults"
 MODEL_RULES = {"base_model", "sample", "score", "train", "eval_generate", "evaluate"}

@@ -65,7 +65,7 @@ def test_scheduler_options_keep_seeded_requests_whole_on_cpus():
 
 
 @pytest.mark.parametrize(
-    ("cuda", "bf16", "asked", "told"),
+    ("has_cuda", "bf16", "asked", "told"),
     [
         (True, True, "auto", "bfloat16"),  # never vLLM's auto: fp32 checkpoints would be fp16
         (True, False, "auto", "float16"),
@@ -74,11 +74,11 @@ def test_scheduler_options_keep_seeded_requests_whole_on_cpus():
     ],
 )
 def test_the_engine_is_told_its_dtype(
-    fake_vllm, tiny_model_dir, monkeypatch, cuda, bf16, asked, told
+    fake_vllm, tiny_model_dir, monkeypatch, has_cuda, bf16, asked, told
 ):
     import torch
 
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: has_cuda)
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: bf16)
     run(tiny_model_dir, dtype=asked)
     assert json.loads(fake_vllm.read_text().splitlines()[-1])["dtype"] == told
@@ -118,9 +118,8 @@ needs_vllm_gpu = pytest.mark.skipif(
 )
 
 
-@pytest.mark.gpu
 @needs_vllm_gpu
-def test_real_vllm_matches_the_contract_and_transformers_greedy(tmp_path, embedded_tokenizer):
+def test_real_vllm_matches_the_contract_and_transformers_greedy(tmp_path, embedded_tokenizer, cuda):
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 

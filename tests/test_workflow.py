@@ -169,7 +169,6 @@ def test_every_rule_that_runs_a_job_times_it():
     assert not untimed, untimed
 
 
-@pytest.mark.slow
 def test_two_rounds_on_a_tiny_model_then_nothing_to_do_then_one_more_round(tiny_run):
     tmp_path, config = tiny_run
     results = tmp_path / "results"
@@ -324,7 +323,6 @@ def tiny_report(tiny_run):
     return folder / "results" / "report.html"
 
 
-@pytest.mark.slow
 def test_report_holds_every_item(tiny_run, tiny_report):
     folder, _ = tiny_run
     results = folder / "results"
@@ -353,7 +351,6 @@ def test_report_holds_every_item(tiny_run, tiny_report):
     assert 0 <= metrics["lc_win_rate_ci_low"] <= metrics["lc_win_rate"] <= 1
 
 
-@pytest.mark.slow
 def test_exports_for_alpaca_eval_and_duckdb(tiny_run):
     from sppoflow.exports import query
 
@@ -390,7 +387,6 @@ def test_exports_for_alpaca_eval_and_duckdb(tiny_run):
         os.chdir(cwd)
 
 
-@pytest.mark.slow
 def test_report_renders_in_headless_chromium(tiny_report, tmp_path):
     """Open the report as a reader would, show each plot and check it is drawn."""
     import shutil
