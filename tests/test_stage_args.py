@@ -95,14 +95,15 @@ def test_every_judge_setting_is_passed_once_and_only_run_only_ones_are_unrecorde
 
 
 def test_train_flags_hold_the_lora_settings_and_leave_run_only_ones_unrecorded(args):
-    config = {**DEFAULT, "train": {**DEFAULT["train"], "lora": {"enabled": True, "r": 4}}}
+    train = {**DEFAULT["train"], "lora": {"enabled": True, "r": 4}, "max_steps": 5}
+    config = {**DEFAULT, "train": train}
     args = StageArgs(validate(config), run_group="demo")
     recorded, run_only = args.train(job()), args.train_run_only(job())
     assert "--checkpoint-steps" not in recorded and "--checkpoint-steps 0" in str(run_only)
     assert "--accelerate-config" not in recorded and args.train_launch(job()) == ""
     namespace = parsed("train", recorded, run_only)
     settings = settings_from(TrainSettings, namespace)
-    assert settings.lora and settings.lora_r == 4
+    assert settings.lora and settings.lora_r == 4 and settings.max_steps == 5
     assert settings.learning_rate == config["train"]["learning_rate"]
     assert namespace.system_prompt is None
 

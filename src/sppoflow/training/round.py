@@ -184,7 +184,10 @@ def train(
     run_name = run_name or tracking_dir.name
     args = training_arguments(settings, state_dir, plan.device, precision, targets, run_name)
     batches = math.ceil(len(examples) / global_batch_size(args, settings))
-    check_schedule(math.ceil(batches * settings.epochs), settings)
+    steps = math.ceil(batches * settings.epochs)
+    if settings.max_steps and settings.max_steps < steps:
+        args.max_steps = steps = settings.max_steps  # the schedule then ends at this step
+    check_schedule(steps, settings)
     tracking_env = tracking_environment(targets, tracking_dir, run_group)
     parameters = sum(p.numel() for p in model.parameters())  # before sharding hides them
     with environment(tracking_env), StopOnSignal(args.world_size, args.device) as stop:

@@ -40,6 +40,7 @@ class TrainSettings:
     weight_decay: float = declared("train", "weight_decay")
     max_grad_norm: float = declared("train", "max_grad_norm")
     epochs: float = declared("train", "epochs")
+    max_steps: int | None = declared("train", "max_steps")
     batch_size: int = declared("train", "batch_size")
     gradient_accumulation_steps: int = declared("train", "gradient_accumulation_steps")
     global_batch_size: int | None = declared("train", "global_batch_size")
