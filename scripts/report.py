@@ -25,7 +25,7 @@ from pathlib import Path
 
 import _bootstrap  # noqa: F401
 
-from sppoflow import report
+from sppoflow import report, report_pages
 from sppoflow.cli import run_stage
 from sppoflow.errors import UserError
 from sppoflow.job_records import read_benchmarks, read_throughput, throughput
@@ -56,27 +56,28 @@ def summary_figures(args) -> None:
         )
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    report.win_rates(metrics, out / "win_rates.png", out / "win_rates.html")
+    report.win_rates(metrics, out / "win_rates.png")
+    report_pages.win_rate_page(metrics, out / "win_rates.html")
     if args.head_to_head:
-        report.head_to_head(read_head_to_head(args.head_to_head), out / "head_to_head.html")
+        report_pages.head_to_head(read_head_to_head(args.head_to_head), out / "head_to_head.html")
     report.lengths(metrics, out / "length.png")
     judgements = [Path(p) for p in args.judgements]
     report.judge_rewards_figure(judgements, rounds, out / "judge_rewards.png")
     responses = [Path(p) for p in args.responses]
-    report.examples(responses[0], responses[1:], rounds, out / "examples.html")
+    report_pages.examples(responses[0], responses[1:], rounds, out / "examples.html")
     config = json.loads(args.config_json) if args.config_json else {}
     training = {}
     for round_number, model in zip(rounds, args.models or [], strict=False):
         summary = Path(model) / "sppo_training.json"
         if summary.is_file():
             training[round_number] = json.loads(summary.read_text())
-    report.config_page(config, out / "config.html", training)
+    report_pages.config_page(config, out / "config.html", training)
 
 
 def throughput_table(args) -> None:
     run = Path(args.results)
     table = throughput(read_throughput(run), read_benchmarks(run))
-    report.throughput_page(table, Path(args.out))
+    report_pages.throughput_page(table, Path(args.out))
 
 
 def build_parser():

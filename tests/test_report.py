@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from conftest import ROOT
-from sppoflow import report
+from sppoflow import report, report_pages
 from sppoflow.errors import UserError
 from sppoflow.evaluation import summarise
 from sppoflow.round_metrics import (
@@ -94,14 +94,15 @@ def test_win_rate_table_and_plots_from_evaluation_metrics(tmp_path):
         summarise(judgements(True, r, longer_by=10 * r), r, {"training": "pairrm"}, "sppo")
         for r in (1, 2, 3)
     ]
-    table = report.win_rate_table(metrics)
+    table = report_pages.win_rate_table(metrics)
     assert len(table) == 6
     assert table["against"].tolist()[:4] == ["base model", "round 0", "base model", "round 1"]
     first = metrics[0].primary.base
     assert table.loc[0, "win rate"] == first.win_rate
     assert table.loc[0, "length-controlled"] == first.lc_win_rate
     assert table.loc[0, "wins / ties / losses"] == f"{first.wins} / 0 / {first.losses}"
-    report.win_rates(metrics, tmp_path / "w.png", tmp_path / "w.html")
+    report.win_rates(metrics, tmp_path / "w.png")
+    report_pages.win_rate_page(metrics, tmp_path / "w.html")
     report.lengths(metrics, tmp_path / "l.png")
     page = (tmp_path / "w.html").read_text()
     assert "<table" in page and "length-controlled" in page and "round 2" in page
@@ -130,16 +131,17 @@ def test_methods_and_judges_side_by_side(tmp_path):
             metrics.append(replace(m, objective=objective))
     assert metrics[0].primary_judge == "training" and metrics[0].primary.backend == "relevance"
     assert list(metrics[0].judges) == ["training", "second"]
-    table = report.win_rate_table(metrics)
+    table = report_pages.win_rate_table(metrics)
     assert len(table) == 2 * 2 * 2 * 2
     assert set(table["method"]) == {"sppo", "dpo"} and set(table["judge"]) == {
         "training (relevance)",
         "second (pairrm)",
     }
-    objective_rows = report.objective_table(metrics)
+    objective_rows = report_pages.objective_table(metrics)
     assert objective_rows["method"].tolist() == ["base model", "sppo", "sppo", "dpo", "dpo"]
     assert objective_rows["mean tokens"].tolist() == [30.0, 40.0, 40.0, 40.0, 40.0]
-    report.win_rates(metrics, tmp_path / "w.png", tmp_path / "w.html")
+    report.win_rates(metrics, tmp_path / "w.png")
+    report_pages.win_rate_page(metrics, tmp_path / "w.html")
     report.lengths(metrics, tmp_path / "l.png")
     with Image.open(tmp_path / "w.png") as image:
         assert image.size[0] > 1200  # one panel per judge
@@ -147,7 +149,7 @@ def test_methods_and_judges_side_by_side(tmp_path):
     assert "Measures that need no judge" in page and "repetition loops" in page
     verdicts = {"training": metrics[1].verdicts("base"), "second": metrics[1].verdicts("previous")}
     h2h = HeadToHead(round=2, methods=("sppo", "dpo"), pairs=(Pair("sppo", "dpo", verdicts),))
-    report.head_to_head(h2h, tmp_path / "h2h.html")
+    report_pages.head_to_head(h2h, tmp_path / "h2h.html")
     page = (tmp_path / "h2h.html").read_text()
     assert page.count("<td>sppo</td>") == 2 and page.count("<td>dpo</td>") == 2
     assert f"{metrics[1].verdicts('base').win_rate:.3f}" in page
@@ -158,7 +160,7 @@ def test_examples_escape_html_and_align_rounds(tmp_path):
     write_table(responses("base answer"), base, SAMPLES)
     write_table(responses("round answer <script>").iloc[::-1], later, SAMPLES)
     out = tmp_path / "examples.html"
-    report.examples(base, [later], [1], out, n=3)
+    report_pages.examples(base, [later], [1], out, n=3)
     page = out.read_text()
     assert page.count("<tr>") == 1 + 3
     assert "&lt;b&gt;bold?&lt;/b&gt;" in page and "<script>" not in page
@@ -224,7 +226,7 @@ def test_report_script_needs_one_file_per_round(tmp_path):
 def test_config_page_shows_the_config_and_each_environments_versions(tmp_path):
     out = tmp_path / "config.html"
     training = {1: {"versions": {"torch": "9.9.9", "deepspeed": "0.1"}}, 2: {}}
-    report.config_page({"rounds": 2, "judge": {"backend": "pairrm"}}, out, training)
+    report_pages.config_page({"rounds": 2, "judge": {"backend": "pairrm"}}, out, training)
     page = out.read_text()
     assert "backend: pairrm" in page and "rounds: 2" in page
     assert "<th>report job</th><th>round 1 training</th><th>round 2 training</th>" in page
