@@ -14,7 +14,10 @@ from conftest import ROOT, run_side_by_side
 BENCHMARKS = ROOT / "benchmarks"  # importable: pytest's pythonpath (pyproject.toml)
 
 
-SCRIPTS = sorted(p.name for p in BENCHMARKS.glob("*.py"))
+# the benchmarks are the files run as scripts; the others are their modules (gpu_sections.py)
+SCRIPTS = sorted(
+    p.name for p in BENCHMARKS.glob("*.py") if 'if __name__ == "__main__":' in p.read_text()
+)
 
 
 @pytest.fixture(scope="module")
