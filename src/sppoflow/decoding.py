@@ -39,7 +39,7 @@ class PreallocatedLayer(DynamicLayer):
 
     With ``key_dtype`` float32, keys are kept in fp32 for the one-token attention, whose
     scores are then fp32 products, not bf16 ones (what SDPA's kernel computes internally);
-    the layer still hands its caller keys in the model's dtype.
+    the prompt's pass gets its keys in the model's dtype, a step the fp32 buffer.
     """
 
     def __init__(self, capacity: int, key_dtype: torch.dtype | None = None) -> None:
@@ -67,7 +67,10 @@ class PreallocatedLayer(DynamicLayer):
             return self.keys, self.values
         if start == 0:  # the prompt's pass: the keys are all in hand
             return key_states, value_states
-        return self.keys.to(key_states.dtype), self.values
+        # A step: the one-token attention reads the buffers themselves, and a layer it hands
+        # to SDPA converts the keys there; converting every layer's cache here at every step
+        # was a tenth of the step's time.
+        return self.keys, self.values
 
     def batch_select_indices(self, indices: torch.Tensor) -> None:
         if self.is_initialized:
@@ -103,6 +106,7 @@ def one_token_attention(
         and getattr(module, "layer_idx", None) is not None
     )
     if not plain:
+        key = key.to(query.dtype)  # fp32 keys of a step (PreallocatedLayer.update)
         return sdpa_attention_forward(
             module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs
         )
