@@ -9,7 +9,7 @@ import pytest
 from conftest import SCRIPTS, error_line, run_script, run_side_by_side
 
 STAGES = ["base_model", "prompts", "sample", "score", "aggregate", "train", "evaluate", "summary"]
-STAGES += ["fetch", "gather", "head_to_head"]
+STAGES += ["fetch", "gather", "head_to_head", "plan_cost"]
 
 
 @pytest.fixture(scope="module")

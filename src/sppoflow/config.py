@@ -337,3 +337,32 @@ def _plain(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [_plain(v) for v in value]
     return value
+
+
+def merged(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict:
+    """``base`` updated by ``update``, nested sections merged key by key (as Snakemake merges
+    its config files and --config values)."""
+    result = _plain(base)
+    for key, value in update.items():
+        if isinstance(value, Mapping) and isinstance(result.get(key), dict):
+            result[key] = merged(result[key], value)
+        else:
+            result[key] = _plain(value)
+    return result
+
+
+def load_configs(files: list[Path], overrides: list[str] = ()) -> dict:
+    """The config Snakemake would run with: ``files`` merged in order (config/config.yaml,
+    the embedded default, when none is given, as the Snakefile does), then ``key=value``
+    overrides (values read as YAML), validated."""
+    config: dict = {}
+    for path in files or [ROOT / "config" / "config.yaml"]:
+        if not Path(path).is_file():
+            raise UserError(f"config file {path} not found")
+        config = merged(config, yaml.safe_load(Path(path).read_text()) or {})
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise UserError(f"--config {item}: give key=value")
+        config = merged(config, {key: yaml.safe_load(value)})
+    return validate(config)

@@ -12,21 +12,9 @@ import logging
 
 import torch
 
-log = logging.getLogger("sppoflow.throughput")
+from sppoflow.gpus import known_gpu
 
-# Dense bf16 tensor-core peaks from the vendors' data sheets, in TFLOP/s per GPU (SXM parts;
-# the sparse figures they also print are twice these). A device missing here gets no MFU.
-PEAK_BF16_TFLOPS = {
-    "B200": 2250.0,
-    "H200": 989.0,
-    "H100": 989.0,
-    "H800": 989.0,
-    "A100": 312.0,
-    "A800": 312.0,
-    "L40S": 362.0,
-    "L4": 121.0,
-    "A10G": 70.0,
-}
+log = logging.getLogger("sppoflow.throughput")
 
 
 def log_rate(stage: str, amount: int, unit: str, seconds: float, what: str) -> float:
@@ -43,12 +31,8 @@ def peak_flops(device: torch.device) -> float | None:
     """The device's dense bf16 peak in FLOP/s, or None where it is not known (CPUs)."""
     if device.type != "cuda" or not torch.cuda.is_available():
         return None
-    name = torch.cuda.get_device_name(device)
-    # longest names first, so that "L40S" is not taken for "L4"
-    for model in sorted(PEAK_BF16_TFLOPS, key=len, reverse=True):
-        if model in name:
-            return PEAK_BF16_TFLOPS[model] * 1e12
-    return None
+    gpu = known_gpu(torch.cuda.get_device_name(device))
+    return gpu.peak_bf16_tflops * 1e12 if gpu else None
 
 
 def training_flops(parameters: int, tokens: int) -> float:

@@ -3,6 +3,7 @@
 # (sppoflow.workflow.stage_args, one method per param) and where files live from
 # sppoflow.workflow.layout. No rules here.
 
+import os
 import shlex
 import sys
 from pathlib import Path
@@ -21,6 +22,7 @@ from sppoflow.hub import remember_launch_settings
 from sppoflow.job_errors import failure_lines
 from sppoflow.methods import method_of_chain
 from sppoflow.placement import placement, runtime_for
+from sppoflow.plan_cost import plan_cost
 from sppoflow.provenance import (
     COMMIT_VARIABLE,
     CONFIG_VARIABLE,
@@ -34,6 +36,13 @@ try:
     config.update(validate_config(config))
 except UserError as error:
     raise WorkflowError(str(error)) from None
+
+# A job that cannot fit on the GPU it asks for is one line now, not an out-of-memory error in
+# the middle of the run (scripts/plan_cost.py prints the whole plan); cluster jobs, which parse
+# this file again, do not repeat it.
+if workflow.is_main_process:
+    for line in plan_cost(config, environ=os.environ).warnings():
+        print(line, file=sys.stderr)
 
 ROUNDS = list(range(1, config["rounds"] + 1))
 SHARDS = config["shards"]

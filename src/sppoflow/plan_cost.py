@@ -1,0 +1,405 @@
+"""What a planned run will cost, before anything is submitted: its jobs, the GPU-hours of each
+stage and round, and each job's peak GPU memory against the GPU it asks for.
+
+A stage's time is its work (tokens generated, pairs judged, tokens trained) over a rate: the
+rate a finished run measured on this machine or cluster, from its jobs' logs and benchmark
+files (sppoflow.job_records: the work over the jobs' whole wall time), where that run has one
+for the stage; else the cost model's assumption, a FLOP count at a stated share (MFU) of the
+GPU's bf16 peak, or for decoding an output rate. A job's memory is its model's weights, and for
+training their gradients and optimizer state (sharded over the job's GPUs under ZeRO-3 or
+FSDP) and one micro-batch's activations; vLLM reserves its share of the GPU. Every figure says
+whether it was measured or assumed. Nothing here imports torch: it runs where Snakemake plans.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sppoflow import embedded
+from sppoflow.gpus import Gpu, known_gpu
+from sppoflow.methods import methods
+from sppoflow.sources import is_hub_id
+
+GB = 1e9
+# The cost model's assumptions (a budget, not a measurement; benchmarks/cost_model.py)
+ASSUMED_MFU = {"train": 0.35, "score": 0.30}
+VLLM_TOKENS_PER_S_7B_H100 = 3000.0  # output tokens/s per GPU, bf16, large batches
+TRANSFORMERS_SHARE_OF_VLLM = 0.1  # transformers' own loop on a GPU, no paged attention
+REFERENCE_7B = 7.24e9
+H100_PEAK = 989e12
+ASSUMED_PROMPT_TOKENS = 150
+ASSUMED_ROUND_PROMPTS = 20000  # the authors' UCLA-AGI splits hold about 20k prompts each
+PAIRWISE_JUDGES = ("pairrm", "llm_judge")  # one pass per ordered pair; the others per response
+
+
+@dataclass(frozen=True)
+class Shape:
+    """A transformer's size, from its config.json: enough for FLOPs, memory and activations."""
+
+    parameters: float
+    layers: int
+    hidden: int
+    heads: int
+    kv_heads: int
+    head_dim: int
+
+    @classmethod
+    def from_config(cls, config: dict) -> Shape:
+        text = config.get("text_config") or config
+        hidden, layers = text["hidden_size"], text["num_hidden_layers"]
+        heads = text["num_attention_heads"]
+        kv_heads = text.get("num_key_value_heads") or heads
+        head_dim = text.get("head_dim") or hidden // heads
+        intermediate, vocab = text["intermediate_size"], text["vocab_size"]
+        attention = 2 * hidden * heads * head_dim + 2 * hidden * kv_heads * head_dim
+        mlp = (3 if text.get("hidden_act", "silu") != "gelu" else 2) * hidden * intermediate
+        embeddings = vocab * hidden * (1 if config.get("tie_word_embeddings", True) else 2)
+        return cls(layers * (attention + mlp) + embeddings, layers, hidden, heads, kv_heads,
+                   head_dim)  # fmt: skip
+
+
+# Models whose config may not be on this machine before the run fetches them.
+KNOWN_SHAPES = {
+    "mistralai/Mistral-7B-Instruct-v0.2": Shape(7.24e9, 32, 4096, 32, 8, 128),
+    "meta-llama/Meta-Llama-3-8B-Instruct": Shape(8.03e9, 32, 4096, 32, 8, 128),
+    "google/gemma-2-9b-it": Shape(9.24e9, 42, 3584, 16, 8, 256),
+    "embedded:smollm2-135m-instruct": Shape(134.5e6, 30, 576, 9, 3, 64),
+    "llm-blender/PairRM-hf": Shape(0.435e9, 24, 1024, 16, 16, 64),
+    "llm-blender/PairRM": Shape(0.435e9, 24, 1024, 16, 16, 64),
+    "embedded:all-minilm-l6-v2": Shape(22.7e6, 6, 384, 12, 12, 32),
+}
+
+
+def model_shape(reference: str, revision: str | None = None) -> tuple[Shape | None, str]:
+    """(the shape of a model reference, where it was read), without downloading anything:
+    a local folder's config.json, the hub cache's, or the known shapes above."""
+    if reference in KNOWN_SHAPES:
+        return KNOWN_SHAPES[reference], "known"
+    config_path = None
+    if embedded.is_embedded(reference):
+        config_path = embedded.embedded_model(reference)[1] / "config.json"
+    elif Path(reference).expanduser().is_dir():
+        config_path = Path(reference).expanduser() / "config.json"
+    elif is_hub_id(reference):
+        from huggingface_hub import try_to_load_from_cache
+
+        cached = try_to_load_from_cache(reference, "config.json", revision=revision)
+        config_path = Path(cached) if isinstance(cached, str) else None
+    if config_path is None or not config_path.is_file():
+        return None, "unknown"
+    return Shape.from_config(json.loads(config_path.read_text())), str(config_path)
+
+
+@dataclass
+class Stage:
+    """One stage's jobs in one round."""
+
+    stage: str
+    round: int
+    jobs: int
+    gpus: int  # per job
+    amount: float  # the work: tokens generated or trained, passes judged
+    unit: str
+    seconds: float | None = None  # per job, wall
+    rate_source: str = ""
+    memory_gb: float | None = None  # per GPU
+    memory_note: str = ""
+
+    @property
+    def gpu_hours(self) -> float | None:
+        if self.gpus == 0:
+            return 0.0  # a CPU job holds no GPU
+        if self.seconds is None:
+            return None
+        return self.seconds * self.jobs * self.gpus / 3600
+
+
+@dataclass
+class Plan:
+    rounds: int
+    stages: list[Stage] = field(default_factory=list)
+    gpu: Gpu | None = None
+    gpu_memory_gb: float | None = None
+    assumptions: list[str] = field(default_factory=list)
+
+    def warnings(self) -> list[str]:
+        """One line per stage whose jobs cannot fit on the GPU they ask for."""
+        if not self.gpu_memory_gb:
+            return []
+        lines, seen = [], set()
+        for s in self.stages:
+            if s.gpus and s.memory_gb and s.memory_gb > self.gpu_memory_gb and s.stage not in seen:
+                seen.add(s.stage)
+                lines.append(
+                    f"plan warning: a {s.stage} job needs about {s.memory_gb:.0f} GB per GPU "
+                    f"({s.memory_note}) but its {s.gpus} GPU(s) have "
+                    f"{self.gpu_memory_gb:.0f} GB each: it will not fit"
+                )
+        return lines
+
+
+def requested_gpu(config: dict, environ: dict) -> tuple[Gpu | None, float | None]:
+    """The GPU the jobs ask for (SPPO_SLURM_GPU_MODEL) and its memory: config
+    resources.gpu_memory_gb where given, else the known GPU's."""
+    gpu = known_gpu(environ.get("SPPO_SLURM_GPU_MODEL"))
+    memory = config["resources"].get("gpu_memory_gb") or (gpu.memory_gb if gpu else None)
+    return gpu, memory
+
+
+def round_prompts(config: dict, run: Path | None) -> tuple[int, str]:
+    """Prompts per round: n_per_round, else the built pool's, else the authors' split size."""
+    prompts = config["prompts"]
+    if prompts["n_per_round"]:
+        return prompts["n_per_round"], "prompts.n_per_round"
+    pool = run / "prompts" / "pool.parquet" if run else None
+    if pool and pool.is_file():
+        import pyarrow.parquet as pq
+
+        table = pq.read_table(pool, columns=["split", "source_round"]).to_pandas()
+        train = table[table["split"] == "train"]
+        return int(train.groupby("source_round").size().max()), f"{pool}"
+    return ASSUMED_ROUND_PROMPTS, "assumed, the authors' splits' size: set prompts.n_per_round"
+
+
+def measured(run: Path | None) -> dict[str, tuple[str, float, str]]:
+    """{stage: (kind, value, where)} from a finished run's job logs and benchmark files: the
+    work per job-second where the stage logs its rate ("rate"), else its jobs' mean wall
+    seconds ("seconds"); empty where there is no run."""
+    if run is None or not run.is_dir():
+        return {}
+    from sppoflow.errors import UserError
+    from sppoflow.job_records import read_benchmarks, read_throughput, throughput
+
+    try:
+        jobs = read_benchmarks(run)
+    except UserError:
+        return {}
+    where = f"measured in {run}"
+    found = {
+        stage: ("seconds", rows["seconds"].mean(), where) for stage, rows in jobs.groupby("stage")
+    }
+    table = throughput(read_throughput(run), jobs)
+    for stage, rows in table.groupby("stage"):
+        job_seconds = (rows["amount"] / rows["per_job_s"]).sum()
+        if job_seconds > 0:
+            found[stage] = ("rate", rows["amount"].sum() / job_seconds, where)
+    return found
+
+
+def measured_lengths(run: Path | None) -> tuple[float, float] | None:
+    """(mean prompt tokens, mean response tokens) of a finished run's samples, or None."""
+    files = sorted(run.glob("**/samples.parquet")) if run and run.is_dir() else []
+    if not files:
+        return None
+    import pandas as pd
+
+    columns = ["prompt_tokens", "response_tokens"]
+    samples = pd.concat([pd.read_parquet(f, columns=columns) for f in files])
+    return float(samples["prompt_tokens"].mean()), float(samples["response_tokens"].mean())
+
+
+def training_memory_gb(shape: Shape, train: dict, gpus: int, sharded: bool) -> tuple[float, str]:
+    """Per GPU: fp32 weights, gradients and optimizer state (sharded over the job's GPUs under
+    ZeRO-3/FSDP), bf16 copies in use, one micro-batch's activations (Korthikanti et al.:
+    s b h (34 + 5 a s / h) bytes a layer; with checkpointing one layer's plus each layer's
+    input)."""
+    state_bytes = 4 + 4 + (8 if train["optimizer"] == "adamw" else 4)  # weights, grads, state
+    if train["lora"]["enabled"]:
+        states = 2 * shape.parameters / GB  # frozen bf16 weights; adapters are small
+        kind = "bf16 weights, LoRA adapters"
+    else:
+        states = state_bytes * shape.parameters / (gpus if sharded else 1) / GB
+        kind = f"{state_bytes} bytes of weights, gradients and state per parameter"
+        kind += f" over {gpus} GPUs" if sharded and gpus > 1 else ""
+    s, b, h, a = train["max_length"], train["batch_size"], shape.hidden, shape.heads
+    layer = s * b * h * (34 + 5 * a * s / h)
+    if train["gradient_checkpointing"]:
+        activations = (layer + shape.layers * s * b * h * 2) / GB
+    else:
+        activations = shape.layers * layer / GB
+    return states + activations + 0.27, f"{kind}, activations of {b} x {s} tokens"  # + logits
+
+
+def generation_memory_gb(shape: Shape, sample: dict, gpus: int, gpu_memory: float | None):
+    """Per GPU: vLLM reserves gpu_memory_utilization of each GPU (its weights must fit in it);
+    transformers holds the bf16 weights and the batch's KV cache."""
+    weights = 2 * shape.parameters / max(gpus, 1) / GB
+    if sample["backend"] == "vllm":
+        reserved = sample["gpu_memory_utilization"] * gpu_memory if gpu_memory else None
+        if reserved is None or weights > reserved:
+            return weights, f"bf16 weights over {max(gpus, 1)} GPU(s)"
+        return reserved, "vLLM's gpu_memory_utilization of the GPU"
+    tokens = sample["batch_size"] * (ASSUMED_PROMPT_TOKENS + sample["max_new_tokens"])
+    cache = 2 * shape.layers * shape.kv_heads * shape.head_dim * 2 * tokens / GB
+    return weights + cache, "bf16 weights and the batch's KV cache"
+
+
+def judge_memory_gb(shape: Shape, judge: dict) -> tuple[float, str]:
+    """bf16 weights and one batch's attention (max_batch_tokens; 16384 on GPUs)."""
+    tokens = judge["max_batch_tokens"] or 16384
+    length = judge["max_length"] or 2048
+    attention = 3 * tokens * length * shape.heads * 2 / GB  # DeBERTa: c2c, c2p, p2c
+    return 2 * shape.parameters / GB + attention + tokens * shape.hidden * 34 / GB, (
+        "bf16 weights and one batch's activations"
+    )
+
+
+def plan_cost(config: dict, run: Path | None = None, environ: dict | None = None) -> Plan:
+    """The plan of a validated config: each stage's jobs per round, their time and memory."""
+    gpu, gpu_memory = requested_gpu(config, environ or {})
+    plan = Plan(config["rounds"], gpu=gpu, gpu_memory_gb=gpu_memory)
+    policy, policy_from = model_shape(config["policy"]["model"], config["policy"]["revision"])
+    judge, judge_from = model_shape(config["judge"]["model"], config["judge"]["revision"])
+    n, prompts_from = round_prompts(config, run)
+    sample, resources, shards = config["sample"], config["resources"], config["shards"]
+    k, n_eval, chains = sample["k"], config["prompts"]["n_eval"], methods(config)
+    lengths = measured_lengths(run)
+    prompt, response = lengths or (ASSUMED_PROMPT_TOKENS, min(sample["max_new_tokens"], 450))
+    lengths_from = f"measured in {run}" if lengths else "assumed"
+    peak = gpu.peak_bf16_tflops * 1e12 if gpu else H100_PEAK
+    records = measured(run)
+    plan.assumptions += [
+        f"policy {config['policy']['model']}: shape {policy_from}",
+        f"judge {config['judge']['model']}: shape {judge_from}",
+        f"{n} prompts per round ({prompts_from}), {n_eval} held out, K={k}",
+        f"prompts of {prompt:.0f} tokens and responses of {response:.0f} on average "
+        f"({lengths_from})",
+    ]
+    if not gpu:
+        plan.assumptions.append("FLOP rates of an H100: SPPO_SLURM_GPU_MODEL names no known GPU")
+    if policy is None:
+        plan.assumptions.append("no sample, train or eval_generate figures: the policy's shape "
+                                "is unknown (fetch it, or give a local folder)")  # fmt: skip
+
+    def timed(stage: Stage, flop: float | None = None, tokens_per_s: float | None = None):
+        kind, value, where = records.get(stage.stage, (None, None, ""))
+        if kind == "rate":
+            stage.seconds = stage.amount / value / stage.jobs
+            stage.rate_source = f"{where} ({value:.1f} {stage.unit} per job-second)"
+        elif kind == "seconds":
+            stage.seconds = value
+            stage.rate_source = f"{where} (mean job wall time)"
+        elif stage.gpus == 0:
+            stage.rate_source = "a CPU job, nothing measured (run once, then plan with --run)"
+        elif flop is not None:
+            mfu = ASSUMED_MFU["train" if stage.stage == "train" else "score"]
+            stage.seconds = flop / (stage.jobs * stage.gpus * peak * mfu)
+            stage.rate_source = f"assumed: {mfu:.0%} of the bf16 peak"
+        elif tokens_per_s is not None:
+            stage.seconds = stage.amount / (stage.jobs * stage.gpus * tokens_per_s)
+            stage.rate_source = f"assumed: {tokens_per_s:.0f} output tokens/s per GPU"
+        plan.stages.append(stage)
+
+    def generate(name: str, rnd: int, jobs: int, prompts: int, per_prompt: int, res: dict):
+        if policy is None:
+            return
+        stage = Stage(name, rnd, jobs, res["gpu"], prompts * per_prompt * response, "tokens")
+        stage.memory_gb, stage.memory_note = generation_memory_gb(
+            policy, sample, res["gpu"], gpu_memory
+        )
+        rate = VLLM_TOKENS_PER_S_7B_H100 * (REFERENCE_7B / policy.parameters) * (peak / H100_PEAK)
+        timed(stage, tokens_per_s=rate * (1 if sample["backend"] == "vllm" else
+                                          TRANSFORMERS_SHARE_OF_VLLM))  # fmt: skip
+
+    def judge_pairs(name: str, rnd: int, jobs: int, pairs: float, responses: float, res: dict):
+        """``pairs`` ordered pairs, one forward pass each for a pairwise judge; a pointwise
+        judge scores each of the ``responses`` once."""
+        stage = Stage(name, rnd, jobs, res["gpu"], pairs, "pairs")
+        flop = None
+        if judge is not None:
+            pairwise = config["judge"]["backend"] in PAIRWISE_JUDGES
+            tokens = min(2048, prompt + (2 if pairwise else 1) * response)
+            per_pass = 2 * judge.parameters * tokens + 12 * judge.layers * tokens**2 * judge.hidden
+            flop = (pairs if pairwise else responses) * per_pass
+            stage.memory_gb, stage.memory_note = judge_memory_gb(judge, config["judge"])
+        timed(stage, flop=flop)
+
+    def train(method_train: dict, rnd: int):
+        if policy is None:
+            return
+        sequences = 2 if method_train["train_on"] == "winner_loser" else k
+        length = min(method_train["max_length"], prompt + response)
+        tokens = n * sequences * length * method_train["epochs"]
+        # the step's forward and backward, the reference pass, checkpointing's recomputation
+        per_token = 6 + 2 + (2 if method_train["gradient_checkpointing"] else 0)
+        gpus = resources["train"]["gpu"]
+        stage = Stage("train", rnd, 1, gpus, tokens, "tokens")
+        sharded = Path(method_train["accelerate_config"] or "").stem in ("deepspeed_zero3", "fsdp")
+        stage.memory_gb, stage.memory_note = training_memory_gb(
+            policy, method_train, max(gpus, 1), sharded
+        )
+        timed(stage, flop=per_token * policy.parameters * tokens)
+
+    base = Stage("base_model", 0, 1, 0, 1, "model")
+    timed(base)
+    generate("eval_generate", 0, shards, n_eval, 1, resources["evaluate"])
+    for rnd in range(1, config["rounds"] + 1):
+        sampled = 1 if rnd == 1 else len(chains)  # round 1 samples the base model, once
+        generate("sample", rnd, shards * sampled, n * sampled, k, resources["sample"])
+        judge_pairs("score", rnd, shards * sampled, n * sampled * k * (k - 1), n * sampled * k,
+                    resources["score"])  # fmt: skip
+        for method in chains:
+            train(method.train, rnd)
+        generate("eval_generate", rnd, shards * len(chains), n_eval * len(chains), 1,
+                 resources["evaluate"])  # fmt: skip
+        # each round's responses against the base's and the previous round's, both orders
+        judge_pairs("evaluate", rnd, len(chains), n_eval * len(chains) * 4,
+                    n_eval * len(chains) * 3, resources["evaluate"])  # fmt: skip
+    return plan
+
+
+def _minutes(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}" if value < 100 else f"{value:.0f}"
+
+
+def _hours(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}" if value < 10 else f"{value:.0f}"
+
+
+def plan_lines(plan: Plan) -> list[str]:
+    """The plan as text: what it assumed, per stage and per round the jobs and GPU-hours,
+    each job's memory against its GPU, and the warnings."""
+    device = (
+        f"{plan.gpu.name} ({plan.gpu_memory_gb:.0f} GB)"
+        if plan.gpu
+        else f"{plan.gpu_memory_gb:.0f} GB GPUs"
+        if plan.gpu_memory_gb
+        else "GPUs of unknown memory (set SPPO_SLURM_GPU_MODEL or resources.gpu_memory_gb)"
+    )
+    jobs = sum(s.jobs for s in plan.stages)
+    lines = [f"plan: {plan.rounds} round(s), {jobs} model jobs on {device}"]
+    lines += [f"  {note}" for note in plan.assumptions]
+    lines.append("")
+    lines.append(
+        f"{'stage':14} {'jobs':>5} {'GPUs/job':>8} {'min/job':>7} {'GPU-h':>8} {'GB/GPU':>7}  rate"
+    )
+    by_stage: dict[str, list[Stage]] = {}
+    for stage in plan.stages:
+        by_stage.setdefault(stage.stage, []).append(stage)
+    for name, stages in by_stage.items():
+        hours = [s.gpu_hours for s in stages]
+        total = None if None in hours else sum(hours)
+        per_job = [s.seconds / 60 for s in stages if s.seconds is not None]
+        memory = max((s.memory_gb for s in stages if s.memory_gb), default=None)
+        lines.append(
+            f"{name:14} {sum(s.jobs for s in stages):>5} {stages[0].gpus:>8} "
+            f"{_minutes(max(per_job) if per_job else None):>7} {_hours(total):>8} "
+            f"{'-' if memory is None else f'{memory:.1f}':>7}  {stages[0].rate_source}"
+        )
+    lines.append("")
+    rounds = sorted({s.round for s in plan.stages})
+    per_round = []
+    for rnd in rounds:
+        hours = [s.gpu_hours for s in plan.stages if s.round == rnd]
+        per_round.append(f"{rnd}: {_hours(None if None in hours else sum(hours))}")
+    known = [s.gpu_hours for s in plan.stages if s.gpu_hours is not None]
+    lines.append("GPU-hours per round: " + ", ".join(per_round))
+    lines.append(
+        f"GPU-hours in all: {_hours(sum(known))}"
+        + ("" if len(known) == len(plan.stages) else " (stages without a rate left out)")
+    )
+    memory_notes = {s.stage: s.memory_note for s in plan.stages if s.memory_note}
+    lines += [f"memory per {name} job: {note}" for name, note in memory_notes.items()]
+    return lines + plan.warnings()
