@@ -142,6 +142,31 @@ def test_only_model_jobs_are_submitted_to_slurm(tmp_path):
                      "eval_generate": 32, "evaluate": 3}  # fmt: skip
 
 
+def test_the_paper_plans_shards_go_to_slurm_as_job_arrays(tmp_path):
+    """The profile's slurm-array-jobs: each round's shards of sample, score and eval_generate
+    are one submission (the plugin submits a rule's jobs that are ready together as an array),
+    so the paper plan's 87 sbatch jobs are 17 submissions."""
+    profile = yaml.safe_load((ROOT / "workflow/profiles/slurm/config.yaml").read_text())
+    arrays = {rule.strip() for rule in profile["slurm-array-jobs"].split(",")}
+    assert arrays == {"sample", "score", "eval_generate"}
+    output = dry_run(tmp_path, "--workflow-profile", str(ROOT / "workflow/profiles/slurm"),
+                     "--configfile", str(PAPER), "--config", "rounds=3", "shards=8")  # fmt: skip
+    local = local_rules(tmp_path / "rules", {"shards": 8}) | {"all"}
+    singles, arrays_of = 0, Counter()  # plain jobs; jobs per (array rule, round and chain)
+    for block in re.split(r"\n(?=(?:local)?rule \w+:)", output):
+        head = re.match(r"(?:local)?rule (\w+):", block)
+        if not head or head.group(1) in local:
+            continue
+        if head.group(1) not in arrays:
+            singles += 1
+            continue
+        wildcards = re.search(r"^\s+wildcards: (.*)$", block, re.M).group(1)
+        arrays_of[(head.group(1), re.sub(r",? ?shard=\d+", "", wildcards))] += 1
+    assert singles + sum(arrays_of.values()) == 87
+    assert set(arrays_of.values()) == {8}  # each array holds a stage's 8 shards of a round
+    assert singles + len(arrays_of) == 17  # base_model, train x 3, evaluate x 3; 10 arrays
+
+
 def test_runtime_grows_with_each_retry():
     from sppoflow.placement import runtime_for
 

@@ -163,15 +163,34 @@ def test_a_train_job_killed_by_its_time_limit_resumes_from_its_sigterm_checkpoin
     assert not (folder / "results/iter1/train_state").exists()
 
 
-def test_a_job_that_fails_its_first_attempt_is_resubmitted(slurm_run):
-    folder, _, jobs, _ = slurm_run
-    states = defaultdict(list)
-    for job in sorted(jobs["score"], key=lambda j: int(j["JobId"])):
-        states[job["wildcards"]].append((job["JobState"], job["ExitCode"]))
-    failed = [w for w, s in states.items() if s[0] == ("FAILED", "1:0")]
-    assert len(failed) == 1, states
-    assert states[failed[0]] == [("FAILED", "1:0"), ("COMPLETED", "0:0")]
+def submissions(records: list[dict]) -> list[str]:
+    """The sbatch submissions behind SLURM's job records: an array job's elements are one."""
+    return sorted({r.get("ArrayJobId") or r["JobId"] for r in records}, key=int)
+
+
+def test_shards_are_job_arrays_and_a_failed_element_is_resubmitted_alone(slurm_run):
+    """The profile submits each round's shards of a stage as one array job; the element that
+    fails its first attempt (the fault injected into one score job) is resubmitted as a job of
+    its own, and its sibling is not run again."""
+    folder, output, jobs, _ = slurm_run
+    for rule in ("sample", "eval_generate"):
+        arrays = defaultdict(list)
+        for job in jobs[rule]:
+            arrays[job.get("ArrayJobId")].append(job["ArrayTaskId"])
+        assert None not in arrays and all(sorted(t) == ["1", "2"] for t in arrays.values())
+    score = sorted(jobs["score"], key=lambda j: int(j["JobId"]))
+    [array] = {j["ArrayJobId"] for j in score if j.get("ArrayJobId")}
+    elements = {j["ArrayTaskId"]: j["JobState"] for j in score if j.get("ArrayJobId") == array}
+    assert sorted(elements.values()) == ["COMPLETED", "FAILED"], elements
+    [retry] = [j for j in score if not j.get("ArrayJobId")]
+    assert (retry["JobState"], retry["ExitCode"]) == ("COMPLETED", "0:0")
+    assert int(retry["JobId"]) > int(array)
     assert (folder / "score-failed-once").exists()
+    # base_model, eval arrays of rounds 0 and 1, the sample and score arrays, the score retry,
+    # train and its retry after the time limit, evaluate: 9 submissions for 13 jobs
+    every = [job for records in jobs.values() for job in records]
+    assert len(every) == 13 and len(submissions(every)) == 9
+    assert "Submitted array job with Snakemake IDs" in output
 
 
 def copy_run(folder: Path, tmp_path: Path) -> Path:
@@ -193,8 +212,8 @@ def test_two_and_three_score_shards_give_the_same_preferences(slurm_run, slurm_c
     )  # fmt: skip
     assert rescored.returncode == 0, (rescored.stdout + rescored.stderr)[-4000:]
     jobs = jobs_by_rule(slurm_cluster, since)
-    assert sorted(j["wildcards"] for j in jobs["score"]) == ["1_0", "1_1", "1_2"]
-    assert set(jobs) == {"score"}
+    assert set(jobs) == {"score"} and len(jobs["score"]) == 3  # one array of 3 shards
+    assert sorted(j["ArrayTaskId"] for j in jobs["score"]) == ["1", "2", "3"]
     after = pd.read_parquet(run / "results/iter1/preferences.parquet")
     pd.testing.assert_frame_equal(before, after, check_exact=True)
 
@@ -238,8 +257,9 @@ def docs_slurm_commands() -> list[str]:
 
 def test_the_docs_slurm_section_plans_on_the_profile(tmp_path):
     """The SLURM section's commands as they are, from a checkout's root, planned (-n): the profile
-    and config/cluster_check.yaml load, and the plan is the docs' 11 sbatch jobs and 16 local
-    ones. The full run of these commands takes 5 minutes here; docs/results.md gives its output."""
+    and config/cluster_check.yaml load, and the plan is the docs' 11 model jobs (7 submissions
+    with the profile's job arrays) and 16 local ones. The full run of these commands takes 5
+    minutes here; docs/results.md gives its output."""
     commands = docs_slurm_commands()
     profile, config = "workflow/profiles/slurm", "config/cluster_check.yaml"
     assert commands == [
@@ -262,5 +282,7 @@ def test_the_docs_slurm_section_plans_on_the_profile(tmp_path):
     assert sorted(set(submitted)) == sorted(MODEL_RULES)
     assert "Job stats" in planned.stdout + planned.stderr
     results = (ROOT / "docs" / "results.md").read_text()
-    for figure in ("ran 27 jobs", "11 `sbatch` jobs", "16 local rules"):
+    for figure in ("28 of 28 steps", "the 11 model\njobs went to SLURM as 7 submissions"):
         assert figure in results, figure
+    page = (ROOT / "docs" / "clusters.md").read_text()
+    assert "11 model jobs" in page and "as 7 submissions" in page and "16 local rules" in page
