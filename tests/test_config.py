@@ -8,6 +8,7 @@ import yaml
 
 from conftest import BAD_CONFIGS
 from sppoflow.aggregate import AggregateSettings
+from sppoflow.benchmark_answers import AnswerSettings
 from sppoflow.config import load_schema, validate
 from sppoflow.errors import UserError
 from sppoflow.generation import SamplingSettings
@@ -38,7 +39,8 @@ def test_shipped_config_is_valid_and_complete():
         (
             "evaluate",
             SamplingSettings,
-            # the evaluation's judges are the evaluate stage's, not the generation's
+            # the evaluation's judges are the evaluate stage's, not the generation's; its
+            # benchmarks are the benchmark_answers stage's and the exports'
             {
                 "k",
                 "backend",
@@ -46,6 +48,7 @@ def test_shipped_config_is_valid_and_complete():
                 "tensor_parallel_size",
                 "training_judge",
                 "judges",
+                "benchmarks",
             },
         ),
         ("judge", JudgeSettings, set()),
@@ -104,6 +107,15 @@ def test_bad_config_is_one_line_naming_the_key(config, message):
         validate(config)
     assert message in str(error.value)
     assert "\n" not in str(error.value)
+
+
+def test_the_benchmark_answers_settings_are_the_schemas():
+    """evaluate.benchmarks: the question files and tasks name the jobs' inputs and exports;
+    sampling is the benchmark_answers stage's one setting of its own."""
+    schema = load_schema()["properties"]["evaluate"]["properties"]["benchmarks"]["properties"]
+    fields = {f.name: f.default for f in dataclasses.fields(AnswerSettings)}
+    assert fields == {"sampling": schema["sampling"]["default"]}
+    assert set(schema) == {"arena_hard", "mt_bench", "lm_eval_tasks", "sampling"}
 
 
 def test_each_loss_has_its_own_parameter():

@@ -1,14 +1,26 @@
 """What a run leaves for people and tools: the tiny run's HTML report (every item, rendered in
-headless Chromium) and its exports (AlpacaEval files, the DuckDB views)."""
+headless Chromium) and its exports (AlpacaEval files, the DuckDB views, the answers for common
+benchmarks read back by the benchmarks' tools)."""
 
 import json
 import os
+import shutil
+from collections import Counter
 from pathlib import Path
 
 import pytest
+import yaml
 
+from benchmark_tools import (
+    ARENA_HARD_QUESTIONS,
+    MT_BENCH_QUESTIONS,
+    fastchat_loader,
+    read_arena_hard_answers,
+    write_jsonl,
+)
 from conftest import snakemake
-from sppoflow.tables import SAMPLES, read_table
+from sppoflow.tables import BENCHMARK_ANSWERS, SAMPLES, read_table
+from test_workflow import planned_jobs
 
 REPORT_ITEMS = {  # category -> labels of its items (the per-round ones once per round)
     "1. Did it work": [
@@ -98,6 +110,58 @@ def test_exports_for_alpaca_eval_and_duckdb(tiny_run):
         } <= tables
     finally:
         os.chdir(cwd)
+
+
+def test_benchmark_answers_of_each_round_are_read_back_by_the_tools(
+    tiny_run, run_snakemake, tmp_path
+):
+    """The tiny run, with small question files of MT-Bench and Arena-Hard and lm-eval's
+    leaderboard configured: only the new jobs run (and the report, which shows the config);
+    every round's answers are read back by FastChat's loader and as arena-hard-auto reads
+    them, and every round has its lm-eval command."""
+    fastchat = fastchat_loader()  # skips without FastChat, before any job runs
+    folder, _ = tiny_run
+    run = tmp_path / "run"
+    shutil.copytree(folder, run, symlinks=True)  # keeps the files' times: nothing is stale
+    write_jsonl(run / "data" / "mt_bench.jsonl", MT_BENCH_QUESTIONS)
+    write_jsonl(run / "data" / "arena_hard.jsonl", ARENA_HARD_QUESTIONS)
+    config = yaml.safe_load((run / "config" / "config.yaml").read_text())
+    config["evaluate"]["benchmarks"] = {
+        "mt_bench": "data/mt_bench.jsonl",
+        "arena_hard": "data/arena_hard.jsonl",
+        "lm_eval_tasks": ["leaderboard"],
+    }
+    (run / "config" / "config.yaml").write_text(yaml.safe_dump(config))
+    plan = run_snakemake(run, "-n")
+    assert plan.returncode == 0, plan.stderr[-3000:]
+    assert Counter(rule for rule, _, _ in planned_jobs(plan.stdout + plan.stderr)) == {
+        "benchmark_answers": 6,  # rounds 0, 1, 2 of both benchmarks
+        "export_benchmark_answers": 6,
+        "export_lm_eval": 3,
+        "report_figures": 1,
+        "all": 1,
+    }
+    done = run_snakemake(run, "--cores", "2")
+    assert done.returncode == 0, done.stderr[-5000:]
+    results = run / "results"
+    models = {f"sppo-iter{it}" for it in (0, 1, 2)}
+    loaded = fastchat.load_model_answers(str(results / "export/mt_bench/model_answer"))
+    assert set(loaded) == models
+    questions = fastchat.load_questions(str(run / "data" / "mt_bench.jsonl"), None, None)
+    fastchat.check_data(questions, loaded, {}, sorted(models), {})  # gen_judgment's check
+    for model, answers in loaded.items():
+        assert set(answers) == {81, 82, 83}  # the question file's ids, integers
+        table = read_table(results / f"iter{model[-1]}/eval/mt_bench_answers.parquet",
+                           BENCHMARK_ANSWERS)  # fmt: skip
+        for question_id, answer in answers.items():
+            turns = table[table.question_id == str(question_id)].sort_values("turn")
+            assert answer["choices"][0]["turns"] == turns["response"].tolist()
+            assert len(turns) == 2 and turns["prompt_tokens"].is_monotonic_increasing
+    arena = read_arena_hard_answers(results / "export/arena_hard/model_answer")
+    assert set(arena) == models and all(set(a) == {"0a1b", "2c3d"} for a in arena.values())
+    for it in (0, 1, 2):
+        script = (results / f"export/lm_eval_iter{it}.sh").read_text()
+        assert f"$RUN/results/iter{it}/model," in script and "--tasks leaderboard" in script
 
 
 def test_report_renders_in_headless_chromium(tiny_report, tmp_path):

@@ -153,3 +153,58 @@ def test_layout_of_rounds_and_shards():
     assert layout.sampling_dir(chain, 2) == "results/methods/ipo/iter2"
     assert layout.job_file("a/logs/sample.log", 1) == "a/logs/sample.log"
     assert layout.job_file("a/logs/sample.log", 4) == "a/logs/sample.{shard}-of-4.log"
+
+
+def benchmark_config(**benchmarks) -> dict:
+    evaluate = {**DEFAULT.get("evaluate", {}), "benchmarks": {"lm_eval_tasks": ["leaderboard"]}}
+    evaluate["benchmarks"].update(benchmarks)
+    return validate({**DEFAULT, "evaluate": evaluate})
+
+
+def test_benchmark_answers_get_the_evaluations_generation_settings():
+    """The evaluation's generation settings reach the stage's own parser; with the
+    benchmarks' own temperatures, evaluate's temperature and top-p stay out of what decides a
+    rerun, and the benchmarks' settings never reach eval_generate."""
+    from sppoflow.benchmark_answers import AnswerSettings
+
+    args = StageArgs(benchmark_config(), run_group="demo")
+    required = "--benchmark mt_bench --model m --questions q --out o"
+    parser = stage_parser("benchmark_answers")
+    text = args.benchmark_answers(job(2))
+    namespace = parser.parse_args(shlex.split(f"{required} {text}"))
+    evaluate = args.config["evaluate"]
+    generation = settings_from(SamplingSettings, namespace)
+    assert generation.k == 1 and generation.seed == evaluate["seed"]
+    assert generation.max_new_tokens == evaluate["max_new_tokens"]
+    assert generation.backend == args.config["sample"]["backend"]
+    assert settings_from(AnswerSettings, namespace).sampling == "conventional"
+    assert "--temperature" not in text and "--top-p" not in text
+    assert "benchmarks" not in args.eval_generate(job(2))
+    assert args.eval_generate(job(2)) == StageArgs(validate(DEFAULT)).eval_generate(job(2))
+    args = StageArgs(benchmark_config(sampling="evaluate"), run_group="demo")
+    text = args.benchmark_answers(job(2))
+    namespace = parser.parse_args(shlex.split(f"{required} {text}"))
+    assert settings_from(SamplingSettings, namespace).temperature == evaluate["temperature"]
+    assert settings_from(AnswerSettings, namespace).sampling == "evaluate"
+
+
+def test_the_lm_eval_export_gets_the_rounds_model_tasks_and_precision():
+    config = benchmark_config(lm_eval_tasks=["leaderboard_ifeval", "leaderboard_bbh"])
+    config["policy"]["system_prompt"] = "Be brief."
+    args = StageArgs(config, run_group="demo")
+    required = "lm-eval --model results/iter3/model --out o.sh"
+    namespace = stage_parser("export").parse_args(shlex.split(f"{required} {args.lm_eval(job(3))}"))
+    assert namespace.name == "sppo-iter3" and namespace.dtype == config["evaluate"]["dtype"]
+    assert namespace.tasks == ["leaderboard_ifeval", "leaderboard_bbh"]
+    assert namespace.system_prompt == "Be brief." and namespace.trust_remote_code is False
+    side_by_side = StageArgs(validate({**DEFAULT, **COMPARE}), run_group="demo")
+    dpo = job(2, layout.chain("dpo", side_by_side=True))
+    assert side_by_side.round_model(dpo) == "dpo-iter2"
+    assert side_by_side.round_model(job(0)) == "base-iter0"
+    assert layout.answer_file(dpo.chain, "mt_bench", "dpo-iter2") == (
+        "results/export/methods/dpo/mt_bench/model_answer/dpo-iter2.jsonl"
+    )
+    assert layout.lm_eval_file("", 0) == "results/export/lm_eval_iter0.sh"
+    assert layout.benchmark_answers(dpo.chain, 0, "arena_hard") == (
+        "results/iter0/eval/arena_hard_answers.parquet"
+    )

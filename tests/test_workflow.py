@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from benchmark_tools import MT_BENCH_QUESTIONS, write_jsonl
 from conftest import BAD_CONFIGS, BIN, ROOT, snakemake
 from sppoflow.tables import (
     EVAL_JUDGEMENTS,
@@ -137,6 +138,41 @@ def test_vllm_jobs_run_the_python_of_the_vllm_environment(default_workdir):
     for line in lines:
         assert f"-- {python} " in line and "--backend vllm" in line, line
         assert "--vllm-python" not in line
+
+
+def test_benchmark_answers_are_planned_for_every_round_of_every_method(default_workdir):
+    """evaluate.benchmarks set: each round's model (round 0 once) answers each benchmark on
+    the evaluation's GPUs, with the vLLM environment's python where the backend is vLLM, and
+    the exports are local; a question file that is not there stops the plan."""
+    write_jsonl(default_workdir / "mt.jsonl", MT_BENCH_QUESTIONS)
+    python = default_workdir / "vllm-venv" / "bin" / "python"
+    python.parent.mkdir(parents=True)
+    python.symlink_to(sys.executable)
+    benchmarks = "{benchmarks: {mt_bench: mt.jsonl, lm_eval_tasks: [leaderboard]}}"
+    sample = f"sample={{backend: vllm, vllm_python: {python}}}"
+    run = snakemake(default_workdir, "-n", "-p", "--configfile", str(ROOT / "config/compare.yaml"),
+                    "--config", "rounds=2", f"evaluate={benchmarks}", sample)  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    jobs = planned_jobs(run.stdout + run.stderr)
+    counts = Counter(rule for rule, _, _ in jobs)
+    # rounds 0 (the base model, once) and 1, 2 of each of the 3 methods
+    assert counts["benchmark_answers"] == counts["export_benchmark_answers"] == 7
+    assert counts["export_lm_eval"] == 7
+    outputs = {out for rule, _, outs in jobs for out in outs if rule.startswith("export_")}
+    assert "results/export/mt_bench/model_answer/base-iter0.jsonl" in outputs
+    assert "results/export/methods/dpo/mt_bench/model_answer/dpo-iter2.jsonl" in outputs
+    assert "results/export/methods/ipo/lm_eval_iter1.sh" in outputs
+    lines = [
+        line for line in (run.stdout + run.stderr).splitlines() if "benchmark_answers.py" in line
+    ]
+    assert len(lines) == 7 and all(f"-- {python} " in line for line in lines)
+    assert all("--sampling conventional" in line and "--temperature" not in line for line in lines)
+    missing = snakemake(default_workdir, "-n", "--config", "evaluate={benchmarks: {mt_bench: x}}")
+    assert missing.returncode != 0
+    assert (
+        "config error: evaluate.benchmarks.mt_bench: x does not exist"
+        in missing.stdout + missing.stderr
+    )
 
 
 def test_rounds_from_the_command_line_are_validated(default_workdir):

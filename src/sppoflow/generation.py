@@ -13,7 +13,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from sppoflow.chat import encode_prompts, stop_token_ids
+from sppoflow.chat import encode_rows, stop_token_ids
 from sppoflow.cli import declared, setting
 from sppoflow.decoding import decode
 from sppoflow.preference.batching import pad
@@ -80,12 +80,13 @@ def generate(
     shard: int = 0,
     shards: int = 1,
 ) -> pd.DataFrame:
-    """K responses for each row of ``prompts`` (prompt_id, prompt): a SAMPLES table.
+    """K responses for each row of ``prompts`` (prompt_id, prompt, and optionally the
+    conversation to continue, column ``messages``: see sppoflow.chat): a SAMPLES table.
 
     The batches (and the seed of each) are planned over all prompts; shard s of N generates
     batches s, s + N, ..., so the N shards together write exactly the rows one job would.
     """
-    encoded = encode_prompts(tokenizer, prompts["prompt"].tolist(), system_prompt)
+    encoded = encode_rows(tokenizer, prompts, system_prompt)
     jobs = [(row, sample) for row in range(len(prompts)) for sample in range(settings.k)]
     # Longest prompts first: batches of similar length waste little padding, and a batch
     # that does not fit in memory fails at once rather than at the end.

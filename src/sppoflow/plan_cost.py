@@ -188,6 +188,24 @@ def measured(run: Path | None) -> dict[str, tuple[str, float, str]]:
     return found
 
 
+def benchmark_turns(config: dict) -> dict[str, int]:
+    """The turns to answer of each configured benchmark (evaluate.benchmarks): every turn of
+    its question file's questions."""
+    from sppoflow.benchmarks import BENCHMARKS, read_questions
+    from sppoflow.errors import UserError
+
+    turns = {}
+    for name in BENCHMARKS:
+        path = config["evaluate"]["benchmarks"][name]
+        if path:
+            try:
+                _, questions = read_questions(Path(path).expanduser(), name)
+            except UserError:
+                continue  # the config check says what is wrong with it
+            turns[name] = sum(len(q.turns) for q in questions)
+    return turns
+
+
 def measured_lengths(run: Path | None) -> tuple[float, float] | None:
     """(mean prompt tokens, mean response tokens) of a finished run's samples, or None."""
     files = sorted(run.glob("**/samples.parquet")) if run and run.is_dir() else []
@@ -335,6 +353,9 @@ def plan_cost(config: dict, run: Path | None = None, environ: dict | None = None
     base = Stage("base_model", 0, 1, 0, 1, "model")
     timed(base)
     generate("eval_generate", 0, shards, n_eval, 1, resources["evaluate"])
+    answered = benchmark_turns(config)
+    for name, turns in answered.items():
+        generate(f"{name}_answers", 0, 1, turns, 1, resources["evaluate"])
     for rnd in range(1, config["rounds"] + 1):
         sampled = 1 if rnd == 1 else len(chains)  # round 1 samples the base model, once
         generate("sample", rnd, shards * sampled, n * sampled, k, resources["sample"])
@@ -347,6 +368,9 @@ def plan_cost(config: dict, run: Path | None = None, environ: dict | None = None
         # each round's responses against the base's and the previous round's, both orders
         judge_pairs("evaluate", rnd, len(chains), n_eval * len(chains) * 4,
                     n_eval * len(chains) * 3, resources["evaluate"])  # fmt: skip
+        for name, turns in answered.items():
+            generate(f"{name}_answers", rnd, len(chains), turns * len(chains), 1,
+                     resources["evaluate"])  # fmt: skip
     return plan
 
 

@@ -147,6 +147,23 @@ EVAL_JUDGEMENTS = Table(
 )
 
 
+BENCHMARK_ANSWERS = Table(
+    "benchmark answers",
+    {
+        "question_id": "the question's id in the benchmark's question file, as text",
+        "category": "the question's category in that file",
+        "turn": "1, 2, ...: the user turn this row answers",
+        "prompt": "that turn's user message",
+        "temperature": "the temperature the answer was sampled at (0: greedy)",
+        "response": "decoded answer text, special tokens removed",
+        "response_token_ids": "the generated token ids, stop token included when it stopped",
+        "prompt_tokens": "tokens of the chat-templated conversation up to this turn",
+        "response_tokens": "generated tokens, stop token included",
+        "finish_reason": "'stop' (a stop token was generated) or 'length' (max_new_tokens)",
+    },
+)
+
+
 def check_table(path: Path | str, table: Table) -> None:
     """The file exists, is parquet and has ``table``'s columns; errors name the file."""
     path = Path(path)

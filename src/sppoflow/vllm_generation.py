@@ -4,7 +4,9 @@ vLLM pins its own torch and transformers, so it lives in its own environment
 (``envs/vllm.yaml``); this module imports it only when the backend is asked for. The chat
 template is rendered once by ``sppoflow.chat`` and vLLM gets token ids, so it never adds a
 second BOS. Each prompt is one request for all K samples, with a seed derived from the
-prompt id: a prompt's samples do not depend on which other prompts share the engine.
+prompt id: a prompt's samples do not depend on which other prompts share the engine. One
+engine (:class:`VllmEngine`) serves every call of a stage, such as each turn of a multi-turn
+benchmark.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import zlib
 
 import pandas as pd
 
-from sppoflow.chat import encode_prompts, stop_token_ids
+from sppoflow.chat import encode_rows, stop_token_ids
 from sppoflow.errors import UserError
 from sppoflow.generation import SamplingSettings, cut_at_stop, sample_record, samples_frame
 from sppoflow.safe_loading import load_tokenizer, trusted_by_record
@@ -89,6 +91,11 @@ def request_seed(seed: int, prompt_id: str) -> int:
     return (zlib.crc32(str(prompt_id).encode()) ^ (seed * 2654435761)) % (2**31 - 1)
 
 
+def policy_tokenizer(model_folder: str):
+    """The model folder's tokenizer, trusting its code where the config trusted the policy's."""
+    return load_tokenizer(model_folder, "policy.model", trusted_by_record(model_folder))
+
+
 def stop_ids(tokenizer, model_folder: str) -> set[int]:
     """The stop tokens of the transformers backend, read from the model folder's files."""
     from transformers import GenerationConfig
@@ -114,6 +121,73 @@ def kept_tokens(output, stops: set[int]) -> tuple[list[int], str]:
     return kept, reason
 
 
+class VllmEngine:
+    """One vLLM engine on a model folder, for as many generate calls as a stage needs (a
+    multi-turn benchmark asks one turn at a time): its requests may be up to ``max_model_len``
+    tokens, prompt and response together."""
+
+    def __init__(
+        self, model_folder: str, settings: SamplingSettings, max_model_len: int, tokenizer=None
+    ) -> None:
+        vllm_dtype(settings.dtype)  # an unknown one is refused before vLLM is imported
+        self.vllm = import_vllm()
+        cpu = on_cpu()
+        trust = trusted_by_record(model_folder)
+        self.tokenizer = tokenizer or policy_tokenizer(model_folder)
+        self.stops = stop_ids(self.tokenizer, model_folder)
+        self.engine = self.vllm.LLM(
+            model=model_folder,
+            tokenizer=model_folder,
+            tensor_parallel_size=max(1, settings.tensor_parallel_size),
+            dtype=vllm_dtype(settings.dtype, cpu),
+            gpu_memory_utilization=settings.gpu_memory_utilization,
+            max_model_len=max_model_len,
+            seed=settings.seed,
+            trust_remote_code=trust,
+            **scheduler_options(cpu, max_model_len),
+        )
+
+    def generate(
+        self,
+        prompts: pd.DataFrame,
+        settings: SamplingSettings,
+        system_prompt: str | None = None,
+        encoded: list[list[int]] | None = None,
+    ) -> pd.DataFrame:
+        """K responses for each row of ``prompts`` (prompt_id, prompt, optionally the
+        conversation to continue, column ``messages``): a SAMPLES table."""
+        if prompts.empty:
+            return samples_frame([])
+        if encoded is None:
+            encoded = encode_rows(self.tokenizer, prompts, system_prompt)
+        params = [
+            self.vllm.SamplingParams(
+                n=settings.k,
+                temperature=settings.temperature,
+                top_p=settings.top_p if settings.temperature > 0 else 1.0,
+                max_tokens=settings.max_new_tokens,
+                seed=request_seed(settings.seed, pid),
+                stop_token_ids=sorted(self.stops),
+                skip_special_tokens=True,
+            )
+            for pid in prompts["prompt_id"]
+        ]
+        requests = [{"prompt_token_ids": ids} for ids in encoded]
+        outputs = self.engine.generate(requests, sampling_params=params, use_tqdm=True)
+        records = []
+        for row, result in enumerate(outputs):
+            if len(result.outputs) != settings.k:
+                raise RuntimeError(f"vLLM returned {len(result.outputs)} samples, not {settings.k}")
+            for index, output in enumerate(result.outputs):
+                kept, reason = kept_tokens(output, self.stops)
+                records.append(
+                    sample_record(
+                        self.tokenizer, prompts, row, index, len(encoded[row]), kept, reason
+                    )
+                )
+        return samples_frame(records)
+
+
 def generate_vllm(
     model_folder: str,
     prompts: pd.DataFrame,
@@ -130,47 +204,9 @@ def generate_vllm(
     prompts = prompts.iloc[take_shard(range(len(prompts)), shard, shards)]
     if prompts.empty:
         return samples_frame([])
-    vllm_dtype(settings.dtype)  # an unknown one is refused before vLLM is imported
-    vllm = import_vllm()
-    cpu = on_cpu()
-    dtype = vllm_dtype(settings.dtype, cpu)
-    trust = trusted_by_record(model_folder)
-    tokenizer = load_tokenizer(model_folder, "policy.model", trust)
-    encoded = encode_prompts(tokenizer, prompts["prompt"].tolist(), system_prompt)
-    stops = stop_ids(tokenizer, model_folder)
+    vllm_dtype(settings.dtype)  # an unknown one is refused before the tokenizer is read
+    tokenizer = policy_tokenizer(model_folder)
+    encoded = encode_rows(tokenizer, prompts, system_prompt)
     longest = max(len(ids) for ids in encoded) + settings.max_new_tokens
-    engine = vllm.LLM(
-        model=model_folder,
-        tokenizer=model_folder,
-        tensor_parallel_size=max(1, settings.tensor_parallel_size),
-        dtype=dtype,
-        gpu_memory_utilization=settings.gpu_memory_utilization,
-        max_model_len=longest,
-        seed=settings.seed,
-        trust_remote_code=trust,
-        **scheduler_options(cpu, longest),
-    )
-    params = [
-        vllm.SamplingParams(
-            n=settings.k,
-            temperature=settings.temperature,
-            top_p=settings.top_p if settings.temperature > 0 else 1.0,
-            max_tokens=settings.max_new_tokens,
-            seed=request_seed(settings.seed, pid),
-            stop_token_ids=sorted(stops),
-            skip_special_tokens=True,
-        )
-        for pid in prompts["prompt_id"]
-    ]
-    requests = [{"prompt_token_ids": ids} for ids in encoded]
-    outputs = engine.generate(requests, sampling_params=params, use_tqdm=True)
-    records = []
-    for row, result in enumerate(outputs):
-        if len(result.outputs) != settings.k:
-            raise RuntimeError(f"vLLM returned {len(result.outputs)} samples, not {settings.k}")
-        for index, output in enumerate(result.outputs):
-            kept, reason = kept_tokens(output, stops)
-            records.append(
-                sample_record(tokenizer, prompts, row, index, len(encoded[row]), kept, reason)
-            )
-    return samples_frame(records)
+    engine = VllmEngine(model_folder, settings, max_model_len=longest, tokenizer=tokenizer)
+    return engine.generate(prompts, settings, system_prompt, encoded)

@@ -7,11 +7,13 @@ import os
 import shlex
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 SRC = Path(workflow.basedir).parent / "src"
 if str(SRC) not in sys.path:
     sys.path.insert(0, str(SRC))
 
+from sppoflow.benchmarks import BENCHMARKS
 from sppoflow.config import (
     PROMPT_FILE_TYPES,
     recorded_config,
@@ -200,6 +202,46 @@ def local_prompt_files(wildcards):
     prompts = config["prompts"]
     sources = [prompts["source"], prompts["eval_source"], *prompts["per_round"]]
     return [s for s in sources if s and Path(s).suffix.lower() in PROMPT_FILE_TYPES]
+
+
+# -- answers for common benchmarks (evaluate.benchmarks) -------------------------------------
+
+BENCHMARK_NAMES = "|".join(BENCHMARKS)
+
+
+def question_file(wildcards):
+    """The benchmark's question file (evaluate.benchmarks.<benchmark>)."""
+    path = config["evaluate"]["benchmarks"][wildcards.benchmark]
+    if not path:
+        raise WorkflowError(f"evaluate.benchmarks.{wildcards.benchmark} is not set")
+    return str(Path(path).expanduser())
+
+
+def round_benchmark_answers(wildcards):
+    """A round's answers table, for the answers file named after that round's model."""
+    model = ARGS.round_model(wildcards)
+    if f"{wildcards.name}-iter{wildcards.it}" != model:
+        raise WorkflowError(
+            f"{wildcards.chain}iter{wildcards.it}'s model is named {model}, "
+            f"not {wildcards.name}-iter{wildcards.it}"
+        )
+    return layout.benchmark_answers(wildcards.chain, wildcards.it, wildcards.benchmark)
+
+
+def benchmark_exports():
+    """The default target's share: every round's answers for each configured benchmark (round
+    0's once) and its lm-eval command."""
+    benchmarks = config["evaluate"]["benchmarks"]
+    rounds = [("", 0)] + [(m.chain, it) for m in METHODS for it in ROUNDS]
+    files = []
+    for chain, it in rounds:
+        model = ARGS.round_model(SimpleNamespace(chain=chain, it=str(it)))
+        files += [
+            layout.answer_file(chain, b, model) for b in BENCHMARKS if benchmarks[b]
+        ]
+        if benchmarks["lm_eval_tasks"]:
+            files.append(layout.lm_eval_file(chain, it))
+    return files
 
 
 # -- the report -----------------------------------------------------------------------------

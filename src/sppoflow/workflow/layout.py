@@ -13,6 +13,7 @@ RESULTS = "results"
 BASE_ROUND = f"{RESULTS}/iter0"
 SHARED_SAMPLING = f"{RESULTS}/iter1"
 HEAD_TO_HEAD = f"{RESULTS}/methods/head_to_head"
+EXPORT = f"{RESULTS}/export"
 # A Snakemake wildcard pattern of a chain: "" or "methods/<name>/"
 CHAIN_PATTERN = r"(|methods/[A-Za-z][A-Za-z0-9_.-]*/)"
 # A regular expression whose group 1 is the method of a path under a chain (DuckDB and Python)
@@ -32,6 +33,23 @@ def round_dir(chain: str, it: int | str) -> str:
 def sampling_dir(chain: str, it: int | str) -> str:
     """Where a round's samples, preferences and pairs live: round 1's are every chain's."""
     return SHARED_SAMPLING if int(it) == 1 else round_dir(chain, it)
+
+
+def benchmark_answers(chain: str, it: int | str, benchmark: str) -> str:
+    """A round's answers to a benchmark's questions (sppoflow.benchmark_answers)."""
+    return f"{round_dir(chain, it)}/eval/{benchmark}_answers.parquet"
+
+
+def answer_file(chain: str, benchmark: str, model: str) -> str:
+    """A round's answers in the benchmark tool's own layout: <folder>/model_answer/<model>.jsonl,
+    as arena-hard-auto and FastChat's llm_judge keep them under data/<bench>/. Round 0 (the
+    base model) is every chain's: its chain is ""."""
+    return f"{EXPORT}/{chain}{benchmark}/model_answer/{model}.jsonl"
+
+
+def lm_eval_file(chain: str, it: int | str) -> str:
+    """The lm-eval command of a round (round 0: chain "")."""
+    return f"{EXPORT}/{chain}lm_eval_iter{it}.sh"
 
 
 def hub_record(role: str) -> str:

@@ -25,6 +25,8 @@ from sppoflow.workflow import layout
 
 # sample.* settings that are the engine's (engine_flags) or the interpreter's, not the stage's
 ENGINE_KEYS = ("backend", "gpu_memory_utilization")
+# evaluate.* settings that are not the generation's: the judges and the benchmarks
+NOT_GENERATION = ("training_judge", "judges", "benchmarks")
 
 
 class Wildcards(Protocol):
@@ -90,7 +92,7 @@ class StageArgs:
         their results on a CPU (see the schema's cpu_threads)."""
         return flags({"cpu_threads": self.config["cpu_threads"]})
 
-    def system_prompt(self) -> str:
+    def system_prompt(self, wildcards=None) -> str:
         prompt = self.config["policy"]["system_prompt"]
         return f"--system-prompt {shlex.quote(prompt)}" if prompt else ""
 
@@ -141,8 +143,18 @@ class StageArgs:
         return f"{flags(settings, skip=skip)} {self.engine()} {self.system_prompt()}"
 
     def eval_generate(self, wildcards: Wildcards) -> str:
-        evaluate = flags({**self.config["evaluate"], "k": 1}, skip=("training_judge", "judges"))
+        evaluate = flags({**self.config["evaluate"], "k": 1}, skip=NOT_GENERATION)
         return f"{evaluate} {self.engine()} {self.system_prompt()}"
+
+    def benchmark_answers(self, wildcards: Wildcards) -> str:
+        """The evaluation's generation settings and evaluate.benchmarks.sampling; with the
+        benchmarks' own temperatures, evaluate's temperature and top-p are left out, so that
+        changing them re-runs no benchmark answers."""
+        evaluate = self.config["evaluate"]
+        sampling = evaluate["benchmarks"]["sampling"]
+        skip = (*NOT_GENERATION, *(("temperature", "top_p") if sampling == "conventional" else ()))
+        generation = flags({**evaluate, "k": 1}, skip=skip)
+        return f"{generation} --sampling {sampling} {self.engine()} {self.system_prompt()}"
 
     def generation_python(self, wildcards: Wildcards) -> Unrecorded:
         """sample.vllm_python (a venv with vLLM, where conda is not used) for the vllm
@@ -192,12 +204,27 @@ class StageArgs:
             return ""
         return f"--accelerate-config {shlex.quote(str(shipped_file(accelerate_config)))}"
 
-    def alpaca_generator(self, wildcards: Wildcards) -> str:
-        """The model's name in an AlpacaEval file: <method>-iter<t>; side by side, round 0
+    def round_model(self, wildcards: Wildcards) -> str:
+        """A round's model as exported files name it: <method>-iter<t>; side by side, round 0
         is base-iter0."""
         if int(wildcards.it) == 0 and self.side_by_side:
             return "base-iter0"
         return f"{self.method_name(wildcards)}-iter{wildcards.it}"
+
+    def alpaca_generator(self, wildcards: Wildcards) -> str:
+        """The model's name in an AlpacaEval file (round_model)."""
+        return self.round_model(wildcards)
+
+    def lm_eval(self, wildcards: Wildcards) -> str:
+        """The lm-eval command's settings: the round's model name, evaluate.benchmarks'
+        tasks, the evaluation's precision, and the policy's remote code and system prompt."""
+        settings = {
+            "name": self.round_model(wildcards),
+            "tasks": self.config["evaluate"]["benchmarks"]["lm_eval_tasks"],
+            "dtype": self.config["evaluate"]["dtype"],
+            "trust_remote_code": self.config["policy"]["trust_remote_code"],
+        }
+        return f"{flags(settings)} {self.system_prompt()}".rstrip()
 
     def report_config(self, wildcards=None) -> str:
         """The report's config page: the config that made the results (no run-only

@@ -1,0 +1,89 @@
+# Answers for common benchmarks, judged by their own tools outside the workflow (config
+# evaluate.benchmarks; docs/report.md): every round's model (round 0 is the base model)
+# answers Arena-Hard's and MT-Bench's questions, written where and as arena-hard-auto and
+# FastChat's llm_judge read them, and each round gets a ready lm-eval command. Nothing here
+# reads or stores an API key. Rule all asks for these files only for configured benchmarks.
+
+
+rule benchmark_answers:
+    input:
+        model="results/{chain}iter{it}/model",
+        questions=question_file,
+    output:
+        "results/{chain}iter{it}/eval/{benchmark}_answers.parquet",
+    log:
+        "results/{chain}iter{it}/logs/{benchmark}_answers.log",
+    benchmark:
+        "results/{chain}iter{it}/benchmarks/{benchmark}_answers.tsv"
+    wildcard_constraints:
+        benchmark=BENCHMARK_NAMES,
+    conda:
+        generation_env("evaluate")
+    threads: 8
+    resources:
+        **gpu_job("evaluate"),
+    params:
+        cpu_threads=ARGS.cpu_threads,
+        args=ARGS.benchmark_answers,
+        python=ARGS.generation_python,
+        script=script("benchmark_answers"),
+    shell:
+        on_gpus(
+            "{params.python} {params.script} --benchmark {wildcards.benchmark}"
+            " --model {input.model} --questions {input.questions} --out {output}"
+            " {params.args} --tensor-parallel-size {resources.gpu}"
+        )
+
+
+# The file's name is the model's (<method>-iter<t>), as both tools name a model after its file.
+rule export_benchmark_answers:
+    input:
+        answers=round_benchmark_answers,
+        questions=question_file,
+    output:
+        "results/export/{chain}{benchmark}/model_answer/{name}-iter{it}.jsonl",
+    log:
+        "results/export/logs/{chain}{name}/{benchmark}_iter{it}.log",
+    benchmark:
+        "results/export/benchmarks/{chain}{name}/{benchmark}_iter{it}.tsv"
+    wildcard_constraints:
+        benchmark=BENCHMARK_NAMES,
+        name=r"[A-Za-z][A-Za-z0-9_.-]*",
+    localrule: True
+    conda:
+        "../../envs/data.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    params:
+        script=script("export"),
+        system_prompt=ARGS.system_prompt,
+    shell:
+        "python {params.script} answers --benchmark {wildcards.benchmark}"
+        " --questions {input.questions} --answers {input.answers} {params.system_prompt}"
+        " --out {output} > {log} 2>&1"
+
+
+rule export_lm_eval:
+    input:
+        "results/{chain}iter{it}/model",
+    output:
+        "results/export/{chain}lm_eval_iter{it}.sh",
+    log:
+        "results/export/logs/{chain}lm_eval_iter{it}.log",
+    benchmark:
+        "results/export/benchmarks/{chain}lm_eval_iter{it}.tsv"
+    localrule: True
+    conda:
+        "../../envs/data.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    params:
+        script=script("export"),
+        args=ARGS.lm_eval,
+    shell:
+        "python {params.script} lm-eval --model {input} {params.args} --out {output}"
+        " > {log} 2>&1"
