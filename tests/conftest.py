@@ -120,6 +120,19 @@ def fake_hub_cache(cache: Path, repo_id: str, files_from: Path) -> None:
         (snapshot / f.name).write_bytes(f.read_bytes())
 
 
+def script_parser(name: str):
+    """The argument parser of ``scripts/<name>.py``, built in this process (the script's
+    module imported as it is, its ``build_parser()`` called)."""
+    import importlib.util
+
+    if str(SCRIPTS) not in sys.path:
+        sys.path.append(str(SCRIPTS))  # the scripts' own _bootstrap
+    spec = importlib.util.spec_from_file_location(f"script_{name}", SCRIPTS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.build_parser()
+
+
 def run_script(name, *args, cwd=ROOT):
     """A stage script run by hand, as a user would."""
     return subprocess.run(
@@ -301,6 +314,9 @@ SHARED_FIXTURE_GROUPS = {
     "slurm_cluster": "tiny_run",
     "vllm_python": "vllm_cpu",
     "resolutions": "environments",
+    # the scripts' --help, run side by side once per module (split over two workers, each
+    # worker would run them all again)
+    "helps": "helps",
 }
 
 

@@ -5,16 +5,14 @@ what decides a rerun."""
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import json
 import shlex
-import sys
 from types import SimpleNamespace
 
 import pytest
 import yaml
 
-from conftest import ROOT, SCRIPTS
+from conftest import ROOT, script_parser
 from sppoflow.cli import settings_from
 from sppoflow.config import run_only_settings, validate
 from sppoflow.generation import SamplingSettings
@@ -27,15 +25,6 @@ DEFAULT = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
 COMPARE = yaml.safe_load((ROOT / "config" / "compare.yaml").read_text())
 
 
-def stage_parser(name: str):
-    if str(SCRIPTS) not in sys.path:
-        sys.path.append(str(SCRIPTS))  # the scripts' own _bootstrap
-    spec = importlib.util.spec_from_file_location(f"stage_{name}", SCRIPTS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.build_parser()
-
-
 def parsed(name: str, *texts) -> SimpleNamespace:
     """The stage script's own parser reading what the rule passes (plus its required paths)."""
     required = {
@@ -45,7 +34,7 @@ def parsed(name: str, *texts) -> SimpleNamespace:
         "--state-dir d",
         "aggregate": "--samples s --preferences p --win-rates w --pairs p2 --stats s2",
     }[name]
-    return stage_parser(name).parse_args(shlex.split(" ".join([required, *map(str, texts)])))
+    return script_parser(name).parse_args(shlex.split(" ".join([required, *map(str, texts)])))
 
 
 def job(it=1, chain=""):
@@ -169,7 +158,7 @@ def test_benchmark_answers_get_the_evaluations_generation_settings():
 
     args = StageArgs(benchmark_config(), run_group="demo")
     required = "--benchmark mt_bench --model m --questions q --out o"
-    parser = stage_parser("benchmark_answers")
+    parser = script_parser("benchmark_answers")
     text = args.benchmark_answers(job(2))
     namespace = parser.parse_args(shlex.split(f"{required} {text}"))
     evaluate = args.config["evaluate"]
@@ -193,7 +182,8 @@ def test_the_lm_eval_export_gets_the_rounds_model_tasks_and_precision():
     config["policy"]["system_prompt"] = "Be brief."
     args = StageArgs(config, run_group="demo")
     required = "lm-eval --model results/iter3/model --out o.sh"
-    namespace = stage_parser("export").parse_args(shlex.split(f"{required} {args.lm_eval(job(3))}"))
+    flags = f"{required} {args.lm_eval(job(3))}"
+    namespace = script_parser("export").parse_args(shlex.split(flags))
     assert namespace.name == "sppo-iter3" and namespace.dtype == config["evaluate"]["dtype"]
     assert namespace.tasks == ["leaderboard_ifeval", "leaderboard_bbh"]
     assert namespace.system_prompt == "Be brief." and namespace.trust_remote_code is False
