@@ -141,7 +141,8 @@ def test_benchmark_answers_of_each_round_are_read_back_by_the_tools(
         "report_figures": 1,
         "all": 1,
     }
-    done = run_snakemake(run, "--cores", "2")
+    # the answer jobs mostly load their model: two at a time (cpu_threads keeps the bits)
+    done = run_snakemake(run, "--cores", "2", "--resources", "gpu=2")
     assert done.returncode == 0, done.stderr[-5000:]
     results = run / "results"
     models = {f"sppo-iter{it}" for it in (0, 1, 2)}
