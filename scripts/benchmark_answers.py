@@ -18,7 +18,12 @@ import time
 
 import _bootstrap  # noqa: F401
 
-from sppoflow.benchmark_answers import AnswerSettings, answer_questions, conversation_budget
+from sppoflow.benchmark_answers import (
+    AnswerSettings,
+    answer_questions,
+    context_length,
+    conversation_budget,
+)
 from sppoflow.benchmarks import BENCHMARKS, read_questions
 from sppoflow.cli import add_settings, parser_for, run_stage, settings_from
 from sppoflow.devices import resolve_device, resolve_dtype
@@ -37,7 +42,8 @@ def turn_generator(args, settings: SamplingSettings, questions):
         budget = conversation_budget(
             tokenizer, questions, args.system_prompt, settings.max_new_tokens
         )
-        engine = VllmEngine(args.model, settings, budget, tokenizer)
+        limit = context_length(args.model)  # a short-context model: answers get what is left
+        engine = VllmEngine(args.model, settings, min(budget, limit or budget), tokenizer)
 
         def with_vllm(prompts, asked):
             return engine.generate(prompts, asked, args.system_prompt)

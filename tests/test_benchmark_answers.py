@@ -224,9 +224,12 @@ def test_question_files_are_valid_config(question_files):
         ({"mt_bench": "absent.jsonl"}, "mt_bench: absent.jsonl does not exist"),
         (
             {"mt_bench": "{arena_hard}"},
-            "mt_bench: {arena_hard} is not a mt_bench question file: its first line has no "
-            "question_id and turns (a list of strings) (FastChat's fastchat/llm_judge/",
+            "mt_bench: {arena_hard}, line 1: not a mt_bench question: expected question_id and "
+            "turns (a list of strings)",
         ),
+        ({"mt_bench": "{broken}"}, "mt_bench: {broken}, line 3: not JSON"),
+        ({"mt_bench": "{latin1}"}, "mt_bench: {latin1}: not UTF-8 text (unexpected end of data"),
+        ({"mt_bench": "{twice}"}, "mt_bench: {twice}: question id(s) 81 given twice"),
         ({"arena_hard": "{folder}"}, "arena_hard: {folder} is not a file (arena-hard-auto's"),
         ({"lm_eval_tasks": []}, "lm_eval_tasks: [] should be non-empty"),
         ({"lm_eval_tasks": ["a b"]}, "lm_eval_tasks.0: 'a b' does not match"),
@@ -236,7 +239,13 @@ def test_question_files_are_valid_config(question_files):
 def test_a_bad_benchmark_setting_is_one_line_naming_the_key(
     question_files, tmp_path, benchmarks, message
 ):
+    lines = question_files[MT_BENCH].read_text().splitlines()
+    (tmp_path / "broken.jsonl").write_text("\n".join([*lines[:2], "{not json"]) + "\n")
+    (tmp_path / "latin1.jsonl").write_bytes(lines[0].encode() + b"\n" + "caf\xe9".encode("latin-1"))
+    text_id = lines[0].replace('"question_id": 81', '"question_id": "81"')
+    (tmp_path / "twice.jsonl").write_text(lines[0] + "\n" + text_id + "\n")
     places = {"arena_hard": question_files[ARENA_HARD], "folder": tmp_path}
+    places |= {name: tmp_path / f"{name}.jsonl" for name in ("broken", "latin1", "twice")}
     given = {k: v.format(**places) if isinstance(v, str) else v for k, v in benchmarks.items()}
     with pytest.raises(UserError) as error:
         validate({"evaluate": {"benchmarks": given}})

@@ -61,7 +61,7 @@ def test_judge_against_and_summary():
     assert rows.outcome.tolist() == [1.0, 0.5, 0.0]
     assert rows.overlap.iloc[0] == pytest.approx(2 / 4)  # about, cats of question, 0, about, cats
     metrics = summarise(rows, 1, {"length": "reward_model"}, "sppo")
-    assert (metrics.method, metrics.primary_judge, metrics.primary.backend) == (
+    assert (metrics.method, metrics.primary_name, metrics.primary.backend) == (
         "sppo",
         "length",
         "reward_model",
@@ -115,10 +115,10 @@ def test_every_judge_judges_every_opponent_and_the_first_leads(monkeypatch):
     assert len(rows) == 2 * 2 * 2
     metrics = summarise(rows, 2, {"training": "relevance", "second": "reward_model"}, "dpo")
     # the two judges disagree: the gap a second judge is there to show
-    assert metrics.primary_judge == "training" and list(metrics.judges) == ["training", "second"]
-    assert metrics.verdicts("base").win_rate == 0.5 and metrics.verdicts("base").wins == 1
-    assert metrics.verdicts("base", "second").wins == 1
-    assert metrics.verdicts("previous", "second").ties == 2
+    assert metrics.primary_name == "training" and list(metrics.judges) == ["training", "second"]
+    assert metrics.against("base").win_rate == 0.5 and metrics.against("base").wins == 1
+    assert metrics.against("base", "second").wins == 1
+    assert metrics.against("previous", "second").ties == 2
     assert metrics.judges["second"].backend == "reward_model"
 
 

@@ -129,7 +129,7 @@ def test_methods_and_judges_side_by_side(tmp_path):
         for r in (1, 2):
             m = summarise(judgements(True, r, judges=tuple(judges)), r, judges, method)
             metrics.append(replace(m, objective=objective))
-    assert metrics[0].primary_judge == "training" and metrics[0].primary.backend == "relevance"
+    assert metrics[0].primary_name == "training" and metrics[0].primary.backend == "relevance"
     assert list(metrics[0].judges) == ["training", "second"]
     table = report_pages.win_rate_table(metrics)
     assert len(table) == 2 * 2 * 2 * 2
@@ -147,12 +147,12 @@ def test_methods_and_judges_side_by_side(tmp_path):
         assert image.size[0] > 1200  # one panel per judge
     page = (tmp_path / "w.html").read_text()
     assert "Measures that need no judge" in page and "repetition loops" in page
-    verdicts = {"training": metrics[1].verdicts("base"), "second": metrics[1].verdicts("previous")}
+    verdicts = {"training": metrics[1].against("base"), "second": metrics[1].against("previous")}
     h2h = HeadToHead(round=2, methods=("sppo", "dpo"), pairs=(Pair("sppo", "dpo", verdicts),))
     report_pages.head_to_head(h2h, tmp_path / "h2h.html")
     page = (tmp_path / "h2h.html").read_text()
     assert page.count("<td>sppo</td>") == 2 and page.count("<td>dpo</td>") == 2
-    assert f"{metrics[1].verdicts('base').win_rate:.3f}" in page
+    assert f"{metrics[1].against('base').win_rate:.3f}" in page
 
 
 def test_examples_escape_html_and_align_rounds(tmp_path):

@@ -167,7 +167,7 @@ def test_the_single_judge_layout_still_reads(tmp_path):
     (tmp_path / "metrics.json").write_text(json.dumps(layout))
     metrics = read_round_metrics(tmp_path / "metrics.json")
     assert list(metrics.judges) == ["training"] and metrics.primary.backend == "pairrm"
-    assert metrics.verdicts("previous") == round_metrics().verdicts("previous")
+    assert metrics.against("previous") == round_metrics().against("previous")
     assert metrics.objective is None
 
 

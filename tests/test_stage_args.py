@@ -110,8 +110,9 @@ def test_methods_side_by_side_get_their_own_train_settings_and_names():
     dpo = job(2, layout.chain("dpo", side_by_side=True))
     assert args.method_name(dpo) == "dpo"
     assert "--loss dpo" in args.train(dpo) and "--run-name dpo-iter2" in str(args.tracking(dpo))
-    assert args.alpaca_generator(job(0)) == "base-iter0"
-    assert args.alpaca_generator(dpo) == "dpo-iter2"
+    assert args.round_model(job(0)) == "base-iter0"
+    assert args.round_model(dpo) == "dpo-iter2"
+    assert args.chain_of_model("dpo") == dpo.chain and args.chain_of_model("base") == ""
 
 
 def test_the_evaluation_judges_and_what_decides_their_rerun(args):
@@ -191,8 +192,8 @@ def test_the_lm_eval_export_gets_the_rounds_model_tasks_and_precision():
     dpo = job(2, layout.chain("dpo", side_by_side=True))
     assert side_by_side.round_model(dpo) == "dpo-iter2"
     assert side_by_side.round_model(job(0)) == "base-iter0"
-    assert layout.answer_file(dpo.chain, "mt_bench", "dpo-iter2") == (
-        "results/export/methods/dpo/mt_bench/model_answer/dpo-iter2.jsonl"
+    assert layout.answer_file("mt_bench", "dpo-iter2") == (
+        "results/export/mt_bench/model_answer/dpo-iter2.jsonl"  # every model in one folder
     )
     assert layout.lm_eval_file("", 0) == "results/export/lm_eval_iter0.sh"
     assert layout.benchmark_answers(dpo.chain, 0, "arena_hard") == (

@@ -53,6 +53,25 @@ def test_a_stop_token_the_engine_leaves_out_is_put_back(fake_vllm, tiny_model_di
         assert list(ids)[-1] == eos and eos not in list(ids)[:-1]
 
 
+def test_an_engine_near_its_context_gives_the_room_left_and_refuses_what_cannot_fit(
+    fake_vllm, tiny_model_dir
+):
+    """A multi-turn benchmark's engine is started with the model's context at most: a
+    conversation near its end gets the tokens that are left, one past it a one-line error."""
+    from sppoflow.chat import encode_rows
+    from sppoflow.vllm_generation import VllmEngine, policy_tokenizer
+
+    settings = SamplingSettings(backend="vllm", k=3, max_new_tokens=40)
+    tokenizer = policy_tokenizer(str(tiny_model_dir))
+    longest = max(map(len, encode_rows(tokenizer, PROMPTS, None)))
+    engine = VllmEngine(str(tiny_model_dir), settings, longest + 10, tokenizer)
+    samples = engine.generate(PROMPTS, settings)
+    room = longest + 10 - samples.prompt_tokens  # and a stop token the engine left out
+    assert (samples.response_tokens <= room + 1).all() and (room < 40).any()
+    with pytest.raises(UserError, match=r"a1: its prompt holds \d+ tokens, but the engine's "):
+        VllmEngine(str(tiny_model_dir), settings, 5, tokenizer).generate(PROMPTS, settings)
+
+
 def test_scheduler_options_keep_seeded_requests_whole_on_cpus():
     from sppoflow.vllm_generation import CPU_STEP_TOKENS, scheduler_options
 

@@ -160,7 +160,7 @@ def test_benchmark_answers_are_planned_for_every_round_of_every_method(default_w
     assert counts["export_lm_eval"] == 7
     outputs = {out for rule, _, outs in jobs for out in outs if rule.startswith("export_")}
     assert "results/export/mt_bench/model_answer/base-iter0.jsonl" in outputs
-    assert "results/export/methods/dpo/mt_bench/model_answer/dpo-iter2.jsonl" in outputs
+    assert "results/export/mt_bench/model_answer/dpo-iter2.jsonl" in outputs  # one folder
     assert "results/export/methods/ipo/lm_eval_iter1.sh" in outputs
     lines = [
         line for line in (run.stdout + run.stderr).splitlines() if "benchmark_answers.py" in line

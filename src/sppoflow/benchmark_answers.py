@@ -14,8 +14,10 @@ FastChat's per-category table; Arena-Hard: greedy), with top-p 1 as those tools 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import pandas as pd
 
@@ -101,6 +103,15 @@ def answer_questions(
 
 def _by(order: dict[str, int], column: str):
     return lambda values: values.map(order) if values.name == column else values
+
+
+def context_length(model_folder: Path | str) -> int | None:
+    """The longest sequence the model takes (its config's max_position_embeddings), or None
+    where the config does not say."""
+    path = Path(model_folder) / "config.json"
+    config = json.loads(path.read_text()) if path.is_file() else {}
+    config = config.get("text_config") or config
+    return config.get("max_position_embeddings")
 
 
 def conversation_budget(

@@ -15,6 +15,7 @@ answers up by it. Nothing here imports torch or pandas, so the config check can 
 from __future__ import annotations
 
 import json
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -93,46 +94,43 @@ def read_questions(path: Path | str, benchmark: str) -> tuple[str, list[Question
     if not path.is_file():
         raise UserError(f"{path}: question file not found ({WHERE_FROM[benchmark]})")
     layout, questions = None, []
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise UserError(f"{path}, line {number}: not JSON ({error})") from None
-            found = question_layout(benchmark, record) if isinstance(record, dict) else None
-            if found is None or (layout is not None and found != layout):
-                raise UserError(
-                    f"{path}, line {number}: not a {benchmark} question: expected "
-                    f"{expected_fields(benchmark) if layout is None else layout + ' like line 1'}"
-                )
-            layout = found
-            questions.append(_question(benchmark, layout, record))
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        raise UserError(f"{path}: not UTF-8 text ({error.reason} at byte {error.start})") from None
+    for number, line in enumerate(text.split("\n"), start=1):  # not splitlines: U+2028 is text
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise UserError(f"{path}, line {number}: not JSON ({error})") from None
+        found = question_layout(benchmark, record) if isinstance(record, dict) else None
+        if found is None or (layout is not None and found != layout):
+            raise UserError(
+                f"{path}, line {number}: not a {benchmark} question: expected "
+                f"{expected_fields(benchmark) if layout is None else layout + ' like line 1'}"
+            )
+        layout = found
+        questions.append(_question(benchmark, layout, record))
     if not questions:
         raise UserError(f"{path}: no questions")
-    ids = [q.id for q in questions]
-    twice = sorted({str(i) for i in ids if ids.count(i) > 1})
+    # ids are compared as text: the answers and both tools' files key them that way
+    counts = Counter(str(q.id) for q in questions)
+    twice = sorted(i for i, n in counts.items() if n > 1)
     if twice:
         raise UserError(f"{path}: question id(s) {', '.join(twice)} given twice")
     return layout, questions
 
 
 def check_question_file(path: Path, benchmark: str, key: str) -> None:
-    """A config's question file, read cheaply (its first question) before any job runs."""
+    """A config's question file, read whole (80 to 750 questions) before any job runs."""
     if not path.is_file():
         raise UserError(f"config error: {key}: {path} is not a file ({WHERE_FROM[benchmark]})")
     try:
-        with path.open(encoding="utf-8") as handle:
-            first = next((line for line in handle if line.strip()), "")
-        record = json.loads(first) if first else None
-    except (UnicodeDecodeError, json.JSONDecodeError, OSError):
-        record = None
-    if not isinstance(record, dict) or question_layout(benchmark, record) is None:
-        raise UserError(
-            f"config error: {key}: {path} is not a {benchmark} question file: its first line "
-            f"has no {expected_fields(benchmark)} ({WHERE_FROM[benchmark]})"
-        )
+        read_questions(path, benchmark)
+    except UserError as error:
+        raise UserError(f"config error: {key}: {error}") from None
 
 
 def conventional_temperature(benchmark: str, question: Question) -> float:

@@ -24,10 +24,6 @@ Message = dict[str, str]
 MESSAGES = "messages"
 
 
-def conversation(prompt: str, system_prompt: str | None = None) -> list[Message]:
-    return with_system_prompt([{"role": "user", "content": prompt}], system_prompt)
-
-
 def with_system_prompt(messages: Sequence[Message], system_prompt: str | None) -> list[Message]:
     system = [{"role": "system", "content": system_prompt}] if system_prompt else []
     return system + [dict(m) for m in messages]
@@ -61,8 +57,8 @@ def encode_prompts(
     tokenizer, prompts: Sequence[str], system_prompt: str | None = None
 ) -> list[list[int]]:
     """Token ids of each chat-templated prompt, with no special tokens added on top."""
-    texts = [render_prompt(tokenizer, p, system_prompt) for p in prompts]
-    return tokenizer(texts, add_special_tokens=False)["input_ids"]
+    conversations = [[{"role": "user", "content": p}] for p in prompts]
+    return encode_conversations(tokenizer, conversations, system_prompt)
 
 
 def encode_rows(

@@ -192,16 +192,12 @@ def benchmark_turns(config: dict) -> dict[str, int]:
     """The turns to answer of each configured benchmark (evaluate.benchmarks): every turn of
     its question file's questions."""
     from sppoflow.benchmarks import BENCHMARKS, read_questions
-    from sppoflow.errors import UserError
 
     turns = {}
     for name in BENCHMARKS:
         path = config["evaluate"]["benchmarks"][name]
-        if path:
-            try:
-                _, questions = read_questions(Path(path).expanduser(), name)
-            except UserError:
-                continue  # the config check says what is wrong with it
+        if path:  # read and checked when the config was validated
+            _, questions = read_questions(Path(path).expanduser(), name)
             turns[name] = sum(len(q.turns) for q in questions)
     return turns
 

@@ -122,7 +122,11 @@ def win_rates(metrics: list[RoundMetrics], png: Path) -> None:
         )
         for ax, judge in zip(axes[0], judges, strict=True):
             for n, (name, opponent, rows) in enumerate(lines):
-                values = [m.verdicts(opponent, judge) for m in rows]
+                # a round judged against the base alone has no verdicts against the previous
+                rows = [m for m in rows if m.against(opponent, judge) is not None]
+                if not rows:
+                    continue
+                values = [m.against(opponent, judge) for m in rows]
                 x = np.array([m.round for m in rows]) + 0.06 * (n - (len(lines) - 1) / 2)
                 rate = np.array([v.win_rate for v in values])
                 low = rate - np.array([v.win_rate_ci_low for v in values])

@@ -94,16 +94,16 @@ class RoundMetrics:
         return self.method or "policy"
 
     @property
-    def primary_judge(self) -> str:
+    def primary_name(self) -> str:
         return next(iter(self.judges))
 
     @property
     def primary(self) -> JudgeVerdicts:
-        return self.judges[self.primary_judge]
+        return self.judges[self.primary_name]
 
-    def verdicts(self, opponent: str, judge: str | None = None) -> Verdicts | None:
+    def against(self, opponent: str, judge: str | None = None) -> Verdicts | None:
         """A judge's (by default the primary judge's) verdicts against "base" or "previous"."""
-        return self.judges[judge or self.primary_judge].against(opponent)
+        return self.judges[judge or self.primary_name].against(opponent)
 
 
 @dataclass(frozen=True)
@@ -136,7 +136,7 @@ def round_metrics_text(metrics: RoundMetrics) -> str:
         "round": metrics.round,
         "method": metrics.method,
         "judge": primary.backend,
-        "judge_name": metrics.primary_judge,
+        "judge_name": metrics.primary_name,
         **_by_opponent(primary),
         "judges": {
             name: {"backend": judge.backend, **_by_opponent(judge)}

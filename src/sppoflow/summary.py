@@ -28,7 +28,7 @@ def round_row(metrics_path: Path, stats_path: Path, log_path: Path) -> dict:
             row[f"{key}_vs_{opponent}"] = getattr(v, key)
         row[f"mean_prob_vs_{opponent}"] = v.mean_prob
     for name, judge in metrics.judges.items():
-        if name != metrics.primary_judge:
+        if name != metrics.primary_name:
             row[f"win_rate_vs_base_{name}"] = judge.base.win_rate
             row[f"lc_win_rate_vs_base_{name}"] = judge.base.lc_win_rate
     if metrics.objective is not None:

@@ -135,6 +135,7 @@ class VllmEngine:
         trust = trusted_by_record(model_folder)
         self.tokenizer = tokenizer or policy_tokenizer(model_folder)
         self.stops = stop_ids(self.tokenizer, model_folder)
+        self.max_model_len = max_model_len
         self.engine = self.vllm.LLM(
             model=model_folder,
             tokenizer=model_folder,
@@ -160,17 +161,24 @@ class VllmEngine:
             return samples_frame([])
         if encoded is None:
             encoded = encode_rows(self.tokenizer, prompts, system_prompt)
+        for pid, ids in zip(prompts["prompt_id"], encoded, strict=True):
+            if len(ids) >= self.max_model_len:
+                raise UserError(
+                    f"{pid}: its prompt holds {len(ids)} tokens, but the engine's context is "
+                    f"{self.max_model_len} (the model's limit)"
+                )
         params = [
             self.vllm.SamplingParams(
                 n=settings.k,
                 temperature=settings.temperature,
                 top_p=settings.top_p if settings.temperature > 0 else 1.0,
-                max_tokens=settings.max_new_tokens,
+                # a conversation near the context's end gets the room that is left
+                max_tokens=min(settings.max_new_tokens, self.max_model_len - len(ids)),
                 seed=request_seed(settings.seed, pid),
                 stop_token_ids=sorted(self.stops),
                 skip_special_tokens=True,
             )
-            for pid in prompts["prompt_id"]
+            for pid, ids in zip(prompts["prompt_id"], encoded, strict=True)
         ]
         requests = [{"prompt_token_ids": ids} for ids in encoded]
         outputs = self.engine.generate(requests, sampling_params=params, use_tqdm=True)

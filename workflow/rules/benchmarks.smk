@@ -41,11 +41,11 @@ rule export_benchmark_answers:
         answers=round_benchmark_answers,
         questions=question_file,
     output:
-        "results/export/{chain}{benchmark}/model_answer/{name}-iter{it}.jsonl",
+        "results/export/{benchmark}/model_answer/{name}-iter{it}.jsonl",
     log:
-        "results/export/logs/{chain}{name}/{benchmark}_iter{it}.log",
+        "results/export/logs/{name}/{benchmark}_iter{it}.log",
     benchmark:
-        "results/export/benchmarks/{chain}{name}/{benchmark}_iter{it}.tsv"
+        "results/export/benchmarks/{name}/{benchmark}_iter{it}.tsv"
     wildcard_constraints:
         benchmark=BENCHMARK_NAMES,
         name=r"[A-Za-z][A-Za-z0-9_.-]*",

@@ -7,7 +7,6 @@ import os
 import shlex
 import sys
 from pathlib import Path
-from types import SimpleNamespace
 
 SRC = Path(workflow.basedir).parent / "src"
 if str(SRC) not in sys.path:
@@ -218,14 +217,9 @@ def question_file(wildcards):
 
 
 def round_benchmark_answers(wildcards):
-    """A round's answers table, for the answers file named after that round's model."""
-    model = ARGS.round_model(wildcards)
-    if f"{wildcards.name}-iter{wildcards.it}" != model:
-        raise WorkflowError(
-            f"{wildcards.chain}iter{wildcards.it}'s model is named {model}, "
-            f"not {wildcards.name}-iter{wildcards.it}"
-        )
-    return layout.benchmark_answers(wildcards.chain, wildcards.it, wildcards.benchmark)
+    """The answers table of the round whose model an answer file is named after."""
+    chain = ARGS.chain_of_model(wildcards.name)
+    return layout.benchmark_answers(chain, wildcards.it, wildcards.benchmark)
 
 
 def benchmark_exports():
@@ -235,10 +229,8 @@ def benchmark_exports():
     rounds = [("", 0)] + [(m.chain, it) for m in METHODS for it in ROUNDS]
     files = []
     for chain, it in rounds:
-        model = ARGS.round_model(SimpleNamespace(chain=chain, it=str(it)))
-        files += [
-            layout.answer_file(chain, b, model) for b in BENCHMARKS if benchmarks[b]
-        ]
+        model = ARGS.model_name(chain, it)
+        files += [layout.answer_file(b, model) for b in BENCHMARKS if benchmarks[b]]
         if benchmarks["lm_eval_tasks"]:
             files.append(layout.lm_eval_file(chain, it))
     return files

@@ -164,7 +164,7 @@ rule export_alpaca_eval:
         runtime=10,
     params:
         script=script("export"),
-        generator=ARGS.alpaca_generator,
+        generator=ARGS.round_model,
     shell:
         "python {params.script} alpaca --responses {input} --generator {params.generator}"
         " --out {output} > {log} 2>&1"

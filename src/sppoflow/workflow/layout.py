@@ -40,11 +40,12 @@ def benchmark_answers(chain: str, it: int | str, benchmark: str) -> str:
     return f"{round_dir(chain, it)}/eval/{benchmark}_answers.parquet"
 
 
-def answer_file(chain: str, benchmark: str, model: str) -> str:
+def answer_file(benchmark: str, model: str) -> str:
     """A round's answers in the benchmark tool's own layout: <folder>/model_answer/<model>.jsonl,
-    as arena-hard-auto and FastChat's llm_judge keep them under data/<bench>/. Round 0 (the
-    base model) is every chain's: its chain is ""."""
-    return f"{EXPORT}/{chain}{benchmark}/model_answer/{model}.jsonl"
+    as arena-hard-auto and FastChat's llm_judge keep them under data/<bench>/. Every model's
+    file is in the one folder (methods side by side too: the names differ), since each tool
+    compares the models it finds there."""
+    return f"{EXPORT}/{benchmark}/model_answer/{model}.jsonl"
 
 
 def lm_eval_file(chain: str, it: int | str) -> str:

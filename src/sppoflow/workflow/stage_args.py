@@ -207,13 +207,22 @@ class StageArgs:
     def round_model(self, wildcards: Wildcards) -> str:
         """A round's model as exported files name it: <method>-iter<t>; side by side, round 0
         is base-iter0."""
-        if int(wildcards.it) == 0 and self.side_by_side:
-            return "base-iter0"
-        return f"{self.method_name(wildcards)}-iter{wildcards.it}"
+        return self.model_name(wildcards.chain, wildcards.it)
 
-    def alpaca_generator(self, wildcards: Wildcards) -> str:
-        """The model's name in an AlpacaEval file (round_model)."""
-        return self.round_model(wildcards)
+    def model_name(self, chain: str, it: int | str) -> str:
+        """The name of round ``it`` of a chain's model (round_model)."""
+        if int(it) == 0 and self.side_by_side:
+            return "base-iter0"
+        return f"{method_of_chain(dict(self.config), chain).name}-iter{it}"
+
+    def chain_of_model(self, name: str) -> str:
+        """The chain of a model named by model_name (without its -iter<t>)."""
+        if name == "base" and self.side_by_side:
+            return ""
+        for method in self.methods:
+            if method.name == name:
+                return method.chain
+        raise KeyError(f"no method is named {name}")
 
     def lm_eval(self, wildcards: Wildcards) -> str:
         """The lm-eval command's settings: the round's model name, evaluate.benchmarks'
