@@ -391,8 +391,9 @@ def tiny_run(tmp_path_factory, tiny_model_dir):
 
 @pytest.fixture(scope="session")
 def slurm_cluster(tmp_path_factory):
-    """A real one-node SLURM cluster with two fake GPUs (tests/slurm_cluster.py), started for
-    the session and stopped by its daemons' pids at the end."""
+    """A real SLURM cluster of two nodes with two fake GPUs each (tests/slurm_cluster.py; one
+    node where network namespaces cannot be made), started for the session and stopped by its
+    daemons' pids at the end."""
     from slurm_cluster import ClusterUnavailable, start
 
     try:

@@ -303,3 +303,32 @@ def test_paper_resources_are_in_the_schema():
     stages = {name for name, spec in resources.items() if spec.get("type") == "object"}
     assert stages == {"sample", "score", "train", "evaluate"}
     assert Path(ROOT / "workflow" / "profiles" / "default" / "config.yaml").is_file()
+
+
+def test_a_four_node_train_job_gets_eight_gpus_and_one_launcher_on_each(tmp_path):
+    """resources.train.nodes 4 x gpu 8 on the paper config: the train job's sbatch line (the
+    SLURM plugin's own builder, from the dry run's resources) and its srun line."""
+    paper = yaml.safe_load(PAPER.read_text())
+    paper["resources"]["train"].update(nodes=4, gpu=8)
+    (tmp_path / "four_nodes.yaml").write_text(yaml.safe_dump(paper))
+    output = dry_run(
+        tmp_path,
+        "--workflow-profile", str(ROOT / "workflow" / "profiles" / "slurm"),
+        "--configfile", str(tmp_path / "four_nodes.yaml"), "--config", "rounds=1",
+        env=SLURM_ENV,
+    )  # fmt: skip
+    [train] = planned_resources(output)["train"]
+    call = sbatch_call("train", train)
+    line = "-t 720 --mem 400000 --nodes=4 --ntasks=4 --cpus-per-task=8 --gres=gpu:h100:8"
+    assert call.endswith(line), call
+    assert "--gpus" not in call and "--ntasks-per-gpu" not in call
+    assert "-p gpu" in call  # the GPU partition
+    assert line in (ROOT / "docs" / "clusters.md").read_text()  # the line the docs show
+    assert train["mpi"] == "srun"  # the plugin's job step leaves starting the tasks to the rule
+    assert re.search(
+        r"exec srun --nodes=4 --ntasks=4 --ntasks-per-node=1 --cpus-per-task=8 "
+        r"--gres=gpu:h100:8 --kill-on-bad-exit=1 --label python \S+/scripts/with_gpus\.py 8 "
+        r"--process-per-gpu --accelerate-config \S+/deepspeed_zero3\.yaml --nodes 4 -- "
+        r"\S+/scripts/train\.py ",
+        output,
+    ), output[-3000:]

@@ -93,6 +93,11 @@ def test_schema_and_stage_settings_agree(section, settings_type, skip):
         ({"train": {"pairs": "all"}}, "train.pairs was renamed to train.train_on"),
         ({"judge": {"tau": 0.05}}, "judge.tau was renamed to judge.temperature"),
         (
+            {"resources": {"train": {"nodes": 2, "gpu": 0}}},
+            "resources.train.nodes is 2: a train job over several nodes runs one process per GPU",
+        ),
+        ({"resources": {"train": {"nodes": 0}}}, "resources.train.nodes: 0 is less than"),
+        (
             {"methods": [{"name": "a"}, {"name": "dpo", "train": {"loss": "dpo", "beta": 0.1}}]},
             "methods.1.train.beta was renamed to train.dpo_beta",
         ),

@@ -59,6 +59,17 @@ def test_the_paper_plan_has_its_jobs_and_the_cost_models_hours():
     assert "87 model jobs on H100 (80 GB)" in text and "GPU-hours per round: 0:" in text
 
 
+def test_a_train_job_over_four_nodes_counts_every_nodes_gpus():
+    train = {**MISTRAL["resources"]["train"], "nodes": 4, "gpu": 8}
+    config = {**MISTRAL, "resources": {**MISTRAL["resources"], "train": train}}
+    four = by_stage(plan_cost(validate(config), None, H100))["train"]
+    one = by_stage(plan_cost(validate(MISTRAL), None, H100))["train"]
+    assert four[0].gpus == 32  # GPU-hours stay the work's; the wall time is 4 times shorter
+    assert four[0].gpu_hours == pytest.approx(one[0].gpu_hours)
+    assert four[0].seconds == pytest.approx(one[0].seconds / 4)
+    assert four[0].memory_gb < one[0].memory_gb  # ZeRO-3 shards the state over 32 GPUs
+
+
 def test_a_plan_that_cannot_fit_is_one_warning_line():
     config = {**GEMMA, "resources": {**GEMMA["resources"], "train": {"gpu": 1}}}
     plan = plan_cost(validate(config), None, {"SPPO_SLURM_GPU_MODEL": "l4"})

@@ -42,7 +42,8 @@ def slurm_env(cluster, folder: Path) -> dict[str, str]:
     return {
         **cluster.env(),
         "SPPO_SLURM_ACCOUNT": "sppo-test",
-        "SPPO_SLURM_PARTITION": "debug",
+        "SPPO_SLURM_PARTITION": "cpu",
+        "SPPO_SLURM_GPU_PARTITION": "gpu",
         "PYTHONPATH": str(FAULTS),
         "SPPO_FAULT_FAIL_FIRST": str(folder / "score-failed-once"),
         "SPPO_FAULT_SLOW_FIRST_TRAINING": f"{folder / 'train-slowed'}:{SECONDS_PER_SLOW_STEP}",
@@ -80,7 +81,7 @@ def slurm_run(slurm_cluster, tiny_model_dir, tmp_path_factory):
             env=slurm_env(slurm_cluster, folder),
         )  # fmt: skip
     assert run.returncode == 0, (run.stdout + run.stderr)[-6000:]
-    return folder, run.stdout + run.stderr, jobs_by_rule(slurm_cluster, since), watcher.gpu_idx
+    return folder, run.stdout + run.stderr, jobs_by_rule(slurm_cluster, since), watcher
 
 
 def weights(folder: Path) -> dict:
@@ -99,9 +100,10 @@ def test_every_model_job_is_an_sbatch_job_with_the_gpus_it_asked_for(slurm_run):
     assert "localrule aggregate" in output and "localrule gather_samples" in output
     for rule, records in jobs.items():
         for job in records:
-            assert job["Account"] == "sppo-test" and job["Partition"] == "debug", job
-            assert job["NumNodes"] == "1", job
             asked = 0 if rule == "base_model" else 1
+            partition = "gpu" if asked else "cpu"  # SPPO_SLURM_GPU_PARTITION for GPU jobs
+            assert job["Account"] == "sppo-test" and job["Partition"] == partition, job
+            assert job["NumNodes"] == "1", job
             assert job["gpus"] == str(asked), (rule, job)  # allocated, from JOB_GRES
     shards = defaultdict(int)
     for rule in ("sample", "score", "eval_generate"):
@@ -140,13 +142,14 @@ def test_outputs_equal_a_local_run_bit_for_bit(slurm_run, tiny_run):
 
 
 def test_two_sample_shards_ran_at_once_on_different_gpus(slurm_run):
-    _, _, jobs, gpu_idx = slurm_run
+    _, _, jobs, watcher = slurm_run
     shards = [j for j in jobs["sample"] if j["wildcards"].startswith("1_")]
     assert len(shards) == 2
     first, second = sorted(shards, key=lambda j: j["StartTime"])
     assert second["StartTime"] < first["EndTime"], (first, second)  # side by side
-    seen = {gpu_idx.get(j["JobId"]) for j in shards}
-    assert seen == {"0", "1"}, gpu_idx  # SLURM gave each its own GPU
+    seen = {watcher.node_gpus.get(j["JobId"]) for j in shards}
+    assert len(seen) == 2 and None not in seen, watcher.node_gpus  # each its own GPU (of a node)
+    assert all(re.fullmatch(r"[\w-]+:[01]", gpu) for gpu in seen), seen
 
 
 def test_a_train_job_killed_by_its_time_limit_resumes_from_its_sigterm_checkpoint(slurm_run):
@@ -199,14 +202,21 @@ def copy_run(folder: Path, tmp_path: Path) -> Path:
     return target
 
 
-def test_two_and_three_score_shards_give_the_same_preferences(slurm_run, slurm_cluster, tmp_path):
+def test_two_and_three_score_shards_give_the_same_preferences_on_the_nodes_left(
+    slurm_run, slurm_cluster, tmp_path
+):
+    """Re-scoring in 3 shards with a node excluded (the plugin's --slurm-exclude-failed-nodes,
+    as after a node failure): every job runs on the other node, and the preferences are the
+    same bit for bit."""
     folder, _, _, _ = slurm_run
     run = copy_run(folder, tmp_path)
     before = pd.read_parquet(run / "results/iter1/preferences.parquet")
     since = last_job_id(slurm_cluster)
+    excluded = slurm_cluster.nodes[1:]
+    exclude = ["--slurm-exclude-failed-nodes", ",".join(excluded)] if excluded else []
     rescored = snakemake(
         run, "results/iter1/preferences.parquet", "--configfile", "config.yaml",
-        *slurm_args("--forcerun", "score", "--rerun-triggers", "mtime"),
+        *slurm_args("--forcerun", "score", "--rerun-triggers", "mtime", *exclude),
         "--config", "shards=3",
         env={**slurm_cluster.env(), "SPPO_SLURM_PARTITION": "debug"},
     )  # fmt: skip
@@ -214,26 +224,51 @@ def test_two_and_three_score_shards_give_the_same_preferences(slurm_run, slurm_c
     jobs = jobs_by_rule(slurm_cluster, since)
     assert set(jobs) == {"score"} and len(jobs["score"]) == 3  # one array of 3 shards
     assert sorted(j["ArrayTaskId"] for j in jobs["score"]) == ["1", "2", "3"]
+    if excluded:
+        for job in jobs["score"]:
+            assert job["ExcNodeList"] == excluded[0] and job["NodeList"] == "sppo-n1", job
     after = pd.read_parquet(run / "results/iter1/preferences.parquet")
     pd.testing.assert_frame_equal(before, after, check_exact=True)
 
 
-def test_a_two_gpu_train_job_gets_one_node_and_two_processes(slurm_run, slurm_cluster, tmp_path):
-    folder, _, _, _ = slurm_run
-    run = copy_run(folder, tmp_path)
-    one_process = weights(run / "results/iter1/model")
-    config = yaml.safe_load((run / "config.yaml").read_text())
-    config["resources"]["train"]["gpu"] = 2
-    (run / "two_gpus.yaml").write_text(yaml.safe_dump(config))
-    since = last_job_id(slurm_cluster)
-    with slurm_cluster.watch() as watcher:
+def retrain(folder: Path, cluster, settings: dict, env: dict | None = None, *extra: str):
+    """Round 1's train job again, on the SLURM cluster, with ``settings`` as resources.train
+    (and ``extra`` snakemake arguments); returns SLURM's records of the train jobs it
+    submitted, and the GPUs they were seen on."""
+    config = yaml.safe_load((folder / "config.yaml").read_text())
+    config["resources"]["train"] = settings
+    (folder / "retrain.yaml").write_text(yaml.safe_dump(config))
+    since = last_job_id(cluster)
+    with cluster.watch() as watcher:
         retrained = snakemake(
-            run, "results/iter1/model", "--configfile", "two_gpus.yaml",
-            *slurm_args("--forcerun", "train", "--rerun-triggers", "mtime"),
-            env={**slurm_cluster.env(), "SPPO_SLURM_PARTITION": "debug"},
+            folder, "results/iter1/model", "--configfile", "retrain.yaml",
+            *slurm_args("--forcerun", "train", "--rerun-triggers", "mtime", *extra),
+            env={**cluster.env(), "SPPO_SLURM_PARTITION": "debug", **(env or {})},
         )  # fmt: skip
     assert retrained.returncode == 0, (retrained.stdout + retrained.stderr)[-4000:]
-    [job] = jobs_by_rule(slurm_cluster, since)["train"]
+    jobs = sorted(jobs_by_rule(cluster, since)["train"], key=lambda j: int(j["JobId"]))
+    return jobs, watcher
+
+
+@pytest.fixture(scope="module")
+def two_gpu_round(slurm_run, slurm_cluster, tmp_path_factory):
+    """Round 1 trained again by a train job with 2 GPUs on one node (with the SLURM plugin's
+    efficiency report, where the cluster keeps accounting records)."""
+    run = copy_run(slurm_run[0], tmp_path_factory.mktemp("two-gpus"))
+    one_process = weights(run / "results/iter1/model")
+    report = [
+        "--slurm-efficiency-report",
+        "--slurm-efficiency-report-path",
+        str(run / "efficiency"),
+    ]
+    jobs, watcher = retrain(
+        run, slurm_cluster, {"gpu": 2}, None, *([] if slurm_cluster.no_accounting_why else report)
+    )
+    return run, one_process, jobs, watcher
+
+
+def test_a_two_gpu_train_job_gets_one_node_and_two_processes(two_gpu_round):
+    run, one_process, [job], watcher = two_gpu_round
     assert job["gpus"] == "2" and job["NumNodes"] == "1"
     assert watcher.gpu_idx.get(job["JobId"]) == "0-1"
     log = (run / "results/iter1/logs/train.log").read_text()
@@ -245,6 +280,64 @@ def test_a_two_gpu_train_job_gets_one_node_and_two_processes(slurm_run, slurm_cl
     two_processes = weights(run / "results/iter1/model")
     assert two_processes.keys() == one_process.keys()
     assert any(not one_process[k].equal(two_processes[k]) for k in one_process)  # retrained
+
+
+def test_the_efficiency_report_gives_each_job_steps_cpu_and_memory_use(
+    two_gpu_round, slurm_cluster
+):
+    """The plugin's --slurm-efficiency-report (profile key slurm-efficiency-report) from the
+    cluster's accounting records (sacct): the train job's step, its rule, CPU efficiency and
+    peak memory against the memory asked for."""
+    if slurm_cluster.no_accounting_why:
+        pytest.skip(f"no accounting database here: {slurm_cluster.no_accounting_why}")
+    run, _, [job], _ = two_gpu_round
+    [report] = (run / "efficiency").glob("efficiency_report_*.csv")
+    rows = pd.read_csv(report, dtype={"JobID": str})
+    [step] = rows[rows.JobID == f"{job['JobId']}.0"].to_dict("records")  # the job step
+    assert step["RuleName"] == "rule_train_wildcards__1"
+    assert 0 < step["CPU Efficiency (%)"] <= 100 * step["NCPUS"]
+    assert 200 < step["MaxRSS_MB"] < 32000 == step["RequestedMem_MB"]  # torch, a tiny model
+    assert step["Memory Usage (%)"] == pytest.approx(100 * step["MaxRSS_MB"] / 32000, abs=0.01)
+
+
+def test_a_two_node_train_job_resumes_after_its_time_limit_and_equals_two_processes_on_one(
+    two_gpu_round, slurm_cluster, tmp_path
+):
+    """resources.train.nodes 2 with 1 GPU each: one task per node (SLURM's records), a launcher
+    on each meeting at the first, cut by a 1-minute time limit (the first process sleeps 40 s a
+    step), saved on SIGTERM on both nodes, resumed by the retry; the weights are bit for bit
+    those of the 2-process run on one node."""
+    if len(slurm_cluster.nodes) < 2:
+        pytest.skip(f"the local cluster has one node here ({slurm_cluster.one_node_why})")
+    one_node, _, _, _ = two_gpu_round
+    run = copy_run(one_node, tmp_path)
+    settings = {"nodes": 2, "gpu": 1, "runtime": 1}
+    slowed = {
+        "PYTHONPATH": str(FAULTS),
+        "SPPO_FAULT_SLOW_FIRST_TRAINING": f"{tmp_path / 'slow'}:40",
+    }
+    jobs, watcher = retrain(run, slurm_cluster, settings, slowed)
+    assert [j["JobState"] for j in jobs] == ["TIMEOUT", "COMPLETED"], jobs
+    for job in jobs:
+        assert (job["NumNodes"], job["NumTasks"], job["gpus"]) == ("2", "2", "2"), job
+        assert job["NodeList"] == "sppo-n[1-2]" and job["BatchHost"] == "sppo-n1", job
+    assert set(watcher.node_gpus.values()) == {"sppo-n[1-2]:0"}  # GPU 0 of each node
+    log = (run / "results/iter1/logs/train.log").read_text()
+    for rank, node in enumerate(slurm_cluster.nodes):
+        assert re.search(
+            rf"^{rank}: .* node {rank} of 2 \({node}\): 1 process\(es\) here, 2 in all", log, re.M
+        )
+    assert re.search(r"^[01]: .*resuming from \S+/checkpoints/checkpoint-[12]$", log, re.M), log[
+        -3000:
+    ]
+    record = json.loads((run / "results/iter1/model/sppo_training.json").read_text())
+    assert record["processes"] == 2 and record["steps"] == 3
+    two_nodes, two_processes = (
+        weights(run / "results/iter1/model"),
+        weights(one_node / "results/iter1/model"),
+    )
+    assert two_nodes.keys() == two_processes.keys()
+    assert all(two_nodes[k].equal(two_processes[k]) for k in two_nodes)
 
 
 def docs_slurm_commands() -> list[str]:

@@ -236,6 +236,13 @@ def check_consistency(config: dict) -> None:
         raise UserError(
             f"config error: train.accelerate_config: {accelerate_config} does not exist"
         )
+    train_job = config["resources"]["train"]
+    if train_job["nodes"] > 1 and train_job["gpu"] < 1:
+        raise UserError(
+            f"config error: resources.train.nodes is {train_job['nodes']}: a train job over "
+            "several nodes runs one process per GPU; set resources.train.gpu (GPUs per node) "
+            "to 1 or more"
+        )
     per_round = config["prompts"]["per_round"]
     if per_round and len(per_round) < config["rounds"]:
         raise UserError(

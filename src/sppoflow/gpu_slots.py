@@ -21,6 +21,7 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 from sppoflow.errors import UserError
+from sppoflow.multi_node import accelerate_launch
 
 log = logging.getLogger(__name__)
 
@@ -91,17 +92,7 @@ def process_per_gpu(n: int, script: list[str], accelerate_config: str | None) ->
     """
     if n <= 1:
         return [sys.executable, *script]
-    how = ["--config_file", accelerate_config] if accelerate_config else ["--multi_gpu"]
-    return [
-        "accelerate",
-        "launch",
-        *how,
-        "--num_processes",
-        str(n),
-        "--num_machines",
-        "1",
-        *script,
-    ]
+    return accelerate_launch(n, script, accelerate_config)
 
 
 def launcher_environment(environ: dict[str, str] = os.environ) -> dict[str, str]:

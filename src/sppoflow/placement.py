@@ -2,9 +2,12 @@
 
 SPPO_SLURM_ACCOUNT and SPPO_SLURM_PARTITION apply to every job; jobs with GPUs go to
 SPPO_SLURM_GPU_PARTITION when it is set and ask for SPPO_SLURM_GPU_MODEL GPUs (e.g. a100,
-giving sbatch --gpus=a100:N). Every job asks for one node (sbatch --nodes=1): --gpus=N alone
-lets SLURM spread a job's GPUs over several nodes, and a training job's processes are
-started on one. A profile's default-resources or set-resources override them.
+giving sbatch --gpus=a100:N). A job asks for one node (sbatch --nodes=1) unless it says
+otherwise: --gpus=N alone lets SLURM spread a job's GPUs over several nodes, where its
+processes would not find them. A job over several nodes (resources.train.nodes) asks for
+N GPUs on each (--gres=gpu:N) and one task per node, and starts its launchers itself with
+srun (the plugin's ``mpi`` resource). A profile's default-resources or set-resources override
+them.
 """
 
 from __future__ import annotations
@@ -16,13 +19,28 @@ EVERY_JOB = {"slurm_account": "SPPO_SLURM_ACCOUNT", "slurm_partition": "SPPO_SLU
 GPU_JOBS = {"slurm_partition": "SPPO_SLURM_GPU_PARTITION", "gpu_model": "SPPO_SLURM_GPU_MODEL"}
 
 
-def placement(gpus: int, environ: Mapping[str, str] = os.environ) -> dict[str, str | int]:
-    """The node count, slurm_* resources (and gpu_model) of a job asking for ``gpus`` GPUs."""
+def placement(
+    gpus: int, environ: Mapping[str, str] = os.environ, nodes: int = 1
+) -> dict[str, str | int]:
+    """The SLURM resources of a job asking for ``gpus`` GPUs on each of ``nodes`` nodes: node
+    count, GPUs, tasks, and slurm_* resources from the environment."""
     variables = {**EVERY_JOB, **(GPU_JOBS if gpus > 0 else {})}
     found = {key: environ.get(var, "") for key, var in variables.items()}
     if gpus > 0 and not found["slurm_partition"]:
         found["slurm_partition"] = environ.get(EVERY_JOB["slurm_partition"], "")
-    return {"nodes": 1, **{key: value for key, value in found.items() if value}}
+    where = {key: value for key, value in found.items() if value}
+    if nodes == 1:
+        return {"nodes": 1, "gpu": gpus, **where}
+    model = where.pop("gpu_model", "")
+    return {
+        "nodes": nodes,
+        "tasks": nodes,  # with --nodes=N, one task on each
+        "tasks_per_gpu": 0,  # no --ntasks-per-gpu (the plugin's default for GPU jobs)
+        "mpi": "srun",  # the job's shell starts its tasks; the plugin adds no srun of its own
+        "gres": f"gpu:{model}:{gpus}" if model else f"gpu:{gpus}",  # per node
+        "gpus_per_node": gpus,
+        **where,
+    }
 
 
 def runtime_for(minutes: int) -> Callable[[object, int], int]:

@@ -338,7 +338,7 @@ def plan_cost(config: dict, run: Path | None = None, environ: dict | None = None
         tokens = n * sequences * length * method_train["epochs"]
         # the step's forward and backward, the reference pass, checkpointing's recomputation
         per_token = 6 + 2 + (2 if method_train["gradient_checkpointing"] else 0)
-        gpus = resources["train"]["gpu"]
+        gpus = resources["train"]["gpu"] * resources["train"]["nodes"]
         stage = Stage("train", rnd, 1, gpus, tokens, "tokens")
         sharded = Path(method_train["accelerate_config"] or "").stem in ("deepspeed_zero3", "fsdp")
         stage.memory_gb, stage.memory_note = training_memory_gb(

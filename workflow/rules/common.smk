@@ -105,23 +105,31 @@ def gpus(stage):
 
 
 def gpu_job(stage):
-    """The resources of a job of ``stage`` (config resources.<stage>): its GPUs, memory, a
-    time limit that grows with each retry, and its SLURM account, partition and GPU model
-    (SPPO_SLURM_*, see sppoflow.placement)."""
+    """The resources of a job of ``stage`` (config resources.<stage>): its GPUs (on each of
+    its nodes), memory, a time limit that grows with each retry, and its SLURM account,
+    partition and GPU model (SPPO_SLURM_*, see sppoflow.placement)."""
     resources = config["resources"][stage]
     return {
-        **placement(resources["gpu"]),
-        "gpu": resources["gpu"],
+        **placement(resources["gpu"], nodes=resources.get("nodes", 1)),
         "mem_mb": resources["mem_mb"],
         "runtime": runtime_for(resources["runtime"]),
     }
 
 
-def on_gpus(command, launch=""):
+def on_gpus(command, launch="", nodes=1):
     """The shell line of a torch job: ``command`` started on the job's GPUs by with_gpus.py
     (``launch``: one process per GPU), with its thread counts and its log. ``exec`` lets a
-    SIGTERM (a SLURM time limit) reach the wrapper, which passes it on and waits."""
+    SIGTERM (a SLURM time limit) reach the wrapper, which passes it on and waits. A job over
+    several ``nodes`` starts a wrapper on each with srun, one task per node, each line of
+    the log headed by its node's task number."""
     wrapper = f"exec python {script('with_gpus')} {{resources.gpu}} {launch}".rstrip()
+    if nodes > 1:
+        wrapper = (
+            f"exec srun --nodes={nodes} --ntasks={nodes} --ntasks-per-node=1"
+            " --cpus-per-task={threads} --gres={resources.gres} --kill-on-bad-exit=1 --label"
+            f" python {script('with_gpus')} {{resources.gpus_per_node}} {launch}"
+            f" --nodes {nodes}"
+        )
     return f"{wrapper} -- {command} --threads {{threads}} {{params.cpu_threads}} > {{log}} 2>&1"
 
 

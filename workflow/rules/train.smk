@@ -2,7 +2,8 @@
 # Snakemake deletes declared outputs before a job starts, and a retried job should resume.
 # On SIGTERM (a SLURM time limit) the trainer saves a checkpoint there (on_gpus, common.smk).
 # A job with several GPUs runs one process per GPU through accelerate launch
-# (train.accelerate_config: DDP, DeepSpeed ZeRO-3 or FSDP).
+# (train.accelerate_config: DDP, DeepSpeed ZeRO-3 or FSDP); with resources.train.nodes above 1,
+# one accelerate launch per node under srun (on_gpus, common.smk; sppoflow.multi_node).
 # {chain} is "" for a single method and "methods/<name>/" for each of several side by side;
 # round 1 of every method trains on the shared samples of the base model (common.smk).
 # TensorBoard / W&B files go to results/tracking/{chain}iter{it} (train.report_to), also not an output:
@@ -44,4 +45,5 @@ rule train:
             " --out {output.model} --log {output.log} --state-dir {params.state}"
             " {params.tracking} {params.args} {params.run_only}",
             launch="--process-per-gpu {params.launch}",
+            nodes=config["resources"]["train"]["nodes"],
         )
