@@ -30,6 +30,7 @@ By hand (as root), to try the workflow's SLURM profile on this machine:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -125,6 +126,8 @@ MpiDefault=none
 JobCompType=jobcomp/none
 MinJobAge=3600
 KillWait={kill_wait}
+SlurmdTimeout=20
+JobRequeue=0
 ReturnToService=2
 SchedulerParameters=bf_interval=1
 SlurmdParameters=config_overrides
@@ -240,6 +243,21 @@ class LocalCluster:
             jobs.append(fields)
         return jobs
 
+    def fail_node(self, node: str) -> None:
+        """Kill every process of ``node`` at once (its slurmd, job steps and their commands),
+        as a node that loses power: after SlurmdTimeout the controller marks it down and its
+        jobs NODE_FAIL (JobRequeue=0: SLURM does not requeue them itself)."""
+        listed = subprocess.run(["ip", "netns", "pids", node], capture_output=True, text=True)
+        for pid in map(int, listed.stdout.split()):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, 9)
+
+    def revive_node(self, node: str) -> None:
+        """Start ``node``'s slurmd again; return once the node is idle (ReturnToService=2)."""
+        _start_slurmd(self, node, on_host=False)
+        _wait_for(lambda: _node_state(node) == "idle", 60, f"node {node} to be idle again",
+                  _slurmd_file(self, node, "log"))  # fmt: skip
+
     def watch(self, seconds: float = 1.0) -> JobWatcher:
         """A background poll of the running jobs' GPU indices (shown only while they run)."""
         return JobWatcher(self, seconds)
@@ -262,6 +280,8 @@ class LocalCluster:
             if path.exists() and path.read_text().startswith(MARK):
                 path.unlink()
         if len(self.nodes) > 1:
+            for node in self.nodes:  # whatever a job left running in the node's namespace
+                self.fail_node(node)
             remove_node_network(len(self.nodes))
 
 

@@ -11,6 +11,8 @@ import os
 import re
 import shutil
 import subprocess
+import threading
+import time
 from collections import defaultdict
 from pathlib import Path
 
@@ -379,3 +381,67 @@ def test_the_docs_slurm_section_plans_on_the_profile(tmp_path):
         assert figure in results, figure
     page = (ROOT / "docs" / "clusters.md").read_text()
     assert "11 model jobs" in page and "as 7 submissions" in page and "16 local rules" in page
+
+
+def test_a_job_on_a_failed_node_is_retried_on_another_which_the_run_keeps_to(
+    slurm_run, slurm_cluster, tmp_path
+):
+    """The plugin's failed-node exclusion: a train job running on sppo-n2 when the node dies
+    (every process of it killed) ends NODE_FAIL; the plugin reads the node from sacct and
+    resubmits the job with --exclude=sppo-n2, and the retry trains round 1 on sppo-n1 to the
+    weights of the first run. sppo-n1 is held by another job until the node has failed, so
+    that the first attempt lands on sppo-n2."""
+    if len(slurm_cluster.nodes) < 2 or slurm_cluster.no_accounting_why:
+        pytest.skip(f"needs 2 nodes and sacct: {slurm_cluster.one_node_why} "
+                    f"{slurm_cluster.no_accounting_why}")  # fmt: skip
+    first, second = slurm_cluster.nodes
+    run = copy_run(slurm_run[0], tmp_path)
+    blocker = subprocess.run(
+        ["sbatch", "--parsable", "-w", first, "--exclusive", "-o", "/dev/null", "--wrap",
+         "sleep 900"], capture_output=True, text=True, check=True,
+    ).stdout.strip()  # fmt: skip
+    slowed = {
+        "PYTHONPATH": str(FAULTS),
+        "SPPO_FAULT_SLOW_FIRST_TRAINING": f"{tmp_path / 'slow'}:20",
+    }
+    outcome: list = []
+
+    def retrain_in_background():
+        try:
+            outcome.append(retrain(run, slurm_cluster, {"gpu": 1}, slowed))
+        except BaseException as error:  # raised again below, in the test
+            outcome.append(error)
+
+    retraining = threading.Thread(target=retrain_in_background)
+    try:
+        retraining.start()
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and not any(
+            j["JobState"] == "RUNNING" and j["NodeList"] == second
+            for j in jobs_by_rule(slurm_cluster, int(blocker))["train"]
+        ):
+            time.sleep(1)
+        time.sleep(5)  # into training
+        slurm_cluster.fail_node(second)
+    finally:
+        subprocess.run(["scancel", blocker], check=False)
+        retraining.join(timeout=900)
+        slurm_cluster.revive_node(second)
+    assert outcome, "the retraining run did not finish"
+    if isinstance(outcome[0], BaseException):
+        raise outcome[0]
+    [(jobs, _)] = outcome
+    assert [(j["JobState"], j["NodeList"]) for j in jobs] == [
+        ("NODE_FAIL", second),
+        ("COMPLETED", first),
+    ], jobs
+    assert jobs[1]["ExcNodeList"] == second
+    assert (
+        weights(run / "results/iter1/model").keys()
+        == weights(slurm_run[0] / "results/iter1/model").keys()
+    )
+    before, after = (
+        weights(slurm_run[0] / "results/iter1/model"),
+        weights(run / "results/iter1/model"),
+    )
+    assert all(before[k].equal(after[k]) for k in before)  # trained again from the start
