@@ -22,6 +22,7 @@ Examples:
 
 import argparse
 import logging
+import os
 import sys
 
 import _bootstrap  # noqa: F401
@@ -77,9 +78,14 @@ def main() -> None:
                 meeting.machine_rank, args.nodes, meeting.node_name or "?", args.gpus,
                 args.gpus * args.nodes, meeting.address, meeting.port,
             )  # fmt: skip
+            if meeting.given:
+                logging.info("rendezvous from the environment: %s", ", ".join(meeting.given))
             command = accelerate_launch(args.gpus, command, args.accelerate_config or None, meeting)
             extra_env = {**launcher_environment(), **network_environment(meeting)}
-            if "GLOO_SOCKET_IFNAME" in extra_env:
+            if os.environ.get("GLOO_SOCKET_IFNAME"):
+                logging.info("GLOO_SOCKET_IFNAME=%s (from the environment)",
+                             os.environ["GLOO_SOCKET_IFNAME"])  # fmt: skip
+            elif "GLOO_SOCKET_IFNAME" in extra_env:
                 logging.info(
                     "this host's name resolves to a loopback address: GLOO_SOCKET_IFNAME=%s",
                     extra_env["GLOO_SOCKET_IFNAME"],

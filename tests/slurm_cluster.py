@@ -255,6 +255,7 @@ class LocalCluster:
     def revive_node(self, node: str) -> None:
         """Start ``node``'s slurmd again; return once the node is idle (ReturnToService=2)."""
         _start_slurmd(self, node, on_host=False)
+        _save(self)
         _wait_for(lambda: _node_state(node) == "idle", 60, f"node {node} to be idle again",
                   _slurmd_file(self, node, "log"))  # fmt: skip
 
@@ -358,7 +359,7 @@ def _start_database(cluster: LocalCluster) -> None:
 
     _wait_for(lambda: sql("SELECT 1").returncode == 0, 60, "MariaDB", cluster.folder / "db.log")
     made = sql(
-        f"CREATE USER 'slurm'@'127.0.0.1' IDENTIFIED BY '{DB_PASSWORD}';"
+        f"CREATE USER IF NOT EXISTS 'slurm'@'127.0.0.1' IDENTIFIED BY '{DB_PASSWORD}';"
         " GRANT ALL ON slurm_acct_db.* TO 'slurm'@'127.0.0.1';"
     )
     if made.returncode != 0:
@@ -376,9 +377,7 @@ def _start_slurmdbd(cluster: LocalCluster) -> None:
     )
     DBD_CONF.chmod(0o600)  # slurmdbd refuses a config others can read (it holds a password)
     subprocess.run(["slurmdbd"], check=True)
-    _wait_for(lambda: _alive(_read_pid(folder / "slurmdbd.pid")), 20, "slurmdbd",
-              folder / "slurmdbd.log")  # fmt: skip
-    cluster.pids["slurmdbd"] = _read_pid(folder / "slurmdbd.pid")
+    _record_daemon(cluster, "slurmdbd", folder / "slurmdbd.pid", folder / "slurmdbd.log")
 
     def sacctmgr(*args: str) -> subprocess.CompletedProcess:
         return subprocess.run(["sacctmgr", "-i", *args], capture_output=True, text=True)
@@ -406,8 +405,9 @@ def start(
     if os.geteuid() != 0:
         raise ClusterUnavailable("the local SLURM cluster needs root (daemons, /etc/slurm)")
     ensure_packages()
-    if CONF.exists() and not CONF.read_text().startswith(MARK):
-        raise ClusterUnavailable(f"{CONF} exists: this machine has a SLURM config of its own")
+    for path in (CONF, GRES, DBD_CONF):
+        if path.exists() and not path.read_text().startswith(MARK):
+            raise ClusterUnavailable(f"{path} exists: this machine has a SLURM config of its own")
     if shutil.which("scontrol") and subprocess.run(
         ["scontrol", "ping"], capture_output=True, text=True, check=False
     ).stdout.count("UP"):
@@ -415,52 +415,87 @@ def start(
     folder = Path(folder).resolve()
     (folder / "state").mkdir(parents=True, exist_ok=True)
     host = socket.gethostname().split(".")[0]
-    names, why = [host], ""
-    if nodes > 1:
-        try:
-            names = make_node_network(nodes)
-        except ClusterUnavailable as reason:
-            remove_node_network(nodes)
-            why = f"one node only: {reason}"
-    no_accounting = "not asked for"
-    if accounting:
-        try:
-            ensure_packages(ACCOUNTING_PACKAGES, ACCOUNTING_TOOLS)
-            no_accounting = ""
-        except ClusterUnavailable as reason:
-            no_accounting = str(reason)
-    cluster = LocalCluster(folder, names, gpus, one_node_why=why, no_accounting_why=no_accounting)
-    CONF.parent.mkdir(parents=True, exist_ok=True)
-    CONF.write_text(slurm_conf(folder, host, names, gpus, kill_wait, not no_accounting))
-    GRES.write_text(
-        MARK + "\n" + "".join(
-            f"NodeName={name} Name=gpu File={_fake_gpus(folder, gpus, i * gpus)}\n"
-            for i, name in enumerate(names)
-        )
-    )  # fmt: skip
+    cluster = LocalCluster(folder, [host], gpus, no_accounting_why="not asked for")
     try:
+        if nodes > 1:
+            try:
+                cluster.nodes = make_node_network(nodes)
+            except ClusterUnavailable as reason:
+                remove_node_network(nodes)
+                cluster.one_node_why = f"one node only: {reason}"
+        if accounting:
+            try:
+                ensure_packages(ACCOUNTING_PACKAGES, ACCOUNTING_TOOLS)
+                cluster.no_accounting_why = ""
+            except ClusterUnavailable as reason:
+                cluster.no_accounting_why = str(reason)
+        _write_config(cluster, host, kill_wait)
+        GRES.write_text(
+            MARK + "\n" + "".join(
+                f"NodeName={name} Name=gpu File={_fake_gpus(folder, gpus, i * gpus)}\n"
+                for i, name in enumerate(cluster.nodes)
+            )
+        )  # fmt: skip
         _start_munge(cluster)
-        if not no_accounting:
-            _start_database(cluster)
-            _start_slurmdbd(cluster)
+        if not cluster.no_accounting_why:
+            _start_accounting(cluster, host, kill_wait)
         subprocess.run(["slurmctld", "-c"], check=True)  # -c: forget any earlier state
-        _wait_for(lambda: _alive(_read_pid(folder / "slurmctld.pid")), 20, "slurmctld",
-                  folder / "slurmctld.log")  # fmt: skip
-        cluster.pids["slurmctld"] = _read_pid(folder / "slurmctld.pid")
-        for name in names:
-            _start_slurmd(cluster, name, on_host=names == [host])
-        for name in names:
+        _record_daemon(cluster, "slurmctld", folder / "slurmctld.pid", folder / "slurmctld.log")
+        for name in cluster.nodes:
+            _start_slurmd(cluster, name, on_host=cluster.nodes == [host])
+        for name in cluster.nodes:
             _wait_for(lambda n=name: _node_state(n) == "idle", 60, f"node {name} to be idle",
                       _slurmd_file(cluster, name, "log"))  # fmt: skip
     except BaseException:
         cluster.stop()
         raise
-    (folder / "cluster.json").write_text(
-        json.dumps(
-            {"nodes": names, "gpus": gpus, "pids": cluster.pids, "no_accounting_why": no_accounting}
-        )
-    )
+    _save(cluster)
     return cluster
+
+
+def _write_config(cluster: LocalCluster, host: str, kill_wait: int) -> None:
+    CONF.parent.mkdir(parents=True, exist_ok=True)
+    accounting = not cluster.no_accounting_why
+    CONF.write_text(
+        slurm_conf(cluster.folder, host, cluster.nodes, cluster.gpus, kill_wait, accounting)
+    )
+
+
+def _start_accounting(cluster: LocalCluster, host: str, kill_wait: int) -> None:
+    """The database and slurmdbd; where either fails, the cluster goes on without accounting
+    (its config rewritten), saying why."""
+    try:
+        _start_database(cluster)
+        _start_slurmdbd(cluster)
+    except (RuntimeError, OSError, subprocess.CalledProcessError) as error:
+        for name in ("slurmdbd", "mariadbd"):
+            pid = cluster.pids.pop(name, None)
+            if _alive(pid):
+                os.kill(pid, 15)
+        DBD_CONF.unlink(missing_ok=True)
+        cluster.no_accounting_why = f"the accounting database did not start: {error}"[:500]
+        _write_config(cluster, host, kill_wait)
+
+
+def _record_daemon(cluster: LocalCluster, name: str, pid_file: Path, log: Path) -> None:
+    """Wait for daemon ``name`` to run and record its pid; recorded also when waiting times
+    out, so that stop() finds a daemon that started slowly."""
+    try:
+        _wait_for(lambda: _alive(_read_pid(pid_file)), 20, name, log)
+    finally:
+        pid = _read_pid(pid_file)
+        if pid is not None:
+            cluster.pids[name] = pid
+
+
+def _save(cluster: LocalCluster) -> None:
+    """cluster.json, for ``attach`` (stop by hand)."""
+    (cluster.folder / "cluster.json").write_text(
+        json.dumps(
+            {"nodes": cluster.nodes, "gpus": cluster.gpus, "pids": cluster.pids,
+             "no_accounting_why": cluster.no_accounting_why}
+        )
+    )  # fmt: skip
 
 
 def _slurmd_file(cluster: LocalCluster, node: str, kind: str) -> Path:
@@ -475,10 +510,10 @@ def _start_slurmd(cluster: LocalCluster, node: str, on_host: bool) -> None:
         (cluster.folder / f"spool-{node}").mkdir(exist_ok=True)
         command = ["nsenter", f"--net=/var/run/netns/{node}", "slurmd", "-N", node]
     subprocess.run(command, check=True)
-    pid_file = _slurmd_file(cluster, node, "pid")
-    _wait_for(lambda: _alive(_read_pid(pid_file)), 20, f"slurmd of {node}",
-              _slurmd_file(cluster, node, "log"))  # fmt: skip
-    cluster.pids[f"slurmd-{node}"] = _read_pid(pid_file)
+    _record_daemon(
+        cluster, f"slurmd-{node}", _slurmd_file(cluster, node, "pid"),
+        _slurmd_file(cluster, node, "log"),
+    )  # fmt: skip
 
 
 def _node_state(node: str) -> str:

@@ -325,6 +325,24 @@ def test_a_four_node_train_job_gets_eight_gpus_and_one_launcher_on_each(tmp_path
     assert "-p gpu" in call  # the GPU partition
     assert line in (ROOT / "docs" / "clusters.md").read_text()  # the line the docs show
     assert train["mpi"] == "srun"  # the plugin's job step leaves starting the tasks to the rule
+    guard = re.search(r"(\[ -n \"\$\{SLURM_JOB_ID:-\}\" \] \|\| \{.*?\}); exec srun", output, re.M)
+    assert guard, output[-3000:]  # outside an allocation the job stops at once, saying why
+    (tmp_path / "results/iter1/logs").mkdir(parents=True)
+    stopped = subprocess.run(
+        ["bash", "-c", guard.group(1)], cwd=tmp_path, env={"PATH": "/usr/bin:/bin"}
+    )
+    assert stopped.returncode == 2
+    assert (tmp_path / "results/iter1/logs/train.log").read_text() == (
+        "error: resources.train.nodes is 4: a train job over several nodes runs under SLURM "
+        "(the slurm profile)\n"
+    )
+    overridden = snakemake(tmp_path, "-n", "--cores", "4", "--configfile", "four_nodes.yaml",
+                           "--set-resources", "train:gpu=4")  # fmt: skip
+    assert overridden.returncode != 0
+    assert (
+        "set-resources train: gpu: a train job over several"
+        in overridden.stdout + overridden.stderr
+    )
     assert re.search(
         r"exec srun --nodes=4 --ntasks=4 --ntasks-per-node=1 --cpus-per-task=8 "
         r"--gres=gpu:h100:8 --kill-on-bad-exit=1 --label python \S+/scripts/with_gpus\.py 8 "
@@ -332,3 +350,21 @@ def test_a_four_node_train_job_gets_eight_gpus_and_one_launcher_on_each(tmp_path
         r"\S+/scripts/train\.py ",
         output,
     ), output[-3000:]
+
+
+def test_one_rule_gets_a_partition_of_its_own_through_set_resources(tmp_path):
+    """Partitions per kind of job come from SPPO_SLURM_PARTITION / SPPO_SLURM_GPU_PARTITION;
+    one rule elsewhere is the profile's set-resources (here on the command line)."""
+    output = dry_run(
+        tmp_path,
+        "--workflow-profile", str(ROOT / "workflow" / "profiles" / "slurm"),
+        "--configfile", str(PAPER), "--config", "rounds=1",
+        "--set-resources", "train:slurm_partition=a100-80g",
+        env=SLURM_ENV,
+    )  # fmt: skip
+    planned = planned_resources(output)
+    assert {job["slurm_partition"] for job in planned["train"]} == {"a100-80g"}
+    assert "-p a100-80g" in sbatch_call("train", planned["train"][0])
+    for rule in GPU_RULES - {"train"}:
+        assert {job["slurm_partition"] for job in planned[rule]} == {"gpu"}, rule
+    assert {job["slurm_partition"] for job in planned["base_model"]} == {"cpu"}

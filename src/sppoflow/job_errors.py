@@ -18,9 +18,14 @@ JOB_LOGS = re.compile(r"^\s+log: (.*?)(?: \(check log file\(s\) for error detail
 EXCEPTION = re.compile(r"^[\w.]*(Error|Exception|Interrupt)\b.*")
 
 
+# srun --label heads each line of a job over several nodes with its task number
+TASK_LABEL = re.compile(r"^\d+: ")
+
+
 def explaining_line(log_text: str) -> str | None:
-    """A stage's ``error:`` line; else a traceback's last line; else the last line."""
-    lines = [line.strip() for line in log_text.splitlines() if line.strip()]
+    """A stage's ``error:`` line; else a traceback's last line; else the last line (of a
+    log written by several nodes' tasks, with their ``N: `` labels taken off)."""
+    lines = [TASK_LABEL.sub("", line.strip()) for line in log_text.splitlines() if line.strip()]
     for pattern in (re.compile(r"^error: "), EXCEPTION):
         matches = [line for line in lines if pattern.match(line)]
         if matches:

@@ -8,8 +8,12 @@ extra step is needed to agree on it:
 - machine rank: ``SLURM_NODEID`` (0 for the first node of the step);
 - address: ``SLURM_LAUNCH_NODE_IPADDR``, the node srun was started from, which is the job's
   batch node, the first one (``MASTER_ADDR`` overrides);
-- port: 15000 + the job id modulo 10000, so two jobs sharing a node do not collide
-  (``MASTER_PORT`` overrides).
+- port: 15000 + the job id modulo 10000, so two jobs sharing a first node meet on different
+  ports unless their ids are a multiple of 10000 apart (``MASTER_PORT`` overrides).
+
+``MASTER_ADDR``, ``MASTER_PORT`` and ``GLOO_SOCKET_IFNAME`` are read from the job's
+environment, which sbatch copies from the submitting shell (``--export=ALL``): the launcher
+logs where the rendezvous comes from, so a stale value there is seen.
 
 gloo (CPU training, and torch's own CPU-side collectives) finds its network interface by
 resolving the host name; where that gives a loopback address (Debian's /etc/hosts maps it to
@@ -38,6 +42,7 @@ class Rendezvous:
     address: str
     port: int
     node_name: str = ""
+    given: tuple[str, ...] = ()  # MASTER_ADDR / MASTER_PORT taken from the environment
 
 
 def _needed(environ: Mapping[str, str], name: str, nodes: int) -> str:
@@ -56,14 +61,18 @@ def rendezvous_from_slurm(nodes: int, environ: Mapping[str, str] = os.environ) -
     if step_nodes != nodes:
         raise UserError(
             f"resources.train.nodes is {nodes} but this job step has {step_nodes} node(s) "
-            "(SLURM_NNODES): the job got fewer nodes than it asked for, or the step was "
-            "started with another --nodes"
+            "(SLURM_NNODES): the job's nodes were changed outside the config (the profile's "
+            "set-resources), or the step was started by hand with another --nodes"
         )
     rank = int(_needed(environ, "SLURM_NODEID", nodes))
     job_id = int(_needed(environ, "SLURM_JOB_ID", nodes))
     address = environ.get("MASTER_ADDR") or _needed(environ, "SLURM_LAUNCH_NODE_IPADDR", nodes)
-    port = int(environ.get("MASTER_PORT") or FIRST_PORT + job_id % PORTS)
-    return Rendezvous(rank, nodes, address, port, environ.get("SLURMD_NODENAME", ""))
+    port_given = environ.get("MASTER_PORT")
+    if port_given and not port_given.isdigit():
+        raise UserError(f"MASTER_PORT is {port_given!r}: a port number, or unset")
+    port = int(port_given) if port_given else FIRST_PORT + job_id % PORTS
+    given = [name for name in ("MASTER_ADDR", "MASTER_PORT") if environ.get(name)]
+    return Rendezvous(rank, nodes, address, port, environ.get("SLURMD_NODENAME", ""), tuple(given))
 
 
 def accelerate_launch(

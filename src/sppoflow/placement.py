@@ -15,6 +15,8 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping
 
+from sppoflow.errors import UserError
+
 EVERY_JOB = {"slurm_account": "SPPO_SLURM_ACCOUNT", "slurm_partition": "SPPO_SLURM_PARTITION"}
 GPU_JOBS = {"slurm_partition": "SPPO_SLURM_GPU_PARTITION", "gpu_model": "SPPO_SLURM_GPU_MODEL"}
 
@@ -39,8 +41,31 @@ def placement(
         "mpi": "srun",  # the job's shell starts its tasks; the plugin adds no srun of its own
         "gres": f"gpu:{model}:{gpus}" if model else f"gpu:{gpus}",  # per node
         "gpus_per_node": gpus,
+        # no --gpus beside --gres, whatever a profile's default-resources say
+        "gpu": 0,
+        "gpu_model": "",
         **where,
     }
+
+
+# what sizes a train job's sbatch and srun lines; with several nodes the config alone does
+SIZES = {"gpu", "gpus", "gpu_model", "gres", "nodes", "tasks", "tasks_per_gpu", "tasks_per_node",
+         "mpi", "gpus_per_node"}  # fmt: skip
+SPREADS = {"nodes", "tasks", "tasks_per_node", "mpi"}  # what would spread a job over nodes
+
+
+def check_overrides(train_nodes: int, overrides: Mapping[str, Mapping]) -> None:
+    """Refuse a profile's set-resources that would make the train job's allocation and its
+    launchers disagree: its sizes when it spans nodes (resources.train.nodes), and a spread
+    over nodes that the config does not declare."""
+    given = set(overrides.get("train", {}))
+    clash = sorted(given & (SIZES if train_nodes > 1 else SPREADS))
+    if clash:
+        raise UserError(
+            f"set-resources train: {', '.join(clash)}: a train job over several nodes is sized "
+            "in the config (resources.train.nodes, resources.train.gpu per node, "
+            "SPPO_SLURM_GPU_MODEL), which its srun line follows; set them there"
+        )
 
 
 def runtime_for(minutes: int) -> Callable[[object, int], int]:

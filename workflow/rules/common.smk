@@ -22,7 +22,7 @@ from sppoflow.errors import UserError
 from sppoflow.hub import remember_launch_settings
 from sppoflow.job_errors import failure_lines
 from sppoflow.methods import method_of_chain
-from sppoflow.placement import placement, runtime_for
+from sppoflow.placement import check_overrides, placement, runtime_for
 from sppoflow.plan_cost import plan_cost
 from sppoflow.provenance import (
     COMMIT_VARIABLE,
@@ -35,6 +35,10 @@ from sppoflow.workflow.stage_args import StageArgs
 
 try:
     config.update(validate_config(config))
+    check_overrides(
+        config["resources"]["train"]["nodes"],
+        workflow.resource_settings.overwrite_resources or {},
+    )
 except UserError as error:
     raise WorkflowError(str(error)) from None
 
@@ -121,10 +125,14 @@ def on_gpus(command, launch="", nodes=1):
     (``launch``: one process per GPU), with its thread counts and its log. ``exec`` lets a
     SIGTERM (a SLURM time limit) reach the wrapper, which passes it on and waits. A job over
     several ``nodes`` starts a wrapper on each with srun, one task per node, each line of
-    the log headed by its node's task number."""
+    the log headed by its node's task number; outside a SLURM allocation it stops at once,
+    saying so in its log."""
     wrapper = f"exec python {script('with_gpus')} {{resources.gpu}} {launch}".rstrip()
     if nodes > 1:
         wrapper = (
+            '[ -n "${{SLURM_JOB_ID:-}}" ] || {{ echo "error: resources.train.nodes is'
+            f' {nodes}: a train job over several nodes runs under SLURM (the slurm profile)"'
+            " > {log}; exit 2; }}; "
             f"exec srun --nodes={nodes} --ntasks={nodes} --ntasks-per-node=1"
             " --cpus-per-task={threads} --gres={resources.gres} --kill-on-bad-exit=1 --label"
             f" python {script('with_gpus')} {{resources.gpus_per_node}} {launch}"

@@ -154,6 +154,10 @@ class MarkCompleteCheckpoints(TrainerCallback):
         if state.is_world_process_zero:
             folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
             (folder / COMPLETE).write_text(f"{args.world_size} process(es)\n")
+        if args.world_size > 1:
+            # no process exits (a stop on a signal) before the mark is written: over several
+            # nodes, srun --kill-on-bad-exit ends the others when the first one exits
+            torch.distributed.barrier()
 
 
 def last_complete_checkpoint(folder: Path, remove_partial: bool = False) -> Path | None:
