@@ -210,6 +210,33 @@ def tiny_workdir(folder: Path, model_dir: Path) -> Path:
     return folder
 
 
+def weights(folder: Path) -> dict:
+    """The tensors of the model saved in ``folder``."""
+    from safetensors.torch import load_file
+
+    return load_file(folder / "model.safetensors")
+
+
+def assert_same_weights(a: Path, b: Path) -> None:
+    """The models saved in ``a`` and ``b`` hold the same tensors, bit for bit."""
+    import torch
+
+    first, second = weights(a), weights(b)
+    assert first.keys() == second.keys()
+    assert all(torch.equal(first[k], second[k]) for k in first)
+
+
+@pytest.fixture
+def fake_vllm(monkeypatch, tmp_path):
+    """The stand-in vllm package (tests/fake_vllm) on the path; yields the file its engine
+    logs each call to."""
+    monkeypatch.syspath_prepend(str(ROOT / "tests" / "fake_vllm"))
+    monkeypatch.setenv("FAKE_VLLM_LOG", str(tmp_path / "engine.jsonl"))
+    sys.modules.pop("vllm", None)
+    yield tmp_path / "engine.jsonl"
+    sys.modules.pop("vllm", None)
+
+
 # Files under results/ that record when or how fast, not what: left out of the comparison.
 TIMING = ("/logs/", "/benchmarks/", "results/tracking/")
 DATABASE = "results/sppo.duckdb"

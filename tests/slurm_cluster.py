@@ -58,6 +58,7 @@ MUNGE_PID = Path("/run/munge/munged.pid")
 BRIDGE = "sppo-br"  # the nodes' network: 10.77.0.1 is the controller, 10.77.0.1<i> node i
 SUBNET = "10.77.0"
 NAMESPACE = "sppo-n{}"  # node i's network namespace, and its node name
+VETH = "sppo-v{}"  # node i's end of the bridge
 
 
 class ClusterUnavailable(Exception):
@@ -154,7 +155,7 @@ def remove_node_network(count: int = 9) -> None:
     for index in range(1, count + 1):
         subprocess.run(["ip", "netns", "del", NAMESPACE.format(index)], capture_output=True)
         # the pair of a namespace still held by a process (a job step's) outlives the name
-        subprocess.run(["ip", "link", "del", f"sppo-v{index}"], capture_output=True)
+        subprocess.run(["ip", "link", "del", VETH.format(index)], capture_output=True)
     subprocess.run(["ip", "link", "del", BRIDGE], capture_output=True)
 
 
@@ -169,7 +170,7 @@ def make_node_network(count: int) -> list[str]:
     _ip("link", "set", BRIDGE, "up")
     names = []
     for index in range(1, count + 1):
-        name, veth = NAMESPACE.format(index), f"sppo-v{index}"
+        name, veth = NAMESPACE.format(index), VETH.format(index)
         _ip("netns", "add", name)
         _ip("link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", name)
         _ip("link", "set", veth, "master", BRIDGE)
@@ -254,10 +255,9 @@ class LocalCluster:
 
     def revive_node(self, node: str) -> None:
         """Start ``node``'s slurmd again; return once the node is idle (ReturnToService=2)."""
-        _start_slurmd(self, node, on_host=False)
+        _start_slurmd(self, node)
         _save(self)
-        _wait_for(lambda: _node_state(node) == "idle", 60, f"node {node} to be idle again",
-                  _slurmd_file(self, node, "log"))  # fmt: skip
+        _wait_idle(self, node)
 
     def watch(self, seconds: float = 1.0) -> JobWatcher:
         """A background poll of the running jobs' GPU indices (shown only while they run)."""
@@ -267,16 +267,7 @@ class LocalCluster:
         """Stop the daemons this cluster started, by their pids, remove its config and the
         nodes' network."""
         daemons = [name for name in self.pids if name.startswith("slurmd-")]
-        daemons += ["slurmctld", "slurmdbd", "mariadbd", "munged"]
-        for name in daemons:
-            pid = self.pids.get(name)
-            if _alive(pid):
-                os.kill(pid, 15)
-        for name in daemons:
-            pid = self.pids.get(name)
-            deadline = time.monotonic() + 20
-            while _alive(pid) and time.monotonic() < deadline:
-                time.sleep(0.2)
+        _terminate(self, [*daemons, "slurmctld", "slurmdbd", "mariadbd", "munged"])
         for path in (CONF, GRES, DBD_CONF):
             if path.exists() and path.read_text().startswith(MARK):
                 path.unlink()
@@ -320,8 +311,7 @@ def _start_munge(cluster: LocalCluster) -> None:
     Path("/run/munge").mkdir(parents=True, exist_ok=True)
     shutil.chown("/run/munge", "munge", "munge")
     subprocess.run(["su", "-s", "/bin/sh", "munge", "-c", "/usr/sbin/munged"], check=True)
-    _wait_for(lambda: _alive(_read_pid(MUNGE_PID)), 10, "munged")
-    cluster.pids["munged"] = _read_pid(MUNGE_PID)
+    _record_daemon(cluster, "munged", MUNGE_PID, seconds=10)
 
 
 def _fake_gpus(folder: Path, gpus: int, first: int = 0) -> str:
@@ -442,10 +432,9 @@ def start(
         subprocess.run(["slurmctld", "-c"], check=True)  # -c: forget any earlier state
         _record_daemon(cluster, "slurmctld", folder / "slurmctld.pid", folder / "slurmctld.log")
         for name in cluster.nodes:
-            _start_slurmd(cluster, name, on_host=cluster.nodes == [host])
+            _start_slurmd(cluster, name)
         for name in cluster.nodes:
-            _wait_for(lambda n=name: _node_state(n) == "idle", 60, f"node {name} to be idle",
-                      _slurmd_file(cluster, name, "log"))  # fmt: skip
+            _wait_idle(cluster, name)
     except BaseException:
         cluster.stop()
         raise
@@ -468,20 +457,19 @@ def _start_accounting(cluster: LocalCluster, host: str, kill_wait: int) -> None:
         _start_database(cluster)
         _start_slurmdbd(cluster)
     except (RuntimeError, OSError, subprocess.CalledProcessError) as error:
-        for name in ("slurmdbd", "mariadbd"):
-            pid = cluster.pids.pop(name, None)
-            if _alive(pid):
-                os.kill(pid, 15)
+        _terminate(cluster, ["slurmdbd", "mariadbd"])
         DBD_CONF.unlink(missing_ok=True)
         cluster.no_accounting_why = f"the accounting database did not start: {error}"[:500]
         _write_config(cluster, host, kill_wait)
 
 
-def _record_daemon(cluster: LocalCluster, name: str, pid_file: Path, log: Path) -> None:
+def _record_daemon(
+    cluster: LocalCluster, name: str, pid_file: Path, log: Path | None = None, seconds: float = 20
+) -> None:
     """Wait for daemon ``name`` to run and record its pid; recorded also when waiting times
     out, so that stop() finds a daemon that started slowly."""
     try:
-        _wait_for(lambda: _alive(_read_pid(pid_file)), 20, name, log)
+        _wait_for(lambda: _alive(_read_pid(pid_file)), seconds, name, log)
     finally:
         pid = _read_pid(pid_file)
         if pid is not None:
@@ -503,8 +491,27 @@ def _slurmd_file(cluster: LocalCluster, node: str, kind: str) -> Path:
     return cluster.folder / f"slurmd{suffix}.{kind}"
 
 
-def _start_slurmd(cluster: LocalCluster, node: str, on_host: bool) -> None:
-    if on_host:
+def _terminate(cluster: LocalCluster, names: list[str]) -> None:
+    """SIGTERM to the daemons ``names`` of the cluster; return once they are gone (20 s at
+    most each). They leave its pid record."""
+    pids = [cluster.pids.pop(name, None) for name in names]
+    for pid in pids:
+        if _alive(pid):
+            os.kill(pid, 15)
+    for pid in pids:
+        deadline = time.monotonic() + 20
+        while _alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.2)
+
+
+def _wait_idle(cluster: LocalCluster, node: str) -> None:
+    _wait_for(lambda: _node_state(node) == "idle", 60, f"node {node} to be idle",
+              _slurmd_file(cluster, node, "log"))  # fmt: skip
+
+
+def _start_slurmd(cluster: LocalCluster, node: str) -> None:
+    """The slurmd of ``node``: on the host for a one-node cluster, else in its namespace."""
+    if len(cluster.nodes) == 1:
         command = ["slurmd"]
     else:
         (cluster.folder / f"spool-{node}").mkdir(exist_ok=True)

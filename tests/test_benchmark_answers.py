@@ -5,7 +5,6 @@ both backends, the temperatures, and the config's checks of the question files."
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pandas as pd
@@ -17,7 +16,6 @@ from benchmark_tools import (
     MT_BENCH_QUESTIONS,
     write_jsonl,
 )
-from conftest import ROOT
 from sppoflow.benchmark_answers import (
     answer_questions,
     conversation_budget,
@@ -177,15 +175,6 @@ def test_turn_two_is_generated_from_the_templated_conversation_on_the_tiny_model
     assert again["response"].tolist() == answers["response"].tolist()
     budget = conversation_budget(tokenizer, questions, None, max_new_tokens=10)
     assert budget >= second.prompt_tokens + 10
-
-
-@pytest.fixture
-def fake_vllm(monkeypatch, tmp_path):
-    monkeypatch.syspath_prepend(str(ROOT / "tests" / "fake_vllm"))
-    monkeypatch.setenv("FAKE_VLLM_LOG", str(tmp_path / "engine.jsonl"))
-    sys.modules.pop("vllm", None)
-    yield tmp_path / "engine.jsonl"
-    sys.modules.pop("vllm", None)
 
 
 def test_the_vllm_backend_answers_every_turn_from_one_engine(fake_vllm, tiny_model_dir):

@@ -4,9 +4,9 @@ rerun, and the lm-eval command, checked against lm-eval's own command line."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-import shlex
 import subprocess
 from pathlib import Path
 
@@ -24,7 +24,7 @@ from benchmark_tools import (
     read_arena_hard_answers,
     write_jsonl,
 )
-from conftest import ROOT
+from conftest import run_script
 from sppoflow.benchmark_exports import write_answers, write_lm_eval_script
 from sppoflow.benchmarks import ARENA_HARD, MT_BENCH
 from sppoflow.errors import UserError
@@ -145,12 +145,8 @@ def written_lm_eval(folder: Path, out: str = "results/export/lm_eval_iter2.sh", 
         "tasks": ["leaderboard"],
         "dtype": "auto",
     }
-    cwd = os.getcwd()
-    os.chdir(folder)
-    try:
+    with contextlib.chdir(folder):
         write_lm_eval_script(Path(out), **{**defaults, **settings})
-    finally:
-        os.chdir(cwd)
     return folder / out
 
 
@@ -226,14 +222,8 @@ def test_the_export_script_writes_each_benchmarks_file(tmp_path):
     answers = tmp_path / "a.parquet"
     write_table(answers_table(MT_BENCH_QUESTIONS, turns=2), answers, BENCHMARK_ANSWERS)
     out = tmp_path / "mt_bench" / "model_answer" / "sppo-iter1.jsonl"
-    command = (
-        f"answers --benchmark mt_bench --questions {questions} --answers {answers} --out {out}"
-    )
-    run = subprocess.run(
-        ["python", str(ROOT / "scripts" / "export.py"), *shlex.split(command)],
-        capture_output=True,
-        text=True,
-    )
+    run = run_script("export", "answers", "--benchmark", "mt_bench", "--questions", questions,
+                     "--answers", answers, "--out", out)  # fmt: skip
     assert run.returncode == 0, run.stderr
     assert run.stdout.strip() == f"{out}: 3 answers of sppo-iter1"
     assert len(out.read_text().splitlines()) == 3

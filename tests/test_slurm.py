@@ -20,9 +20,16 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from safetensors.torch import load_file
 
-from conftest import BIN, ROOT, output_hashes, snakemake, tiny_workdir
+from conftest import (
+    BIN,
+    ROOT,
+    assert_same_weights,
+    output_hashes,
+    snakemake,
+    tiny_workdir,
+    weights,
+)
 
 PROFILE = ROOT / "workflow" / "profiles" / "slurm"
 FAULTS = Path(__file__).parent / "slurm_faults"
@@ -41,15 +48,19 @@ def slurm_args(*extra: str) -> list[str]:
     ]  # fmt: skip
 
 
+def slowed_training(marker: Path, seconds: float) -> dict[str, str]:
+    """The environment that makes the first train.py process sleep ``seconds`` a step."""
+    return {"PYTHONPATH": str(FAULTS), "SPPO_FAULT_SLOW_FIRST_TRAINING": f"{marker}:{seconds}"}
+
+
 def slurm_env(cluster, folder: Path) -> dict[str, str]:
     return {
         **cluster.env(),
         "SPPO_SLURM_ACCOUNT": "sppo-test",
         "SPPO_SLURM_PARTITION": "cpu",
         "SPPO_SLURM_GPU_PARTITION": "gpu",
-        "PYTHONPATH": str(FAULTS),
         "SPPO_FAULT_FAIL_FIRST": str(folder / "score-failed-once"),
-        "SPPO_FAULT_SLOW_FIRST_TRAINING": f"{folder / 'train-slowed'}:{SECONDS_PER_SLOW_STEP}",
+        **slowed_training(folder / "train-slowed", SECONDS_PER_SLOW_STEP),
     }
 
 
@@ -85,10 +96,6 @@ def slurm_run(slurm_cluster, tiny_model_dir, tmp_path_factory):
         )  # fmt: skip
     assert run.returncode == 0, (run.stdout + run.stderr)[-6000:]
     return folder, run.stdout + run.stderr, jobs_by_rule(slurm_cluster, since), watcher
-
-
-def weights(folder: Path) -> dict:
-    return load_file(folder / "model.safetensors")
 
 
 def assert_same_files(ours: Path, theirs: Path, names: list[str]) -> None:
@@ -135,9 +142,7 @@ def test_outputs_equal_a_local_run_bit_for_bit(slurm_run, tiny_run):
         ours, theirs = folder / f"results/iter{it}", local / f"results/iter{it}"
         assert_same_files(ours, theirs, ["samples.parquet", "preferences.parquet",
                                          "pairs.parquet", "eval/responses.parquet"])  # fmt: skip
-        a, b = weights(ours / "model"), weights(theirs / "model")
-        assert a.keys() == b.keys()
-        assert all(a[k].equal(b[k]) for k in a), f"round {it} weights differ"
+        assert_same_weights(ours / "model", theirs / "model")
         log, local_log = pd.read_csv(ours / "train_log.csv"), pd.read_csv(theirs / "train_log.csv")
         assert log.step.tolist() == list(range(1, len(log) + 1))  # every step once
         assert log.loss.tolist() == local_log.loss.tolist()
@@ -234,7 +239,9 @@ def test_two_and_three_score_shards_give_the_same_preferences_on_the_nodes_left(
     pd.testing.assert_frame_equal(before, after, check_exact=True)
 
 
-def retrain(folder: Path, cluster, settings: dict, env: dict | None = None, *extra: str):
+def retrain(
+    folder: Path, cluster, settings: dict, env: dict | None = None, extra: tuple[str, ...] = ()
+):
     """Round 1's train job again, on the SLURM cluster, with ``settings`` as resources.train
     (and ``extra`` snakemake arguments); returns SLURM's records of the train jobs it
     submitted, and the GPUs they were seen on."""
@@ -259,14 +266,13 @@ def two_gpu_round(slurm_run, slurm_cluster, tmp_path_factory):
     efficiency report, where the cluster keeps accounting records)."""
     run = copy_run(slurm_run[0], tmp_path_factory.mktemp("two-gpus"))
     one_process = weights(run / "results/iter1/model")
-    report = [
+    report = (
         "--slurm-efficiency-report",
         "--slurm-efficiency-report-path",
         str(run / "efficiency"),
-    ]
-    jobs, watcher = retrain(
-        run, slurm_cluster, {"gpu": 2}, None, *([] if slurm_cluster.no_accounting_why else report)
     )
+    extra = () if slurm_cluster.no_accounting_why else report
+    jobs, watcher = retrain(run, slurm_cluster, {"gpu": 2}, extra=extra)
     return run, one_process, jobs, watcher
 
 
@@ -316,11 +322,7 @@ def test_a_two_node_train_job_resumes_after_its_time_limit_and_equals_two_proces
     one_node, _, _, _ = two_gpu_round
     run = copy_run(one_node, tmp_path)
     settings = {"nodes": 2, "gpu": 1, "runtime": 1}
-    slowed = {
-        "PYTHONPATH": str(FAULTS),
-        "SPPO_FAULT_SLOW_FIRST_TRAINING": f"{tmp_path / 'slow'}:40",
-    }
-    jobs, watcher = retrain(run, slurm_cluster, settings, slowed)
+    jobs, watcher = retrain(run, slurm_cluster, settings, slowed_training(tmp_path / "slow", 40))
     assert [j["JobState"] for j in jobs] == ["TIMEOUT", "COMPLETED"], jobs
     for job in jobs:
         assert (job["NumNodes"], job["NumTasks"], job["gpus"]) == ("2", "2", "2"), job
@@ -340,12 +342,7 @@ def test_a_two_node_train_job_resumes_after_its_time_limit_and_equals_two_proces
     assert len(resumed) == 1  # both nodes from the same checkpoint
     record = json.loads((run / "results/iter1/model/sppo_training.json").read_text())
     assert record["processes"] == 2 and record["steps"] == 3
-    two_nodes, two_processes = (
-        weights(run / "results/iter1/model"),
-        weights(one_node / "results/iter1/model"),
-    )
-    assert two_nodes.keys() == two_processes.keys()
-    assert all(two_nodes[k].equal(two_processes[k]) for k in two_nodes)
+    assert_same_weights(run / "results/iter1/model", one_node / "results/iter1/model")
 
 
 def docs_slurm_commands() -> list[str]:
@@ -406,10 +403,7 @@ def test_a_job_on_a_failed_node_is_retried_on_another_which_the_run_keeps_to(
         ["sbatch", "--parsable", "-w", first, "--exclusive", "-o", "/dev/null", "--wrap",
          "sleep 900"], capture_output=True, text=True, check=True,
     ).stdout.strip()  # fmt: skip
-    slowed = {
-        "PYTHONPATH": str(FAULTS),
-        "SPPO_FAULT_SLOW_FIRST_TRAINING": f"{tmp_path / 'slow'}:20",
-    }
+    slowed = slowed_training(tmp_path / "slow", 20)
     outcome: list = []
 
     def retrain_in_background():
@@ -445,12 +439,5 @@ def test_a_job_on_a_failed_node_is_retried_on_another_which_the_run_keeps_to(
         ("COMPLETED", first),
     ], jobs
     assert jobs[1]["ExcNodeList"] == second
-    assert (
-        weights(run / "results/iter1/model").keys()
-        == weights(slurm_run[0] / "results/iter1/model").keys()
-    )
-    before, after = (
-        weights(slurm_run[0] / "results/iter1/model"),
-        weights(run / "results/iter1/model"),
-    )
-    assert all(before[k].equal(after[k]) for k in before)  # trained again from the start
+    # trained again from the start
+    assert_same_weights(run / "results/iter1/model", slurm_run[0] / "results/iter1/model")

@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 import torch
 
+from conftest import assert_same_weights, weights
 from sppoflow.aggregate import AggregateSettings, aggregate
 from sppoflow.errors import UserError
 from sppoflow.models import load_policy
@@ -202,18 +203,6 @@ def test_interrupted_training_resumes_from_its_checkpoint(
     monkeypatch.setattr(SPPOTrainer, "compute_loss", original)
     _, log = run_training(tmp_path, tiny_model_dir, embedded_tokenizer, checkpoint_steps=1)
     assert log.step.tolist() == [1, 2, 3]  # the log goes on where it stopped
-
-
-def weights(folder):
-    from safetensors.torch import load_file
-
-    return load_file(folder / "model.safetensors")
-
-
-def assert_same_weights(a, b):
-    first, second = weights(a), weights(b)
-    assert first.keys() == second.keys()
-    assert all(torch.equal(first[k], second[k]) for k in first)
 
 
 def test_a_resume_after_a_crash_logs_each_step_once_and_ends_where_a_straight_run_does(

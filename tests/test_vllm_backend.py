@@ -24,15 +24,6 @@ PROMPTS = pd.DataFrame(
 )
 
 
-@pytest.fixture
-def fake_vllm(monkeypatch, tmp_path):
-    monkeypatch.syspath_prepend(str(FAKE))
-    monkeypatch.setenv("FAKE_VLLM_LOG", str(tmp_path / "engine.jsonl"))
-    sys.modules.pop("vllm", None)
-    yield tmp_path / "engine.jsonl"
-    sys.modules.pop("vllm", None)
-
-
 def run(model_dir, prompts=PROMPTS, **overrides):
     from sppoflow.vllm_generation import generate_vllm
 

@@ -22,7 +22,7 @@ from pathlib import Path
 import pandas as pd
 
 from sppoflow.benchmarks import Question, conventional_temperature
-from sppoflow.chat import Message, encode_conversations
+from sppoflow.chat import MESSAGES, Message, encode_conversations
 from sppoflow.cli import declared
 from sppoflow.generation import SamplingSettings
 from sppoflow.tables import BENCHMARK_ANSWERS
@@ -77,7 +77,7 @@ def answer_questions(
                 {
                     "prompt_id": [str(q.id) for q in group],
                     "prompt": [q.turns[turn - 1] for q in group],
-                    "messages": [conversation_so_far(q, answers[str(q.id)]) for q in group],
+                    MESSAGES: [conversation_so_far(q, answers[str(q.id)]) for q in group],
                 }
             )
             asked = replace(settings, k=1, temperature=temperature, top_p=top_p)

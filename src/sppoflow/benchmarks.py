@@ -77,7 +77,7 @@ def expected_fields(benchmark: str) -> str:
     return "uid and prompt, or question_id and turns (a list of {content})"
 
 
-def _question(benchmark: str, layout: str, record: dict[str, Any]) -> Question:
+def _question(layout: str, record: dict[str, Any]) -> Question:
     if layout == UID:
         return Question(record[UID], str(record.get("category", "")), (record["prompt"],))
     turns = record["turns"]
@@ -112,7 +112,7 @@ def read_questions(path: Path | str, benchmark: str) -> tuple[str, list[Question
                 f"{expected_fields(benchmark) if layout is None else layout + ' like line 1'}"
             )
         layout = found
-        questions.append(_question(benchmark, layout, record))
+        questions.append(_question(layout, record))
     if not questions:
         raise UserError(f"{path}: no questions")
     # ids are compared as text: the answers and both tools' files key them that way

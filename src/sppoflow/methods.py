@@ -10,9 +10,9 @@ the single chain under ``results/iter<t>/``.
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 
+from sppoflow.config import merged
 from sppoflow.workflow import layout
 
 
@@ -21,16 +21,6 @@ class Method:
     name: str
     train: dict  # the train section with the method's own settings in place
     chain: str  # the folder prefix of its rounds under results/: "" or "methods/<name>/"
-
-
-def _merged(section: dict, overrides: dict) -> dict:
-    merged = copy.deepcopy(section)
-    for key, value in overrides.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = _merged(merged[key], value)
-        else:
-            merged[key] = copy.deepcopy(value)
-    return merged
 
 
 def methods(config: dict) -> list[Method]:
@@ -43,7 +33,7 @@ def methods(config: dict) -> list[Method]:
     return [
         Method(
             m["name"],
-            _merged(config["train"], m.get("train", {})),
+            merged(config["train"], m.get("train", {})),
             layout.chain(m["name"], side_by_side),
         )
         for m in listed

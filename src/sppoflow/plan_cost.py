@@ -17,9 +17,9 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sppoflow import embedded
-from sppoflow.gpus import Gpu, known_gpu
+from sppoflow.gpus import GPUS, Gpu, known_gpu
 from sppoflow.methods import methods
+from sppoflow.placement import GPU_JOBS
 from sppoflow.sources import is_hub_id
 
 GB = 1e9
@@ -27,8 +27,7 @@ GB = 1e9
 ASSUMED_MFU = {"train": 0.35, "score": 0.30}
 VLLM_TOKENS_PER_S_7B_H100 = 3000.0  # output tokens/s per GPU, bf16, large batches
 TRANSFORMERS_SHARE_OF_VLLM = 0.1  # transformers' own loop on a GPU, no paged attention
-REFERENCE_7B = 7.24e9
-H100_PEAK = 989e12
+H100_PEAK = GPUS["H100"].peak_bf16_tflops * 1e12
 ASSUMED_PROMPT_TOKENS = 150
 ASSUMED_ROUND_PROMPTS = 20000  # the authors' UCLA-AGI splits hold about 20k prompts each
 PAIRWISE_JUDGES = ("pairrm", "llm_judge")  # one pass per ordered pair; the others per response
@@ -70,6 +69,7 @@ KNOWN_SHAPES = {
     "llm-blender/PairRM": Shape(0.435e9, 24, 1024, 16, 16, 64),
     "embedded:all-minilm-l6-v2": Shape(22.7e6, 6, 384, 12, 12, 32),
 }
+REFERENCE_7B = KNOWN_SHAPES["mistralai/Mistral-7B-Instruct-v0.2"].parameters
 
 
 def model_shape(reference: str, revision: str | None = None) -> tuple[Shape | None, str]:
@@ -78,9 +78,7 @@ def model_shape(reference: str, revision: str | None = None) -> tuple[Shape | No
     if reference in KNOWN_SHAPES:
         return KNOWN_SHAPES[reference], "known"
     config_path = None
-    if embedded.is_embedded(reference):
-        config_path = embedded.embedded_model(reference)[1] / "config.json"
-    elif Path(reference).expanduser().is_dir():
+    if Path(reference).expanduser().is_dir():
         config_path = Path(reference).expanduser() / "config.json"
     elif is_hub_id(reference):
         from huggingface_hub import try_to_load_from_cache
@@ -143,7 +141,7 @@ class Plan:
 def requested_gpu(config: dict, environ: dict) -> tuple[Gpu | None, float | None]:
     """The GPU the jobs ask for (SPPO_SLURM_GPU_MODEL) and its memory: config
     resources.gpu_memory_gb where given, else the known GPU's."""
-    gpu = known_gpu(environ.get("SPPO_SLURM_GPU_MODEL"))
+    gpu = known_gpu(environ.get(GPU_JOBS["gpu_model"]))
     memory = config["resources"].get("gpu_memory_gb") or (gpu.memory_gb if gpu else None)
     return gpu, memory
 

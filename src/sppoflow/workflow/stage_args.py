@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from sppoflow.config import TRAINING_JUDGE, recorded_config, shipped_file, split_run_only
-from sppoflow.methods import method_of_chain, methods
+from sppoflow.methods import methods
 from sppoflow.training.settings import lora_flag_names
 from sppoflow.workflow import layout
 
@@ -102,14 +102,21 @@ class StageArgs:
         sample = self.config["sample"]
         return flags({k: sample[k] for k in ENGINE_KEYS})
 
+    def _method(self, chain: str):
+        """The method whose rounds live under ``results/<chain>``."""
+        for method in self.methods:
+            if method.chain == chain:
+                return method
+        raise KeyError(f"no method has its rounds under results/{chain}")
+
     def method_name(self, wildcards: Wildcards) -> str:
-        return method_of_chain(dict(self.config), wildcards.chain).name
+        return self._method(wildcards.chain).name
 
     def method_names(self, wildcards=None) -> str:
         return " ".join(m.name for m in self.methods)
 
     def _train(self, wildcards: Wildcards) -> dict:
-        return method_of_chain(dict(self.config), wildcards.chain).train
+        return self._method(wildcards.chain).train
 
     # -- one per rule param ----------------------------------------------------------------
 
@@ -188,7 +195,7 @@ class StageArgs:
     def tracking(self, wildcards: Wildcards) -> Unrecorded:
         """train.report_to and the round's tracking folder, which outlives train_state:
         turning TensorBoard or W&B on or off never re-runs training."""
-        name = f"{self.method_name(wildcards)}-iter{wildcards.it}"
+        name = self.round_model(wildcards)  # rounds 1 and on: <method>-iter<t>
         tracking = {
             "report_to": self.config["train"]["report_to"],
             "tracking_dir": layout.tracking_dir(wildcards.chain, wildcards.it),
@@ -213,7 +220,7 @@ class StageArgs:
         """The name of round ``it`` of a chain's model (round_model)."""
         if int(it) == 0 and self.side_by_side:
             return "base-iter0"
-        return f"{method_of_chain(dict(self.config), chain).name}-iter{it}"
+        return f"{self._method(chain).name}-iter{it}"
 
     def chain_of_model(self, name: str) -> str:
         """The chain of a model named by model_name (without its -iter<t>)."""
