@@ -15,9 +15,9 @@ import json
 
 import _bootstrap  # noqa: F401
 
+from sppoflow.atomic import write_text_atomically
 from sppoflow.cli import parser_for, run_stage
 from sppoflow.hub import fetch
-from sppoflow.tables import write_text_atomically
 
 
 def main(args) -> None:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import _bootstrap  # noqa: F401
 
+from sppoflow.atomic import write_text_atomically
 from sppoflow.cli import parser_for, run_stage
 from sppoflow.summary import summarise_rounds
 
@@ -26,9 +27,9 @@ def main(args) -> None:
         [Path(p) for p in args.logs],
         [Path(p) for p in args.judgements],
     )
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    table.to_csv(args.out, sep="\t", index=False, float_format="%.4f")
-    rewards.to_csv(args.judge_rewards, sep="\t", index=False, float_format="%.4f")
+    for frame, out in ((table, Path(args.out)), (rewards, Path(args.judge_rewards))):
+        out.parent.mkdir(parents=True, exist_ok=True)
+        write_text_atomically(out, frame.to_csv(sep="\t", index=False, float_format="%.4f"))
     print(table.to_string(index=False))
     print(rewards.to_string(index=False))
 

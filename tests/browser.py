@@ -27,7 +27,12 @@ def open_report(report: Path):
         browser.quit()
 
 
-def wait_for(browser, xpath: str, seconds: float = 20.0):
+# Waits below are for events (an element shown, an image loaded); the ceilings only end a wait
+# for one that will never come, and a slow or busy machine waits as long as it needs.
+CEILING = 300.0
+
+
+def wait_for(browser, xpath: str, seconds: float = CEILING):
     from selenium.common.exceptions import NoSuchElementException
     from selenium.webdriver.common.by import By
 
@@ -41,7 +46,7 @@ def wait_for(browser, xpath: str, seconds: float = 20.0):
             time.sleep(0.2)
 
 
-def click(browser, xpath: str, seconds: float = 10.0) -> None:
+def click(browser, xpath: str, seconds: float = CEILING) -> None:
     """Click once the element takes clicks: the report's menu slides in, and a click during
     the slide lands on the element underneath."""
     from selenium.common.exceptions import ElementClickInterceptedException
@@ -66,10 +71,9 @@ def show_item(browser, category: str, subcategory: str | None, label: str):
         click(browser, f"//*[text()='{subcategory}']")
     click(browser, f"//tr[td[text()='{label}']]//a[@iconname='eye']")
     image = wait_for(browser, "//img[starts-with(@src, 'data:image/png')]")
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + CEILING
     while not browser.execute_script("return arguments[0].complete", image):
-        if time.monotonic() > deadline:
-            break
+        assert time.monotonic() < deadline, f"the image of {label} never finished loading"
         time.sleep(0.2)
     return image
 

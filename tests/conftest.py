@@ -172,9 +172,10 @@ def error_line(run) -> str:
 NO_JOBS = ("-n", "--dry-run", "--lint", "--report", "--list-params-changes")
 
 
-def snakemake(workdir, *args, env=None, clean_env=False):
-    """Run the workflow's Snakefile in ``workdir`` with this environment's snakemake (in
-    ``env`` alone with ``clean_env``, else in this process's environment plus ``env``).
+def snakemake(workdir, *args, env=None, clean_env=False, snakefile=SNAKEFILE):
+    """Run the workflow's Snakefile (or ``snakefile``) in ``workdir`` with this environment's
+    snakemake (in ``env`` alone with ``clean_env``, else in this process's environment plus
+    ``env``).
     Only a test of the e2e tier runs jobs (it asks for the ``run_snakemake`` fixture, or one
     that runs the workflow); elsewhere a command that would run jobs is refused, so that the
     fast tier stays what it says."""
@@ -185,7 +186,7 @@ def snakemake(workdir, *args, env=None, clean_env=False):
     env = {**({} if clean_env else os.environ), **(env or {})}
     env["PATH"] = f"{BIN}{os.pathsep}{os.environ['PATH']}"
     return subprocess.run(
-        [str(BIN / "snakemake"), "-s", str(SNAKEFILE), *args],
+        [str(BIN / "snakemake"), "-s", str(snakefile), *args],
         capture_output=True,
         text=True,
         env=env,
@@ -316,6 +317,8 @@ TIER_FIXTURES = {
         "slurm_cluster",
         "vllm_python",
         "launched_round",
+        "kill_point_runs",
+        "interrupted_odd_run",
         "gpu_check_rehearsal",
         "run_snakemake",
     },
@@ -339,6 +342,7 @@ def mark_tiers(item) -> None:
 SHARED_FIXTURE_GROUPS = {
     "tiny_run": "tiny_run",
     "slurm_cluster": "tiny_run",
+    "interrupted_odd_run": "tiny_run",
     "vllm_python": "vllm_cpu",
     "resolutions": "environments",
     # the scripts' --help, run side by side once per module (split over two workers, each
@@ -414,6 +418,16 @@ def tiny_run(tmp_path_factory, tiny_model_dir):
     run = snakemake(folder, "--cores", "2")
     assert run.returncode == 0, run.stderr[-5000:]
     return folder, yaml.safe_load((folder / "config" / "config.yaml").read_text())
+
+
+@pytest.fixture(scope="session")
+def interrupted_odd_run(tmp_path_factory, tiny_model_dir):
+    """The tiny workflow run from a folder whose name is no command, killed (Snakemake and
+    all) in the middle of training, then unlocked and run again (tests/odd_folder.py)."""
+    from odd_folder import interrupted_run
+
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+    return interrupted_run(tmp_path_factory.mktemp("odd-folder"), tiny_model_dir, env)
 
 
 @pytest.fixture(scope="session")

@@ -127,7 +127,7 @@ MpiDefault=none
 JobCompType=jobcomp/none
 MinJobAge=3600
 KillWait={kill_wait}
-SlurmdTimeout=20
+SlurmdTimeout=60
 JobRequeue=0
 ReturnToService=2
 SchedulerParameters=bf_interval=1
@@ -199,6 +199,8 @@ def _alive(pid: int | None) -> bool:
     return True
 
 
+# Each wait below is for an event (a daemon up, a node idle); its limit only ends a wait for
+# one that will never come, so it is generous: a slow or busy machine waits as it needs.
 def _wait_for(condition, seconds: float, what: str, log: Path | None = None) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
@@ -311,7 +313,7 @@ def _start_munge(cluster: LocalCluster) -> None:
     Path("/run/munge").mkdir(parents=True, exist_ok=True)
     shutil.chown("/run/munge", "munge", "munge")
     subprocess.run(["su", "-s", "/bin/sh", "munge", "-c", "/usr/sbin/munged"], check=True)
-    _record_daemon(cluster, "munged", MUNGE_PID, seconds=10)
+    _record_daemon(cluster, "munged", MUNGE_PID)
 
 
 def _fake_gpus(folder: Path, gpus: int, first: int = 0) -> str:
@@ -347,7 +349,7 @@ def _start_database(cluster: LocalCluster) -> None:
         return subprocess.run(["mariadb", "-S", str(socket_path), "-e", statement],
                               capture_output=True, text=True, check=False)  # fmt: skip
 
-    _wait_for(lambda: sql("SELECT 1").returncode == 0, 60, "MariaDB", cluster.folder / "db.log")
+    _wait_for(lambda: sql("SELECT 1").returncode == 0, 300, "MariaDB", cluster.folder / "db.log")
     made = sql(
         f"CREATE USER IF NOT EXISTS 'slurm'@'127.0.0.1' IDENTIFIED BY '{DB_PASSWORD}';"
         " GRANT ALL ON slurm_acct_db.* TO 'slurm'@'127.0.0.1';"
@@ -372,7 +374,7 @@ def _start_slurmdbd(cluster: LocalCluster) -> None:
     def sacctmgr(*args: str) -> subprocess.CompletedProcess:
         return subprocess.run(["sacctmgr", "-i", *args], capture_output=True, text=True)
 
-    _wait_for(lambda: sacctmgr("list", "cluster").returncode == 0, 30, "slurmdbd to answer",
+    _wait_for(lambda: sacctmgr("list", "cluster").returncode == 0, 300, "slurmdbd to answer",
               folder / "slurmdbd.log")  # fmt: skip
     for command in (
         ("add", "cluster", "sppotest"),
@@ -385,7 +387,7 @@ def _start_slurmdbd(cluster: LocalCluster) -> None:
 
 
 def start(
-    folder: Path, gpus: int = 2, kill_wait: int = 30, nodes: int = 2, accounting: bool = True
+    folder: Path, gpus: int = 2, kill_wait: int = 120, nodes: int = 2, accounting: bool = True
 ) -> LocalCluster:
     """Start munge (unless running), the accounting database and slurmdbd, slurmctld and a
     slurmd per node; return once every node is idle. ``gpus`` fake GPUs per node. Where
@@ -464,7 +466,7 @@ def _start_accounting(cluster: LocalCluster, host: str, kill_wait: int) -> None:
 
 
 def _record_daemon(
-    cluster: LocalCluster, name: str, pid_file: Path, log: Path | None = None, seconds: float = 20
+    cluster: LocalCluster, name: str, pid_file: Path, log: Path | None = None, seconds: float = 300
 ) -> None:
     """Wait for daemon ``name`` to run and record its pid; recorded also when waiting times
     out, so that stop() finds a daemon that started slowly."""
@@ -492,20 +494,22 @@ def _slurmd_file(cluster: LocalCluster, node: str, kind: str) -> Path:
 
 
 def _terminate(cluster: LocalCluster, names: list[str]) -> None:
-    """SIGTERM to the daemons ``names`` of the cluster; return once they are gone (20 s at
-    most each). They leave its pid record."""
+    """SIGTERM to the daemons ``names`` of the cluster; return once they are gone (SIGKILL
+    after 120 s). They leave its pid record."""
     pids = [cluster.pids.pop(name, None) for name in names]
     for pid in pids:
         if _alive(pid):
             os.kill(pid, 15)
     for pid in pids:
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + 120
         while _alive(pid) and time.monotonic() < deadline:
             time.sleep(0.2)
+        if _alive(pid):
+            os.kill(pid, 9)
 
 
 def _wait_idle(cluster: LocalCluster, node: str) -> None:
-    _wait_for(lambda: _node_state(node) == "idle", 60, f"node {node} to be idle",
+    _wait_for(lambda: _node_state(node) == "idle", 300, f"node {node} to be idle",
               _slurmd_file(cluster, node, "log"))  # fmt: skip
 
 

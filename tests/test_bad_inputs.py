@@ -16,8 +16,8 @@ from transformers import LlamaConfig, LlamaForCausalLM
 
 from conftest import ROOT, error_line, run_script
 from sppoflow.aggregate import AggregateSettings, aggregate
+from sppoflow.atomic import folder_written_whole
 from sppoflow.errors import UserError
-from sppoflow.models import folder_written_whole
 from sppoflow.preference.base import check_finite
 from sppoflow.prompts import PoolSettings, build_pool
 from sppoflow.tables import SAMPLES, write_table

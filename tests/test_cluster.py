@@ -368,3 +368,16 @@ def test_one_rule_gets_a_partition_of_its_own_through_set_resources(tmp_path):
     for rule in GPU_RULES - {"train"}:
         assert {job["slurm_partition"] for job in planned[rule]} == {"gpu"}, rule
     assert {job["slurm_partition"] for job in planned["base_model"]} == {"cpu"}
+
+
+def test_paths_the_slurm_plugin_cannot_pass_are_found():
+    from sppoflow.errors import UserError
+    from sppoflow.placement import check_sbatch_paths, sbatch_unsafe_path
+
+    fine = ["/home/me/My Projects (v2)/sppo", "results/iter1/model"]
+    assert sbatch_unsafe_path(fine) is None
+    check_sbatch_paths(fine)
+    for name in ("runs $(date)", "a `b`", "back\\slash", "$HOME", "it's", 'a "b"'):
+        assert sbatch_unsafe_path([*fine, f"/tmp/{name}/x"]) == f"/tmp/{name}/x"
+    with pytest.raises(UserError, match=r"cannot submit a job with the path '/tmp/\$x'"):
+        check_sbatch_paths(["/tmp/$x"])

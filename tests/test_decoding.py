@@ -225,3 +225,33 @@ def test_one_token_attention_in_bf16_is_as_precise_as_sdpa():
         for name, out in (("sdpa", sdpa), ("ours", ours))
     }
     assert error["ours"] < 1.2 * error["sdpa"], error
+
+
+def test_the_decoding_loop_calls_no_deprecated_transformers_api(tiny_model):
+    """The cache goes in under the name this transformers takes (``cache`` from 5.24 on, where
+    ``past_key_values`` is deprecated, to be removed in 5.40): no FutureWarning or
+    DeprecationWarning from a step, with both attention paths."""
+    import warnings
+
+    model, tokenizer = tiny_model
+    assert decoding.cache_argument(type(model)) == "cache"
+    ids, mask = batch(tokenizer, k=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)
+        warnings.simplefilter("error", DeprecationWarning)
+        for temperature in (0.0, 0.7):
+            decoding.decode(model, ids, mask, max_new_tokens=4, stops={tokenizer.eos_token_id},
+                            temperature=temperature, top_p=0.9, seed=0)  # fmt: skip
+
+
+def test_a_model_whose_forward_takes_past_key_values_gets_it_there():
+    """Remote code written for older transformers names the argument past_key_values."""
+
+    class OldModel:
+        def forward(self, input_ids, past_key_values=None, use_cache=None): ...
+
+    class NewModel:
+        def forward(self, input_ids, cache=None, use_cache=None): ...
+
+    assert decoding.cache_argument(OldModel) == "past_key_values"
+    assert decoding.cache_argument(NewModel) == "cache"

@@ -13,8 +13,8 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
+from typing import NamedTuple
 
 import pandas as pd
 import pytest
@@ -22,9 +22,9 @@ import torch
 from safetensors.torch import load_file
 
 from conftest import ROOT
-from sppoflow.tables import PAIRS, RESPONSE_WIN_RATES, SAMPLES, write_table
 from sppoflow.training.resume import COMPLETE
-from test_training import round_tables
+from training_data import TRAIN_FLAGS, write_round_tables
+from training_hold import TrainingHold, wait_for_line
 
 BIN = Path(sys.executable).parent
 
@@ -99,13 +99,7 @@ def assert_trained_alike(ours: Path, theirs: Path, start_dir: Path) -> None:
 
 @pytest.fixture(scope="module")
 def launched_round(tmp_path_factory, embedded_tokenizer):
-    folder = tmp_path_factory.mktemp("round")
-    samples, pairs, win_rates = round_tables(embedded_tokenizer, n_prompts=8)
-    paths = {name: folder / f"{name}.parquet" for name in ("samples", "pairs", "win_rates")}
-    write_table(samples, paths["samples"], SAMPLES)
-    write_table(pairs, paths["pairs"], PAIRS)
-    write_table(win_rates, paths["win_rates"], RESPONSE_WIN_RATES)
-    return paths
+    return write_round_tables(tmp_path_factory.mktemp("round"), embedded_tokenizer, n_prompts=8)
 
 
 def test_two_processes_match_one_with_the_same_global_batch(
@@ -137,9 +131,21 @@ def test_one_process_accumulates_to_the_global_batch(tmp_path, tiny_model_dir, l
     assert log_acc.loss.to_numpy() == pytest.approx(log_one.loss.to_numpy(), rel=1e-4, abs=1e-5)
 
 
+class Launch(NamedTuple):
+    out: Path
+    process: subprocess.Popen
+    log: Path  # its stderr
+
+    def running(self) -> bool:
+        return self.process.poll() is None
+
+    def stderr(self) -> str:
+        return self.log.read_text()
+
+
 def wrapped_launch(
     tmp_path, model_dir, tables, name, extra_env=None, gpus=2, accelerate_config=None
-):
+) -> Launch:
     """Training processes the way the workflow starts them: scripts/with_gpus.py N
     --process-per-gpu (accelerate launch with the launcher settings when N > 1, DDP or the
     given accelerate config), on fake GPUs 0,1; global batch 2 whatever N is."""
@@ -153,57 +159,57 @@ def wrapped_launch(
         "--pairs-table", str(tables["pairs"]), "--win-rates", str(tables["win_rates"]),
         "--out", str(out / "model"), "--log", str(out / "train_log.csv"),
         "--state-dir", str(out / "state"), "--batch-size", str(2 // max(gpus, 1)),
-        "--global-batch-size", "2",
-        "--epochs", "1", "--eta", "10", "--learning-rate", "1e-3", "--warmup-ratio", "0",
-        "--precision", "fp32", "--device", "cpu", "--max-length", "64",
-        "--max-prompt-length", "32", "--threads", "1",
+        "--global-batch-size", "2", "--epochs", "1", *TRAIN_FLAGS,
     ]  # fmt: skip
     path = f"{BIN}{os.pathsep}{os.environ['PATH']}"
     env = {**os.environ, "PATH": path, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": "0,1"}
     env.update(extra_env or {})
     env.pop("ACCELERATE_CONFIG_FILE", None)
-    process = subprocess.Popen(
-        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        start_new_session=True,
-    )  # fmt: skip
-    return out, process
+    log = tmp_path / f"{name}-{len(list(tmp_path.glob(f'{name}-*.log')))}.log"
+    with log.open("w") as stderr:
+        process = subprocess.Popen(
+            command, env=env, stdout=subprocess.DEVNULL, stderr=stderr, text=True,
+            start_new_session=True,
+        )  # fmt: skip
+    return Launch(out, process, log)
 
 
-def finished(process) -> str:
+def finished(launched: Launch) -> str:
     """The stderr of a launch that must succeed."""
-    code = process.wait(timeout=600)
-    stderr = process.stderr.read()
-    assert code == 0, stderr[-3000:]
-    return stderr
+    code = launched.process.wait()
+    assert code == 0, launched.stderr()[-3000:]
+    return launched.stderr()
 
 
-def stop_after_first_step(tmp_path, model_dir, tables, name, signum, everyone, **launch):
-    """A slowed launch, signalled once its first step is logged; returns (folder, stderr)."""
+def stop_in_step_two(tmp_path, model_dir, tables, name, signum, everyone, **launch):
+    """A launch held in its second step (tests/training_hold.py), signalled there and then
+    released, so that it saves step 2 and stops; returns (folder, stderr)."""
     import psutil
 
-    slow = {"PYTHONPATH": str(ROOT / "tests" / "slurm_faults"), "SPPO_FAULT_SLOW_TRAINING": "2"}
+    hold = TrainingHold(tmp_path / f"{name}-held")
+    env = hold.env()
     if everyone:
-        slow["SLURM_JOB_ID"] = "1"  # the wrapper leaves the signalling to the scheduler
-    out, process = wrapped_launch(tmp_path, model_dir, tables, name, slow, **launch)
-    step_log = out / "state" / "train_log.csv"
-    deadline = time.monotonic() + 300
-    while not (step_log.exists() and len(pd.read_csv(step_log)) >= 1):
-        assert process.poll() is None and time.monotonic() < deadline, process.stderr.read()
-        time.sleep(0.5)
-    wrapper = psutil.Process(process.pid)
-    targets = [wrapper, *wrapper.children(recursive=True)] if everyone else [wrapper]
-    for target in targets:
-        target.send_signal(signum)
-    code = process.wait(timeout=300)
-    stderr = process.stderr.read()
-    assert code != 0, stderr[-3000:]
-    return out, stderr
+        env["SLURM_JOB_ID"] = "1"  # the wrapper leaves the signalling to the scheduler
+    launched = wrapped_launch(tmp_path, model_dir, tables, name, env, **launch)
+    try:
+        hold.wait_held(launched.running)
+        wrapper = psutil.Process(launched.process.pid)
+        targets = [wrapper, *wrapper.children(recursive=True)] if everyone else [wrapper]
+        for target in targets:
+            target.send_signal(signum)
+        said = f"got {signal.Signals(signum).name}: saving a checkpoint"
+        wait_for_line(launched.log, said, launched.running)
+    finally:
+        hold.release()
+    code = launched.process.wait()
+    assert code != 0, launched.stderr()[-3000:]
+    return launched.out, launched.stderr()
 
 
 def saved_checkpoint(out: Path, stderr: str, signum) -> Path:
-    """The one checkpoint a signalled 2-process launch saved, checked whole."""
+    """The one checkpoint a signalled 2-process launch saved (of step 2), checked whole."""
     checkpoints = sorted((out / "state" / "checkpoints").glob("checkpoint-*"))
-    assert len(checkpoints) == 1, stderr[-3000:]  # both ranks saved the same step, once
+    assert [c.name for c in checkpoints] == ["checkpoint-2"], stderr[-3000:]  # saved once
     saved = checkpoints[0]
     assert (saved / COMPLETE).read_text() == "2 process(es)\n"
     assert {p.name for p in saved.glob("rng_state_*.pth")} == {"rng_state_0.pth", "rng_state_1.pth"}
@@ -218,15 +224,16 @@ def saved_checkpoint(out: Path, stderr: str, signum) -> Path:
 def test_two_processes_stop_on_a_signal_together_and_resume(
     tmp_path, tiny_model_dir, launched_round, signum, whom
 ):
-    straight, process = wrapped_launch(tmp_path, tiny_model_dir, launched_round, "straight")
-    finished(process)
-    out, stderr = stop_after_first_step(
+    straight = wrapped_launch(tmp_path, tiny_model_dir, launched_round, "straight")
+    finished(straight)
+    straight = straight.out
+    out, stderr = stop_in_step_two(
         tmp_path, tiny_model_dir, launched_round, "stopped", signum, whom.startswith("every")
     )
     saved = saved_checkpoint(out, stderr, signum)
 
-    _, process = wrapped_launch(tmp_path, tiny_model_dir, launched_round, "stopped")
-    assert f"resuming from {saved}" in finished(process)
+    resumed = wrapped_launch(tmp_path, tiny_model_dir, launched_round, "stopped")
+    assert f"resuming from {saved}" in finished(resumed)
     log, straight_log = pd.read_csv(out / "train_log.csv"), pd.read_csv(straight / "train_log.csv")
     assert log.step.tolist() == straight_log.step.tolist() == [1, 2, 3, 4]
     assert log.loss.to_numpy() == pytest.approx(straight_log.loss.to_numpy(), rel=1e-6, abs=1e-7)
@@ -238,11 +245,11 @@ def test_two_processes_stop_on_a_signal_together_and_resume(
 @pytest.fixture(scope="module")
 def one_process(tmp_path_factory, tiny_model_dir, launched_round) -> Path:
     """The reference for the sharded runs: the same round on one process."""
-    out, process = wrapped_launch(
+    one = wrapped_launch(
         tmp_path_factory.mktemp("one-process"), tiny_model_dir, launched_round, "one", gpus=1
     )
-    finished(process)
-    return out
+    finished(one)
+    return one.out
 
 
 @pytest.mark.parametrize("engine", ["fsdp", "deepspeed_zero3"])
@@ -259,13 +266,13 @@ def test_a_sharded_round_saves_on_sigterm_resumes_and_matches_one_process(
     if engine.startswith("deepspeed") and shutil.which("c++") is None:
         pytest.skip("DeepSpeed's CPU accelerator builds its shared-memory op: no C++ compiler")
     launch = {"gpus": 2, "accelerate_config": ROOT / "config" / "accelerate" / f"{engine}.yaml"}
-    out, stderr = stop_after_first_step(
+    out, stderr = stop_in_step_two(
         tmp_path, tiny_model_dir, launched_round, engine, signal.SIGTERM, True, **launch
     )
     saved = saved_checkpoint(out, stderr, signal.SIGTERM)
 
-    _, process = wrapped_launch(tmp_path, tiny_model_dir, launched_round, engine, **launch)
-    stderr = finished(process)
+    resumed = wrapped_launch(tmp_path, tiny_model_dir, launched_round, engine, **launch)
+    stderr = finished(resumed)
     assert f"resuming from {saved}" in stderr
     assert "mixed_precision is bf16, train.precision is fp32: training in fp32" in stderr
     log, reference = pd.read_csv(out / "train_log.csv"), pd.read_csv(one_process / "train_log.csv")

@@ -2,7 +2,6 @@
 
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -11,7 +10,15 @@ from sppoflow.errors import UserError
 from sppoflow.gpu_slots import claimed_gpus, process_per_gpu
 
 SCRIPT = str(ROOT / "scripts" / "with_gpus.py")
-SHOW = "import os, time; print(os.environ['CUDA_VISIBLE_DEVICES'], flush=True); time.sleep(3)"
+
+
+def holding(release):
+    """A job's command that prints the GPUs it was given and keeps them until ``release``
+    exists (an event the test makes, not a clock)."""
+    return (
+        "import os, pathlib, time; print(os.environ['CUDA_VISIBLE_DEVICES'], flush=True)\n"
+        f"while not pathlib.Path({str(release)!r}).exists(): time.sleep(0.05)"
+    )
 
 
 @pytest.fixture
@@ -23,35 +30,44 @@ def four_gpus(monkeypatch, tmp_path):
 
 
 def test_concurrent_jobs_get_disjoint_devices(four_gpus):
+    """Two jobs of 2 GPUs each, both running at once (each keeps its GPUs until the test has
+    seen both), get 4 different devices."""
+    release = four_gpus / "release"
     jobs = [
         subprocess.Popen(
-            [sys.executable, SCRIPT, "2", "--", sys.executable, "-c", SHOW],
+            [sys.executable, SCRIPT, "2", "--", sys.executable, "-c", holding(release)],
             stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
             text=True,
         )
         for _ in range(2)
     ]
-    seen = [job.communicate(timeout=60)[0].strip() for job in jobs]
-    assert all(job.returncode == 0 for job in jobs)
+    seen = [job.stdout.readline().strip() for job in jobs]  # both hold their GPUs now
+    release.touch()
+    assert all(job.wait() == 0 for job in jobs)
+    for job in jobs:
+        job.stdout.close()
     devices = [set(s.split(",")) for s in seen]
     assert all(len(d) == 2 for d in devices)
     assert devices[0].isdisjoint(devices[1]) and devices[0] | devices[1] == {"0", "1", "2", "3"}
 
 
 def test_a_job_waits_until_devices_are_free(four_gpus):
+    release = four_gpus / "release"
+    release.touch()  # the job ends once it has its GPU
     with claimed_gpus(4) as held:
         assert held == "0,1,2,3"
-        start = time.monotonic()
         waiting = subprocess.Popen(
-            [sys.executable, SCRIPT, "1", "--", sys.executable, "-c", SHOW],
+            [sys.executable, SCRIPT, "1", "--", sys.executable, "-c", holding(release)],
             stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
             text=True,
         )
-        time.sleep(2)
-        assert waiting.poll() is None  # still waiting: every GPU is held
-    out, _ = waiting.communicate(timeout=60)
-    assert out.strip() == "0" and time.monotonic() - start >= 2
+        said = waiting.stderr.readline()  # the wrapper's first line: it has to wait
+        assert "waiting for 1 free GPU(s) of 4 (held by other jobs)" in said, said
+        assert waiting.poll() is None
+    out, _ = waiting.communicate()
+    assert out.strip() == "0" and waiting.returncode == 0
 
 
 def test_the_schedulers_choice_and_cpu_machines_are_left_alone(four_gpus, monkeypatch):
@@ -98,7 +114,7 @@ def test_a_sigterm_reaches_the_command_and_the_wrapper_waits_for_it(tmp_path):
         "    sys.exit(143)\n"
         "signal.signal(signal.SIGTERM, save)\n"
         "print('ready', flush=True)\n"
-        "time.sleep(60)\n"
+        "while True: time.sleep(3600)\n"
     )
     wrapper = subprocess.Popen(
         [sys.executable, SCRIPT, "0", "--", sys.executable, "-c", trap],
@@ -108,6 +124,8 @@ def test_a_sigterm_reaches_the_command_and_the_wrapper_waits_for_it(tmp_path):
     )
     assert wrapper.stdout.readline().strip() == "ready"
     wrapper.send_signal(signal.SIGTERM)
-    assert wrapper.wait(timeout=30) == 143  # the command's status, after it saved
+    assert wrapper.wait() == 143  # the command's status, after it saved
     assert done.read_text() == "saved"
     assert "passing SIGTERM on to the command" in wrapper.stderr.read()
+    wrapper.stdout.close()
+    wrapper.stderr.close()

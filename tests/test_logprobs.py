@@ -97,9 +97,11 @@ def test_an_output_layer_it_cannot_rebuild_is_refused():
 
 
 def test_a_lora_model_gives_the_same_values():
-    from peft import LoraConfig, get_peft_model
+    from sppoflow.lora import add_lora_adapters
+    from sppoflow.training.settings import TrainSettings
 
-    model = get_peft_model(llama(), LoraConfig(r=4, target_modules=["q_proj", "v_proj"]))
+    lora = TrainSettings(lora=True, lora_r=4, lora_target_modules=["q_proj", "v_proj"])
+    model = add_lora_adapters(llama(), lora)
     ids, attention, response = batch()
     assert_matches_plain(model, ids, attention, response)
 

@@ -5,6 +5,10 @@ workflow/profiles/slurm.
 What only a GPU would change is faked: torch runs on the CPU and ignores the fake devices in
 CUDA_VISIBLE_DEVICES. Everything else is real: sbatch, the SLURM executor plugin, its job
 step, squeue, time limits, SIGTERM, retries.
+
+No test races a clock: a train job that must meet its time limit (or lose its node) is held
+in its second step (tests/training_hold.py) until the test has cut its time limit and seen
+the job get SIGTERM (or failed the node), however long the machine took to get there.
 """
 
 import json
@@ -13,7 +17,6 @@ import re
 import shutil
 import subprocess
 import threading
-import time
 from collections import defaultdict
 from pathlib import Path
 
@@ -30,11 +33,13 @@ from conftest import (
     tiny_workdir,
     weights,
 )
+from odd_folder import nothing_ran, odd_clone
+from training_hold import TrainingHold, wait_for_line
 
 PROFILE = ROOT / "workflow" / "profiles" / "slurm"
-FAULTS = Path(__file__).parent / "slurm_faults"
 MODEL_RULES = {"base_model", "sample", "score", "train", "eval_generate", "evaluate"}
-SECONDS_PER_SLOW_STEP = 20  # 6 steps of round 1's training: past a 1-minute time limit
+TRAIN_MINUTES = 10  # resources.train.runtime: the held job's limit is cut to 1 minute
+SIGTERM_SAID = "got SIGTERM: saving a checkpoint after this step"
 
 
 def slurm_args(*extra: str) -> list[str]:
@@ -48,20 +53,60 @@ def slurm_args(*extra: str) -> list[str]:
     ]  # fmt: skip
 
 
-def slowed_training(marker: Path, seconds: float) -> dict[str, str]:
-    """The environment that makes the first train.py process sleep ``seconds`` a step."""
-    return {"PYTHONPATH": str(FAULTS), "SPPO_FAULT_SLOW_FIRST_TRAINING": f"{marker}:{seconds}"}
-
-
-def slurm_env(cluster, folder: Path) -> dict[str, str]:
+def slurm_env(cluster, folder: Path, hold: TrainingHold) -> dict[str, str]:
     return {
         **cluster.env(),
         "SPPO_SLURM_ACCOUNT": "sppo-test",
         "SPPO_SLURM_PARTITION": "cpu",
         "SPPO_SLURM_GPU_PARTITION": "gpu",
         "SPPO_FAULT_FAIL_FIRST": str(folder / "score-failed-once"),
-        **slowed_training(folder / "train-slowed", SECONDS_PER_SLOW_STEP),
+        **hold.env(),
     }
+
+
+class Background(threading.Thread):
+    """``run()`` in a thread; ``result()`` is what it returned (or raises what it raised)."""
+
+    def __init__(self, run) -> None:
+        super().__init__(daemon=True)
+        self.run_ = run
+        self.outcome: list = []
+
+    def run(self) -> None:
+        try:
+            self.outcome.append(self.run_())
+        except BaseException as error:  # raised again in the test, by result()
+            self.outcome.append(error)
+
+    def result(self):
+        self.join()
+        if isinstance(self.outcome[0], BaseException):
+            raise self.outcome[0]
+        return self.outcome[0]
+
+
+def while_running(snakemake_run, hold: TrainingHold, meanwhile):
+    """``snakemake_run()`` in the background while ``meanwhile(running)`` acts on its held
+    train job; whatever happens, nothing stays held. Returns the run's result."""
+    running = Background(snakemake_run)
+    running.start()
+    try:
+        meanwhile(running)
+    finally:
+        hold.release()
+    return running.result()
+
+
+def cut_by_its_time_limit(cluster, hold: TrainingHold, log: Path, since: int, run: Background):
+    """Once the train job is held in its step 2, its time limit is cut to 1 minute (as root,
+    with scontrol): SLURM then ends it as at any time limit, SIGTERM first. The step is
+    released once the job says it got the signal, so that it saves that step and stops."""
+    hold.wait_held(run.is_alive)
+    [job] = [j for j in jobs_by_rule(cluster, since)["train"] if j["JobState"] == "RUNNING"]
+    limit = ["scontrol", "update", f"JobId={job['JobId']}", "TimeLimit=1"]
+    subprocess.run(limit, check=True, capture_output=True)
+    wait_for_line(log, SIGTERM_SAID, run.is_alive)
+    hold.release()
 
 
 def jobs_by_rule(cluster, since: int = 0) -> dict[str, list[dict]]:
@@ -83,16 +128,23 @@ def last_job_id(cluster) -> int:
 @pytest.fixture(scope="module")
 def slurm_run(slurm_cluster, tiny_model_dir, tmp_path_factory):
     """Round 1 of the tiny workflow through the SLURM profile, in 2 shards per stage, with
-    its training slowed past its 1-minute time limit and the first score job failing."""
-    folder = tiny_workdir(tmp_path_factory.mktemp("slurm-run"), tiny_model_dir)
+    its train job ended by its time limit in step 2 and the first score job failing, from a
+    folder whose name has spaces and parentheses (which the plugin passes)."""
+    folder = tiny_workdir(tmp_path_factory.mktemp("slurm run (v2)"), tiny_model_dir)
     config = yaml.safe_load((folder / "config" / "config.yaml").read_text())
-    config.update(rounds=1, shards=2, resources={"train": {"runtime": 1}})
+    config.update(rounds=1, shards=2, resources={"train": {"runtime": TRAIN_MINUTES}})
     (folder / "config.yaml").write_text(yaml.safe_dump(config))
     since = last_job_id(slurm_cluster)
+    hold = TrainingHold(folder / "train-held")
+    log = folder / "results/iter1/logs/train.log"
     with slurm_cluster.watch() as watcher:
-        run = snakemake(
-            folder, "--configfile", "config.yaml", *slurm_args(),
-            env=slurm_env(slurm_cluster, folder),
+        run = while_running(
+            lambda: snakemake(
+                folder, "--configfile", "config.yaml", *slurm_args(),
+                env=slurm_env(slurm_cluster, folder, hold),
+            ),
+            hold,
+            lambda running: cut_by_its_time_limit(slurm_cluster, hold, log, since, running),
         )  # fmt: skip
     assert run.returncode == 0, (run.stdout + run.stderr)[-6000:]
     return folder, run.stdout + run.stderr, jobs_by_rule(slurm_cluster, since), watcher
@@ -166,11 +218,12 @@ def test_a_train_job_killed_by_its_time_limit_resumes_from_its_sigterm_checkpoin
         (j for j in jobs["train"] if j["wildcards"] == "1"), key=lambda j: int(j["JobId"])
     )
     assert [j["JobState"] for j in round_one] == ["TIMEOUT", "COMPLETED"], round_one
-    assert [j["TimeLimit"] for j in round_one] == ["00:01:00", "00:02:00"]  # runtime x attempt
+    # the first cut to 1 minute by the test; the retry's is runtime x attempt
+    assert [j["TimeLimit"] for j in round_one] == ["00:01:00", f"00:{2 * TRAIN_MINUTES}:00"]
     log = (folder / "results/iter1/logs/train.log").read_text()
     resumed = re.search(r"resuming from \S+/train_state/checkpoints/checkpoint-(\d+)", log)
     assert resumed, log[-3000:]
-    assert 1 <= int(resumed.group(1)) < 6  # saved on SIGTERM: no periodic checkpoints are set
+    assert resumed.group(1) == "2"  # saved on SIGTERM in step 2: no periodic checkpoints
     assert not (folder / "results/iter1/train_state").exists()
 
 
@@ -240,21 +293,34 @@ def test_two_and_three_score_shards_give_the_same_preferences_on_the_nodes_left(
 
 
 def retrain(
-    folder: Path, cluster, settings: dict, env: dict | None = None, extra: tuple[str, ...] = ()
+    folder: Path,
+    cluster,
+    settings: dict,
+    hold: TrainingHold | None = None,
+    extra: tuple[str, ...] = (),
+    meanwhile=None,
 ):
     """Round 1's train job again, on the SLURM cluster, with ``settings`` as resources.train
-    (and ``extra`` snakemake arguments); returns SLURM's records of the train jobs it
+    (and ``extra`` snakemake arguments), its first process held by ``hold`` while
+    ``meanwhile(since, running)`` acts on it; returns SLURM's records of the train jobs it
     submitted, and the GPUs they were seen on."""
     config = yaml.safe_load((folder / "config.yaml").read_text())
     config["resources"]["train"] = settings
     (folder / "retrain.yaml").write_text(yaml.safe_dump(config))
     since = last_job_id(cluster)
-    with cluster.watch() as watcher:
-        retrained = snakemake(
+    env = {**cluster.env(), "SPPO_SLURM_PARTITION": "debug", **(hold.env() if hold else {})}
+
+    def run():
+        return snakemake(
             folder, "results/iter1/model", "--configfile", "retrain.yaml",
-            *slurm_args("--forcerun", "train", "--rerun-triggers", "mtime", *extra),
-            env={**cluster.env(), "SPPO_SLURM_PARTITION": "debug", **(env or {})},
+            *slurm_args("--forcerun", "train", "--rerun-triggers", "mtime", *extra), env=env,
         )  # fmt: skip
+
+    with cluster.watch() as watcher:
+        if hold:
+            retrained = while_running(run, hold, lambda running: meanwhile(since, running))
+        else:
+            retrained = run()
     assert retrained.returncode == 0, (retrained.stdout + retrained.stderr)[-4000:]
     jobs = sorted(jobs_by_rule(cluster, since)["train"], key=lambda j: int(j["JobId"]))
     return jobs, watcher
@@ -313,30 +379,34 @@ def test_a_two_node_train_job_resumes_after_its_time_limit_and_equals_two_proces
     two_gpu_round, slurm_cluster, tmp_path
 ):
     """resources.train.nodes 2 with 1 GPU each: one task per node (SLURM's records), a launcher
-    on each meeting at the first, cut by a 1-minute time limit (the first process sleeps 40 s a
-    step), saved on SIGTERM by the processes of both nodes (a checkpoint is marked complete only
-    once every process has written its part), resumed from it on both nodes by the retry; the
+    on each meeting at the first, ended by its time limit in step 2 (held there until then),
+    saved on SIGTERM by the processes of both nodes (a checkpoint is put in place only once
+    every process has written its part), resumed from it on both nodes by the retry; the
     weights are bit for bit those of the 2-process run on one node."""
     if len(slurm_cluster.nodes) < 2:
         pytest.skip(f"the local cluster has one node here ({slurm_cluster.one_node_why})")
     one_node, _, _, _ = two_gpu_round
     run = copy_run(one_node, tmp_path)
-    settings = {"nodes": 2, "gpu": 1, "runtime": 1}
-    jobs, watcher = retrain(run, slurm_cluster, settings, slowed_training(tmp_path / "slow", 40))
+    settings = {"nodes": 2, "gpu": 1, "runtime": TRAIN_MINUTES}
+    hold = TrainingHold(tmp_path / "held")
+    log = run / "results/iter1/logs/train.log"
+
+    def time_limit(since, running):
+        cut_by_its_time_limit(slurm_cluster, hold, log, since, running)
+
+    jobs, watcher = retrain(run, slurm_cluster, settings, hold, meanwhile=time_limit)
     assert [j["JobState"] for j in jobs] == ["TIMEOUT", "COMPLETED"], jobs
     for job in jobs:
         assert (job["NumNodes"], job["NumTasks"], job["gpus"]) == ("2", "2", "2"), job
         assert job["NodeList"] == "sppo-n[1-2]" and job["BatchHost"] == "sppo-n1", job
     assert set(watcher.node_gpus.values()) == {"sppo-n[1-2]:0"}  # GPU 0 of each node
-    log = (run / "results/iter1/logs/train.log").read_text()
+    log = log.read_text()
     resumed = set()
     for rank, node in enumerate(slurm_cluster.nodes):
         assert re.search(
             rf"^{rank}: .* node {rank} of 2 \({node}\): 1 process\(es\) here, 2 in all", log, re.M
         )
-        found = re.search(
-            rf"^{rank}: .*resuming from \S+/checkpoints/(checkpoint-[12])$", log, re.M
-        )
+        found = re.search(rf"^{rank}: .*resuming from \S+/checkpoints/(checkpoint-2)$", log, re.M)
         assert found, log[-3000:]
         resumed.add(found.group(1))
     assert len(resumed) == 1  # both nodes from the same checkpoint
@@ -392,8 +462,8 @@ def test_a_job_on_a_failed_node_is_retried_on_another_which_the_run_keeps_to(
     """The plugin's failed-node exclusion: a train job running on sppo-n2 when the node dies
     (every process of it killed) ends NODE_FAIL; the plugin reads the node from sacct and
     resubmits the job with --exclude=sppo-n2, and the retry trains round 1 on sppo-n1 to the
-    weights of the first run. sppo-n1 is held by another job until the node has failed, so
-    that the first attempt lands on sppo-n2."""
+    weights of the first run. sppo-n1 is taken by another job until the node has failed, so
+    that the first attempt lands on sppo-n2, which fails while the job is held in step 2."""
     if len(slurm_cluster.nodes) < 2 or slurm_cluster.no_accounting_why:
         pytest.skip(f"needs 2 nodes and sacct: {slurm_cluster.one_node_why} "
                     f"{slurm_cluster.no_accounting_why}")  # fmt: skip
@@ -403,37 +473,26 @@ def test_a_job_on_a_failed_node_is_retried_on_another_which_the_run_keeps_to(
         ["sbatch", "--parsable", "-w", first, "--exclusive", "-o", "/dev/null", "--wrap",
          "sleep 900"], capture_output=True, text=True, check=True,
     ).stdout.strip()  # fmt: skip
-    slowed = slowed_training(tmp_path / "slow", 20)
-    outcome: list = []
+    hold = TrainingHold(tmp_path / "held")
+    failed = []
 
-    def retrain_in_background():
+    def fail_its_node(since, running):
+        """Once the train job is held in its step 2 (on the second node: the first is
+        taken), its node fails; the blocker goes once it has."""
         try:
-            outcome.append(retrain(run, slurm_cluster, {"gpu": 1}, slowed))
-        except BaseException as error:  # raised again below, in the test
-            outcome.append(error)
+            hold.wait_held(running.is_alive)
+            [job] = jobs_by_rule(slurm_cluster, since)["train"]
+            assert (job["JobState"], job["NodeList"]) == ("RUNNING", second), job
+            slurm_cluster.fail_node(second)
+            failed.append(second)
+        finally:
+            subprocess.run(["scancel", blocker], check=False)
 
-    retraining = threading.Thread(target=retrain_in_background)
-    failed = False
     try:
-        retraining.start()
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline and not any(
-            j["JobState"] == "RUNNING" and j["NodeList"] == second
-            for j in jobs_by_rule(slurm_cluster, int(blocker))["train"]
-        ):
-            time.sleep(1)
-        time.sleep(5)  # into training
-        slurm_cluster.fail_node(second)
-        failed = True
+        jobs, _ = retrain(run, slurm_cluster, {"gpu": 1}, hold, meanwhile=fail_its_node)
     finally:
-        subprocess.run(["scancel", blocker], check=False)
-        retraining.join(timeout=900)
         if failed:
             slurm_cluster.revive_node(second)
-    assert not retraining.is_alive(), "the retraining run did not finish in 15 minutes"
-    if isinstance(outcome[0], BaseException):
-        raise outcome[0]
-    [(jobs, _)] = outcome
     assert [(j["JobState"], j["NodeList"]) for j in jobs] == [
         ("NODE_FAIL", second),
         ("COMPLETED", first),
@@ -441,3 +500,24 @@ def test_a_job_on_a_failed_node_is_retried_on_another_which_the_run_keeps_to(
     assert jobs[1]["ExcNodeList"] == second
     # trained again from the start
     assert_same_weights(run / "results/iter1/model", slurm_run[0] / "results/iter1/model")
+
+
+def test_a_run_from_a_folder_the_plugin_cannot_quote_stops_before_submitting(
+    slurm_cluster, tmp_path, tiny_model_dir
+):
+    """The SLURM executor plugin puts paths into sbatch's --wrap="..." unescaped: from a folder
+    whose name has $(...) and backticks it would run them on this host (seen with its 2.8;
+    with a quote in the name, its job arrays fail to submit). The run stops before any job,
+    with one line naming the path; nothing is submitted, nothing in the name runs."""
+    clone = odd_clone(tmp_path, tiny_model_dir)
+    since = last_job_id(slurm_cluster)
+    run = snakemake(
+        clone, "--configfile", "tiny.yaml", *slurm_args(), env=slurm_cluster.env(),
+        snakefile=clone / "workflow" / "Snakefile",
+    )  # fmt: skip
+    output = run.stdout + run.stderr
+    assert run.returncode != 0, output[-3000:]
+    assert "the SLURM executor plugin cannot submit a job with the path" in output, output[-3000:]
+    assert last_job_id(slurm_cluster) == since
+    assert not (clone / "results").exists()
+    nothing_ran(clone)

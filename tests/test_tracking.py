@@ -26,7 +26,7 @@ from sppoflow.training.resume import fingerprint
 from sppoflow.training.round import train
 from sppoflow.training.settings import TrainSettings
 from sppoflow.training.trainer import SPPOTrainer
-from test_training import round_tables, settings
+from training_data import round_tables, settings
 
 SPPO_METRICS = ("logratio_winner", "logratio_loser", "target_winner", "target_loser")
 

@@ -8,7 +8,6 @@ import pytest
 import torch
 
 from conftest import assert_same_weights, weights
-from sppoflow.aggregate import AggregateSettings, aggregate
 from sppoflow.errors import UserError
 from sppoflow.models import load_policy
 from sppoflow.training.data import build_examples
@@ -20,52 +19,8 @@ from sppoflow.training.resume import (
     prepare_state_dir,
 )
 from sppoflow.training.round import train
-from sppoflow.training.settings import TrainSettings
 from sppoflow.training.trainer import SPPOTrainer
-
-N_PROMPTS = 6
-
-
-def round_tables(tokenizer, n_prompts=N_PROMPTS):
-    """Samples of 3 responses per prompt and their aggregates, as the stages would write them."""
-    rows = []
-    for n in range(n_prompts):
-        for k in range(3):
-            text = f"answer {k} to question {n}" + " more" * k
-            ids = tokenizer(text, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
-            rows.append((f"p{n}", f"Question {n}: what is {n} plus {n}?", k, text, ids))
-    samples = pd.DataFrame(
-        rows, columns=["prompt_id", "prompt", "response_idx", "response", "response_token_ids"]
-    )
-    samples["prompt_tokens"] = 20
-    samples["response_tokens"] = samples.response_token_ids.map(len)
-    samples["finish_reason"] = "stop"
-    prefs = [
-        (f"p{n}", i, j, float(j - i))
-        for n in range(n_prompts)
-        for i in range(3)
-        for j in range(3)
-        if i != j
-    ]
-    preferences = pd.DataFrame(prefs, columns=["prompt_id", "i", "j", "logit"])
-    preferences["prob"] = 1 / (1 + (-preferences.logit).map(lambda x: 2.718281828**x))
-    result = aggregate(samples, preferences, AggregateSettings())
-    return samples, result.pairs, result.win_rates
-
-
-def settings(**overrides):
-    base = dict(
-        eta=10.0,
-        learning_rate=1e-3,
-        batch_size=2,
-        epochs=1,
-        warmup_ratio=0.0,
-        precision="fp32",
-        device="cpu",
-        max_length=64,
-        max_prompt_length=32,
-    )
-    return TrainSettings(**{**base, **overrides})
+from training_data import N_PROMPTS, round_tables, settings
 
 
 def test_examples_hold_winner_then_loser_and_truncate_prompts_from_the_left(embedded_tokenizer):
@@ -348,6 +303,23 @@ def test_lora_trains_adapters_only_and_saves_a_plain_merged_model(
     assert changed and all(n.endswith(("q_proj.weight", "v_proj.weight")) for n in changed)
 
 
+def test_lora_adapters_are_added_without_a_deprecated_call(tiny_model_dir):
+    """peft asks the model for ``is_gradient_checkpointing``, which transformers deprecated;
+    the adapters are added without a FutureWarning or DeprecationWarning reaching the user."""
+    import warnings
+
+    from sppoflow.lora import add_lora_adapters
+
+    model, _ = load_policy(tiny_model_dir)
+    for checkpointing in (False, True):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", FutureWarning)
+            warnings.simplefilter("error", DeprecationWarning)
+            add_lora_adapters(model, settings(lora=True, gradient_checkpointing=checkpointing,
+                                              lora_target_modules=["q_proj"]))  # fmt: skip
+        model, _ = load_policy(tiny_model_dir)
+
+
 def test_lora_names_unknown_layers(tmp_path, tiny_model_dir, embedded_tokenizer):
     with pytest.raises(UserError, match=r"target_modules \['query'\] are not layers"):
         run_training(
@@ -392,3 +364,29 @@ def test_deepspeed_mixed_precision_cannot_keep_fp32_weights(
     monkeypatch.setenv("ACCELERATE_USE_DEEPSPEED", "true")  # as accelerate launch sets it
     with pytest.raises(UserError, match="save_dtype=float32 cannot be kept under DeepSpeed"):
         run_training(tmp_path, tiny_model_dir, embedded_tokenizer, precision="bf16")
+
+
+def test_a_second_job_cannot_train_a_round_that_is_being_trained(
+    tmp_path, tiny_model_dir, embedded_tokenizer
+):
+    """A job a killed Snakemake left running on a cluster still trains the round when the
+    rerun's job starts: the rerun's stops with one line, and writes nothing into the state."""
+    import subprocess
+    import sys
+
+    state = tmp_path / "state"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import fcntl, sys; f = open(sys.argv[1], 'a+');"
+         " fcntl.flock(f, fcntl.LOCK_EX); f.write('process 4242 on node-7'); f.flush();"
+         " print('held', flush=True); sys.stdin.read()", str(tmp_path / ".state.lock")],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert holder.stdout.readline().strip() == "held"
+    try:
+        with pytest.raises(UserError, match=r"state is being trained by process 4242 on node-7"):
+            run_training(tmp_path, tiny_model_dir, embedded_tokenizer)
+        assert not (state / "checkpoints").exists()
+    finally:
+        holder.communicate("")
+    out, _ = run_training(tmp_path, tiny_model_dir, embedded_tokenizer)  # free again
+    assert (out / "model.safetensors").is_file()

@@ -306,6 +306,21 @@ def test_two_rounds_on_a_tiny_model_then_nothing_to_do_then_one_more_round(tiny_
     )
 
 
+def test_no_job_of_the_run_warns_of_a_deprecated_call(tiny_run):
+    """Every job's log (torch, transformers, pandas, DuckDB run inside them): no FutureWarning
+    or DeprecationWarning, such as transformers' for a cache passed as past_key_values."""
+    folder, _ = tiny_run
+    logs = sorted((folder / "results").rglob("logs/*.log"))
+    assert len(logs) > 20
+    warned = [
+        f"{log.relative_to(folder)}: {line.strip()}"
+        for log in logs
+        for line in log.read_text(errors="replace").splitlines()
+        if "FutureWarning" in line or "DeprecationWarning" in line
+    ]
+    assert warned == []
+
+
 @pytest.mark.parametrize(
     "paper", ["mistral-7b-instruct-v0.2", "llama-3-8b-instruct", "gemma-2-9b-it"]
 )

@@ -33,9 +33,10 @@ from typing import Any
 
 import pandas as pd
 
+from sppoflow.atomic import write_text_atomically
 from sppoflow.benchmarks import ARENA_HARD, UID, Question, read_questions
 from sppoflow.errors import UserError
-from sppoflow.tables import BENCHMARK_ANSWERS, read_table, write_text_atomically
+from sppoflow.tables import BENCHMARK_ANSWERS, read_table
 
 TSTAMP = 0.0
 ANSWER_ID_LENGTH = 22  # as long as the tools' shortuuid ids

@@ -19,6 +19,8 @@ precise as SDPA's (bf16 products of bf16 keys had 1.7x SDPA's error against fp32
 from __future__ import annotations
 
 import contextlib
+import functools
+import inspect
 from collections.abc import Iterator
 
 import torch
@@ -182,13 +184,22 @@ def next_tokens(logits: torch.Tensor, temperature: float, top_p: float, uniforms
     return (choice if ids is None else ids.gather(-1, choice)).squeeze(-1)
 
 
+@functools.cache
+def cache_argument(model_class: type) -> str:
+    """The name under which ``model_class.forward`` takes the KV cache: ``cache`` from
+    transformers 5.24 on (where ``past_key_values`` is deprecated, to go in 5.40), and
+    ``past_key_values`` in older releases and in models whose code has not been updated."""
+    parameters = inspect.signature(model_class.forward).parameters
+    return "cache" if "cache" in parameters else "past_key_values"
+
+
 def forward(model, ids, mask, positions, cache, **kwargs) -> torch.Tensor:
     """The next-token logits of each row, its keys and values added to ``cache``."""
+    kwargs[cache_argument(type(model))] = cache
     return model(
         input_ids=ids,
         attention_mask=mask,
         position_ids=positions,
-        past_key_values=cache,
         use_cache=True,
         logits_to_keep=1,
         **kwargs,

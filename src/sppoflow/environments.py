@@ -18,6 +18,7 @@ from pathlib import Path
 
 import yaml
 
+from sppoflow.atomic import write_text_atomically
 from sppoflow.errors import UserError
 
 STAMP = ".sppo-environment.json"
@@ -94,10 +95,8 @@ def make_venv(
     if script:
         print(f"running {script}", file=log, flush=True)
         run(["bash", str(script)], folder, log)
-    (folder / STAMP).write_text(
-        json.dumps({"env_file": str(env_file), "sha256": environment_digest(env_file, pip_args)})
-        + "\n"
-    )
+    stamp = {"env_file": str(env_file), "sha256": environment_digest(env_file, pip_args)}
+    write_text_atomically(folder / STAMP, json.dumps(stamp) + "\n")  # the venv is whole
     return python
 
 

@@ -18,8 +18,9 @@ import duckdb
 import pandas as pd
 
 from sppoflow import provenance
+from sppoflow.atomic import write_text_atomically
 from sppoflow.errors import UserError
-from sppoflow.tables import SAMPLES, read_table, write_text_atomically
+from sppoflow.tables import SAMPLES, read_table
 from sppoflow.workflow import layout
 
 # view name -> (file under a round's folder, the rounds that every method shares when methods

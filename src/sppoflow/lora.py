@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from pathlib import Path
 
 from sppoflow.errors import UserError
@@ -46,7 +47,11 @@ def add_lora_adapters(model, settings):
         bias="none",
         task_type="CAUSAL_LM",
     )
-    wrapped = get_peft_model(model, config)
+    with warnings.catch_warnings():
+        # peft (0.21) asks the model for is_gradient_checkpointing, which transformers 5.23
+        # deprecated: the call is peft's, and what it prepares is done below
+        warnings.filterwarnings("ignore", "`is_gradient_checkpointing` is deprecated")
+        wrapped = get_peft_model(model, config)
     if settings.gradient_checkpointing:
         wrapped.enable_input_require_grads()  # frozen embeddings would stop the gradient
     trainable, total = wrapped.get_nb_trainable_parameters()

@@ -7,18 +7,16 @@ A GGUF file's dequantized weights count as fp32 (their values need its 24-bit ma
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
-import os
-import shutil
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import torch
 from transformers import AutoModelForCausalLM, PreTrainedModel
 
 from sppoflow import safe_loading
+from sppoflow.atomic import folder_written_whole, write_atomically, write_text_atomically
 from sppoflow.devices import DTYPES
 from sppoflow.errors import UserError
 from sppoflow.provenance import write_to_folder as record_provenance
@@ -84,37 +82,17 @@ def cast_saved_weights(folder: Path | str, dtype: torch.dtype) -> None:
         cast = {n: t.to(dtype) if t.is_floating_point() else t for n, t in tensors.items()}
         total_bytes += sum(t.numel() * t.element_size() for t in cast.values())
         if any(cast[n] is not tensors[n] for n in tensors):
-            partial = path.with_suffix(".partial")
-            save_file(cast, str(partial), metadata=metadata)
-            partial.replace(path)
+            write_atomically(path, functools.partial(save_file, cast, metadata=metadata))
     index_path = folder / "model.safetensors.index.json"
     if index_path.is_file():
         index = json.loads(index_path.read_text())
         index.setdefault("metadata", {})["total_size"] = total_bytes
-        index_path.write_text(json.dumps(index, indent=2) + "\n")
+        write_text_atomically(index_path, json.dumps(index, indent=2) + "\n")
     config_path = folder / "config.json"
     config = json.loads(config_path.read_text())
     config.pop("torch_dtype", None)
     config["dtype"] = dtype_name(dtype)
-    config_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
-
-
-@contextmanager
-def folder_written_whole(out_dir: Path) -> Iterator[Path]:
-    """A folder to write into, renamed to ``out_dir`` only when the block ends without an
-    error: an interrupted save leaves no folder that looks finished."""
-    partial = out_dir.with_name(out_dir.name + ".partial")
-    if partial.exists():
-        shutil.rmtree(partial)
-    partial.mkdir(parents=True)
-    try:
-        yield partial
-    except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)
-        raise
-    if out_dir.exists():
-        shutil.rmtree(out_dir)
-    os.replace(partial, out_dir)
+    write_text_atomically(config_path, json.dumps(config, indent=2, sort_keys=True) + "\n")
 
 
 def source_tokenizer(source: ModelSource, revision: str | None = None, trust: bool = False):

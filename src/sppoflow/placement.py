@@ -75,3 +75,32 @@ def runtime_for(minutes: int) -> Callable[[object, int], int]:
         return minutes * attempt
 
     return runtime
+
+
+# The SLURM executor plugin (2.x) writes a job's paths (working directory, Snakefile, inputs)
+# into sbatch's --wrap="..." argument, quoted as Python quotes strings (repr) or, for a job
+# array, for a shell (shlex) but inside those double quotes, and has a shell run it: there a $
+# or a backtick runs as a command on the submitting host, a backslash changes the path, and a
+# quote ends the quoting early. Spaces and parentheses pass (seen with the plugin's 2.8).
+SBATCH_UNSAFE = ("$", "`", "\\", "'", '"')
+
+
+def sbatch_unsafe_path(paths) -> str | None:
+    """The first of ``paths`` that the SLURM executor plugin cannot pass to sbatch safely."""
+    for path in map(str, paths):
+        if any(char in path for char in SBATCH_UNSAFE):
+            return path
+    return None
+
+
+def check_sbatch_paths(paths) -> None:
+    """A run about to submit to SLURM stops, before any job, at a path the plugin would
+    hand to the shell unquoted."""
+    unsafe = sbatch_unsafe_path(paths)
+    if unsafe:
+        raise UserError(
+            f"the SLURM executor plugin cannot submit a job with the path {unsafe!r}: it puts "
+            "paths into sbatch's command line inside double quotes, where a $ or a ` runs as a "
+            "command and a \\, ' or \" breaks the line; move or rename it (locally, and "
+            "with spaces or parentheses, it runs as it is)"
+        )

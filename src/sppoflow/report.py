@@ -17,6 +17,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from sppoflow.atomic import write_atomically
 from sppoflow.round_metrics import RoundMetrics
 from sppoflow.summary import judge_correlations, pooled_rewards, primary_against_base
 from sppoflow.tables import EVAL_JUDGEMENTS, PAIRS, read_table
@@ -25,9 +26,10 @@ STYLE = {"figure.dpi": 110, "axes.spines.top": False, "axes.spines.right": False
 
 
 def _save(fig, path: Path) -> None:
+    """The figure as ``path``, whole or not at all."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
-    fig.savefig(path)
+    write_atomically(path, lambda partial: fig.savefig(partial, format=path.suffix[1:]))
     plt.close(fig)
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
+from sppoflow.atomic import write_text_atomically
 from sppoflow.report import round_label
 from sppoflow.round_metrics import OPPONENTS, HeadToHead, RoundMetrics, Verdicts
 from sppoflow.tables import SAMPLES, read_table
@@ -98,7 +99,7 @@ def win_rate_page(metrics: list[RoundMetrics], out: Path) -> None:
             "content words repeated; word 4-grams that repeat an earlier one; loops (at least "
             "half the 4-grams repeated). Round 0 is the base model.</p>"
         )
-    out.write_text(page("Win rates per round", body))
+    write_text_atomically(out, page("Win rates per round", body))
 
 
 def head_to_head(h2h: HeadToHead, table_html: Path) -> None:
@@ -125,7 +126,7 @@ def head_to_head(h2h: HeadToHead, table_html: Path) -> None:
         f"<p>Round {h2h.round} of each method, on the same held-out prompts; a win "
         "rate above 0.5 favours the method of the row.</p>"
     )
-    table_html.write_text(page("The methods head to head", body))
+    write_text_atomically(table_html, page("The methods head to head", body))
 
 
 def examples(
@@ -149,7 +150,7 @@ def examples(
         f"<table><tr><th>prompt</th><th>base model</th>{head}</tr>{''.join(rows)}</table>"
         f"<p>{min(n, len(base))} of {len(base)} held-out prompts, in prompt-id order.</p>"
     )
-    out.write_text(page("Example responses", body))
+    write_text_atomically(out, page("Example responses", body))
 
 
 def config_page(config: dict, out: Path, training: dict | None = None) -> None:
@@ -172,7 +173,7 @@ def config_page(config: dict, out: Path, training: dict | None = None) -> None:
         f"<pre>{html.escape(yaml.safe_dump(config, sort_keys=False))}</pre>"
         f"<h3>Package versions</h3><table><tr><th>package</th>{head}</tr>{rows}</table>"
     )
-    out.write_text(page("Config and versions", body))
+    write_text_atomically(out, page("Config and versions", body))
 
 
 def throughput_page(table: pd.DataFrame, out: Path) -> None:
@@ -193,4 +194,4 @@ def throughput_page(table: pd.DataFrame, out: Path) -> None:
         + shown.to_html(index=False, float_format=lambda v: f"{v:.1f}", border=0, na_rep="")
     )
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(page("Throughput", body))
+    write_text_atomically(out, page("Throughput", body))

@@ -17,9 +17,9 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, TypeVar, get_type_hints
 
+from sppoflow.atomic import write_text_atomically
 from sppoflow.config import TRAINING_JUDGE
 from sppoflow.errors import UserError
-from sppoflow.tables import write_text_atomically
 
 OPPONENTS = ("base", "previous")  # the base model, and the previous round (round 1: the base)
 

@@ -4,19 +4,26 @@ only by a rerun with the same inputs."""
 from __future__ import annotations
 
 import logging
-import shutil
 from pathlib import Path
+
+from sppoflow.atomic import finish_removals, remove_tree, write_text_atomically
 
 log = logging.getLogger(__name__)
 
 
 def keep_for_run(folder: Path, run_id: str, marker: str) -> Path:
     """``folder`` as an earlier attempt of run ``run_id`` left it, or emptied if it belongs to
-    another run (its ``marker`` file holds the id of the run that wrote it)."""
+    another run (its ``marker`` file holds the id of the run that wrote it). A removal of it
+    that a killed job cut short is finished first."""
+    finish_removals(folder.parent, folder.name)
     stamp = folder / marker
-    if folder.exists() and (not stamp.is_file() or stamp.read_text() != run_id):
+    if folder.exists() and not stamp.is_file():
+        log.info("clearing %s: it does not say which run wrote it", folder)
+        remove_tree(folder)
+    elif folder.exists() and stamp.read_text() != run_id:
         log.info("clearing %s: it belongs to a run with other inputs", folder)
-        shutil.rmtree(folder)
+        remove_tree(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    stamp.write_text(run_id)
+    if not stamp.is_file():
+        write_text_atomically(stamp, run_id)
     return folder

@@ -19,7 +19,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import shutil
 import tempfile
 import time
 from collections.abc import Iterator
@@ -29,6 +28,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
+from sppoflow.atomic import remove_tree
 from sppoflow.errors import UserError
 from sppoflow.preference import PreferenceModel, sigmoid
 from sppoflow.run_state import keep_for_run
@@ -205,7 +205,7 @@ def score_file(
     what = "ordered pairs judged this run, reading the samples included"
     log_rate("score", judged, "pairs", time.perf_counter() - start, what)
     rows = join_parts([parts / part_name(c) for c in mine], out)
-    shutil.rmtree(parts)
+    remove_tree(parts)
     return rows
 
 

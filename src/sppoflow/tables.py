@@ -6,7 +6,6 @@ docs/data-contracts.md says which stage writes and reads each, with types and in
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from sppoflow import provenance
+from sppoflow.atomic import write_atomically
 from sppoflow.errors import UserError
 
 
@@ -195,24 +195,6 @@ def write_table(frame: pd.DataFrame, path: Path | str, table: Table) -> None:
     arrow = pa.Table.from_pandas(frame, preserve_index=False)
     arrow = arrow.replace_schema_metadata(with_provenance(arrow.schema).metadata)
     write_atomically(path, lambda partial: pq.write_table(arrow, partial))
-
-
-def write_atomically(path: Path, write) -> None:
-    """``write(partial)`` then rename the partial file to ``path``; on any failure (or
-    interruption) the partial file is removed and ``path`` is left as it was."""
-    partial = path.with_name(path.name + ".partial")
-    try:
-        write(partial)
-        os.replace(partial, path)
-    finally:
-        partial.unlink(missing_ok=True)
-
-
-def write_text_atomically(path: Path | str, text: str) -> None:
-    """A text file written whole or not at all (see :func:`write_atomically`)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_atomically(path, lambda partial: partial.write_text(text))
 
 
 def with_provenance(schema: pa.Schema) -> pa.Schema:

@@ -21,6 +21,6 @@ rule aggregate:
         args=ARGS.aggregate,
         script=script("aggregate"),
     shell:
-        "python {params.script} --samples {input.samples} --preferences {input.preferences}"
-        " {params.args} --win-rates {output.win_rates} --pairs {output.pairs}"
-        " --stats {output.stats} > {log} 2>&1"
+        "python {params.script:q} --samples {input.samples:q} --preferences {input.preferences:q}"
+        " {params.args} --win-rates {output.win_rates:q} --pairs {output.pairs:q}"
+        " --stats {output.stats:q} > {log:q} 2>&1"

@@ -29,8 +29,8 @@ rule benchmark_answers:
         script=script("benchmark_answers"),
     shell:
         on_gpus(
-            "{params.python} {params.script} --benchmark {wildcards.benchmark}"
-            " --model {input.model} --questions {input.questions} --out {output}"
+            "{params.python} {params.script:q} --benchmark {wildcards.benchmark}"
+            " --model {input.model:q} --questions {input.questions:q} --out {output:q}"
             " {params.args} --tensor-parallel-size {resources.gpu}"
         )
 
@@ -60,9 +60,9 @@ rule export_benchmark_answers:
         script=script("export"),
         system_prompt=ARGS.system_prompt,
     shell:
-        "python {params.script} answers --benchmark {wildcards.benchmark}"
-        " --questions {input.questions} --answers {input.answers} {params.system_prompt}"
-        " --out {output} > {log} 2>&1"
+        "python {params.script:q} answers --benchmark {wildcards.benchmark}"
+        " --questions {input.questions:q} --answers {input.answers:q} {params.system_prompt}"
+        " --out {output:q} > {log:q} 2>&1"
 
 
 rule export_lm_eval:
@@ -85,5 +85,5 @@ rule export_lm_eval:
         script=script("export"),
         args=ARGS.lm_eval,
     shell:
-        "python {params.script} lm-eval --model {input} {params.args} --out {output}"
-        " > {log} 2>&1"
+        "python {params.script:q} lm-eval --model {input:q} {params.args} --out {output:q}"
+        " > {log:q} 2>&1"

@@ -22,7 +22,12 @@ from sppoflow.errors import UserError
 from sppoflow.hub import remember_launch_settings
 from sppoflow.job_errors import failure_lines
 from sppoflow.methods import method_of_chain
-from sppoflow.placement import check_overrides, placement, runtime_for
+from sppoflow.placement import (
+    check_overrides,
+    check_sbatch_paths,
+    placement,
+    runtime_for,
+)
 from sppoflow.plan_cost import plan_cost
 from sppoflow.provenance import (
     COMMIT_VARIABLE,
@@ -97,8 +102,29 @@ def print_job_failures(snakemake_logs):
             print(f"  {line}", file=sys.stderr)
 
 
+def check_paths_for_sbatch():
+    """With the SLURM executor: every path a submitted job's command line holds (the folder,
+    the Snakefile, the config files, each job's files) is one the plugin can pass."""
+    if workflow.executor_plugin.name != "slurm":
+        return
+    paths = [Path.cwd(), workflow.main_snakefile, *workflow.configfiles]
+    for job in workflow.dag.needrun_jobs():
+        paths += [*job.input, *job.output]
+    try:
+        check_sbatch_paths(paths)
+    except UserError as error:
+        raise WorkflowError(str(error)) from None
+
+
 def script(name):
     return str(Path(workflow.basedir).parent / "scripts" / f"{name}.py")
+
+
+def in_shell(text):
+    """``text`` as one word of a rule's shell line (Snakemake formats the line: braces
+    doubled). Every path a rule puts there is quoted, so a folder named `my runs (v2)` or
+    `$(...)` is a name, never a command."""
+    return shlex.quote(text).replace("{", "{{").replace("}", "}}")
 
 
 # -- jobs that compute with torch, on GPUs where they have them -------------------------------
@@ -127,18 +153,19 @@ def on_gpus(command, launch="", nodes=1):
     several ``nodes`` starts a wrapper on each with srun, one task per node, each line of
     the log headed by its node's task number; outside a SLURM allocation it stops at once,
     saying so in its log."""
-    wrapper = f"exec python {script('with_gpus')} {{resources.gpu}} {launch}".rstrip()
+    with_gpus = in_shell(script("with_gpus"))
+    wrapper = f"exec python {with_gpus} {{resources.gpu}} {launch}".rstrip()
     if nodes > 1:
         wrapper = (
             '[ -n "${{SLURM_JOB_ID:-}}" ] || {{ echo "error: resources.train.nodes is'
             f' {nodes}: a train job over several nodes runs under SLURM (the slurm profile)"'
-            " > {log}; exit 2; }}; "
+            " > {log:q}; exit 2; }}; "
             f"exec srun --nodes={nodes} --ntasks={nodes} --ntasks-per-node=1"
             " --cpus-per-task={threads} --gres={resources.gres} --kill-on-bad-exit=1 --label"
-            f" python {script('with_gpus')} {{resources.gpus_per_node}} {launch}"
+            f" python {with_gpus} {{resources.gpus_per_node}} {launch}"
             f" --nodes {nodes}"
         )
-    return f"{wrapper} -- {command} --threads {{threads}} {{params.cpu_threads}} > {{log}} 2>&1"
+    return f"{wrapper} -- {command} --threads {{threads}} {{params.cpu_threads}} > {{log:q}} 2>&1"
 
 
 def generation_env(stage):
@@ -279,4 +306,4 @@ def head_to_head_report():
 
 
 def head_to_head_flag(wildcards, input):
-    return f"--head-to-head {input.head_to_head}" if SIDE_BY_SIDE else ""
+    return f"--head-to-head {shlex.join(input.head_to_head)}" if SIDE_BY_SIDE else ""

@@ -70,9 +70,9 @@ rule evaluate:
         script=script("evaluate"),
     shell:
         on_gpus(
-            "python {params.script} --round {wildcards.it} --method {params.method}"
-            " --responses {input.responses} --base {input.base} --previous {input.previous}"
-            " --judgements {output.judgements} --metrics {output.metrics} {params.args}"
+            "python {params.script:q} --round {wildcards.it} --method {params.method}"
+            " --responses {input.responses:q} --base {input.base:q} --previous {input.previous:q}"
+            " --judgements {output.judgements:q} --metrics {output.metrics:q} {params.args}"
         )
 
 
@@ -107,7 +107,7 @@ if SIDE_BY_SIDE:
             script=script("head_to_head"),
         shell:
             on_gpus(
-                "python {params.script} --methods {params.methods} --responses {input.responses}"
-                " --round {params.round} --judgements {output.judgements}"
-                " --metrics {output.metrics} {params.args}"
+                "python {params.script:q} --methods {params.methods} --responses {input.responses:q}"
+                " --round {params.round} --judgements {output.judgements:q}"
+                " --metrics {output.metrics:q} {params.args}"
             )

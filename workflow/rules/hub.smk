@@ -24,4 +24,4 @@ rule fetch_model:
         script=script("fetch"),
         hub=HUB_ACCESS,
     shell:
-        "{params.hub} python {params.script} {params.args} --out {output} > {log} 2>&1"
+        "{params.hub} python {params.script:q} {params.args} --out {output:q} > {log:q} 2>&1"

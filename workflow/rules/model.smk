@@ -19,5 +19,5 @@ rule base_model:
         args=ARGS.base_model,
         script=script("base_model"),
     shell:
-        "python {params.script} {params.args} --threads {threads} {params.cpu_threads}"
-        " --out {output} > {log} 2>&1"
+        "python {params.script:q} {params.args} --threads {threads} {params.cpu_threads}"
+        " --out {output:q} > {log:q} 2>&1"

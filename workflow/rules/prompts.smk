@@ -24,8 +24,8 @@ rule prompt_pool:
         script=script("prompts"),
         hub=HUB_ACCESS,
     shell:
-        "{params.hub} python {params.script} pool {params.args} --pool {output.pool} --eval {output.eval}"
-        " > {log} 2>&1"
+        "{params.hub} python {params.script:q} pool {params.args} --pool {output.pool:q} --eval {output.eval:q}"
+        " > {log:q} 2>&1"
 
 
 rule round_prompts:
@@ -48,4 +48,4 @@ rule round_prompts:
         args=ARGS.round_prompts,
         script=script("prompts"),
     shell:
-        "python {params.script} round --pool {input} {params.args} --out {output} > {log} 2>&1"
+        "python {params.script:q} round --pool {input:q} {params.args} --out {output:q} > {log:q} 2>&1"

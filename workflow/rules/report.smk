@@ -39,10 +39,10 @@ rule round_figures:
         title=method_label,
         script=script("report"),
     shell:
-        "python {params.script} round --round {wildcards.it} --title {params.title:q}"
-        " --train-log {input.log}"
-        " --pairs {input.pairs} --stats {input.stats} --training {output.training}"
-        " --estimates {output.estimates} > {log} 2>&1"
+        "python {params.script:q} round --round {wildcards.it} --title {params.title:q}"
+        " --train-log {input.log:q}"
+        " --pairs {input.pairs:q} --stats {input.stats:q} --training {output.training:q}"
+        " --estimates {output.estimates:q} > {log:q} 2>&1"
 
 
 rule report_figures:
@@ -109,10 +109,10 @@ rule report_figures:
         config=ARGS.report_config,
         head_to_head=head_to_head_flag,
     shell:
-        "python {params.script} summary --metrics {input.metrics}"
-        " --judgements {input.judgements} --responses {input.responses} --models {input.models}"
+        "python {params.script:q} summary --metrics {input.metrics:q}"
+        " --judgements {input.judgements:q} --responses {input.responses:q} --models {input.models:q}"
         " --config-json {params.config} {params.head_to_head} --out-dir results/report"
-        " > {log} 2>&1"
+        " > {log:q} 2>&1"
 
 
 # The stages' rates, read from the jobs' logs and benchmark files once every rate-logging job
@@ -143,7 +143,7 @@ rule throughput_table:
     params:
         script=script("report"),
     shell:
-        "python {params.script} throughput --run results --out {output} > {log} 2>&1"
+        "python {params.script:q} throughput --run results --out {output:q} > {log:q} 2>&1"
 
 
 rule export_alpaca_eval:
@@ -166,8 +166,8 @@ rule export_alpaca_eval:
         script=script("export"),
         generator=ARGS.round_model,
     shell:
-        "python {params.script} alpaca --responses {input} --generator {params.generator}"
-        " --out {output} > {log} 2>&1"
+        "python {params.script:q} alpaca --responses {input:q} --generator {params.generator}"
+        " --out {output:q} > {log:q} 2>&1"
 
 
 rule duckdb_views:
@@ -192,4 +192,4 @@ rule duckdb_views:
         script=script("export"),
         methods=ARGS.method_names(),
     shell:
-        "python {params.script} duckdb --out {output} --methods {params.methods} > {log} 2>&1"
+        "python {params.script:q} duckdb --out {output:q} --methods {params.methods} > {log:q} 2>&1"

@@ -25,8 +25,8 @@ rule sample:
         script=script("sample"),
     shell:
         on_gpus(
-            "{params.python} {params.script} --model {input.model} --prompts {input.prompts}"
-            " --out {output} {params.args} {params.shard} --tensor-parallel-size {resources.gpu}"
+            "{params.python} {params.script:q} --model {input.model:q} --prompts {input.prompts:q}"
+            " --out {output:q} {params.args} {params.shard} --tensor-parallel-size {resources.gpu}"
         )
 
 
@@ -56,5 +56,5 @@ if SHARDS > 1:
             expected="--prompts",
             script=script("gather"),
         shell:
-            "python {params.script} {params.table} {input.shards}"
-            " {params.expected} {input.expected} --out {output} > {log} 2>&1"
+            "python {params.script:q} {params.table} {input.shards:q}"
+            " {params.expected} {input.expected:q} --out {output:q} > {log:q} 2>&1"

@@ -27,7 +27,7 @@ rule score:
         script=script("score"),
     shell:
         on_gpus(
-            "python {params.script} --samples {input.samples} --out {output}"
+            "python {params.script:q} --samples {input.samples:q} --out {output:q}"
             " {params.args} {params.run_only} {params.shard}"
         )
 

@@ -24,6 +24,6 @@ rule summary:
     params:
         script=script("summary"),
     shell:
-        "python {params.script} --metrics {input.metrics} --stats {input.stats}"
-        " --logs {input.logs} --judgements {input.judgements} --out {output.metrics}"
-        " --judge-rewards {output.judge_rewards} > {log} 2>&1"
+        "python {params.script:q} --metrics {input.metrics:q} --stats {input.stats:q}"
+        " --logs {input.logs:q} --judgements {input.judgements:q} --out {output.metrics:q}"
+        " --judge-rewards {output.judge_rewards:q} > {log:q} 2>&1"

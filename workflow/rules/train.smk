@@ -40,9 +40,9 @@ rule train:
         script=script("train"),
     shell:
         on_gpus(
-            "{params.script} --model {input.model} --samples {input.samples}"
-            " --pairs-table {input.pairs} --win-rates {input.win_rates}"
-            " --out {output.model} --log {output.log} --state-dir {params.state}"
+            "{params.script:q} --model {input.model:q} --samples {input.samples:q}"
+            " --pairs-table {input.pairs:q} --win-rates {input.win_rates:q}"
+            " --out {output.model:q} --log {output.log:q} --state-dir {params.state:q}"
             " {params.tracking} {params.args} {params.run_only}",
             launch="--process-per-gpu {params.launch}",
             nodes=config["resources"]["train"]["nodes"],

@@ -1,5 +1,7 @@
 """The trained model folder: its weights in train.save_dtype, its step log and
-sppo_training.json, written beside the output and renamed into place when whole."""
+sppo_training.json, written beside the output and renamed into place when whole; then the
+run's state is removed (sppoflow.atomic: whatever instant a job is killed at, the model is
+whole or absent, and the state is whole or gone)."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from sppoflow.atomic import copy_atomically, partial_name, remove_tree, replace_folder
 from sppoflow.errors import UserError
 from sppoflow.lora import save_merged
 from sppoflow.models import cast_saved_weights, disk_dtype, folder_dtype
@@ -55,7 +58,7 @@ def publish(
     model folder is written beside ``out_dir`` and renamed into place when whole, so an
     interrupted save never leaves a model folder that looks finished."""
     out_dir = Path(out_dir)
-    partial = out_dir.with_name(out_dir.name + ".partial")
+    partial = partial_name(out_dir)
     if trainer.is_world_process_zero() and partial.exists():
         shutil.rmtree(partial)
     trainer.accelerator.wait_for_everyone()
@@ -69,7 +72,6 @@ def publish(
     start = Path(getattr(trainer.model.config, "_name_or_path", "") or ".")
     if (start / SOURCE_RECORD).is_file():  # the policy's origin, and whether its code is trusted
         shutil.copyfile(start / SOURCE_RECORD, partial / SOURCE_RECORD)
-    shutil.copyfile(state_dir / "train_log.csv", log_path)
     summary = {
         "settings": asdict(settings),
         "objective": settings.objective(),
@@ -85,7 +87,6 @@ def publish(
     }
     (partial / "sppo_training.json").write_text(json.dumps(summary, indent=2) + "\n")
     record_provenance(partial)
-    if out_dir.exists():
-        shutil.rmtree(out_dir)
-    os.replace(partial, out_dir)
-    shutil.rmtree(state_dir)
+    copy_atomically(state_dir / "train_log.csv", log_path)
+    replace_folder(partial, out_dir)
+    remove_tree(state_dir)

@@ -10,9 +10,9 @@ from pathlib import Path
 import torch
 from transformers import TrainingArguments
 
+from sppoflow.atomic import write_text_atomically
 from sppoflow.errors import UserError
 from sppoflow.logprobs import response_logps
-from sppoflow.tables import write_text_atomically
 from sppoflow.training.data import Collator
 
 

@@ -1,23 +1,36 @@
-"""What lets a run stop and go on: the step log, checkpoints marked complete, the stop on
-SIGTERM or SIGUSR1, the run's fingerprint, and the checkpoint a rerun resumes from."""
+"""What lets a run stop and go on: the step log, checkpoints put in place whole, the stop on
+SIGTERM or SIGUSR1, the run's fingerprint, and the checkpoint a rerun resumes from.
+
+A job may be killed at any instant (SIGKILL, a node that dies), and the next run must go on
+from what is left. Every process writes its part of a checkpoint into a staging folder; once
+all have, the first process marks it complete and renames it into place
+(:func:`commit_checkpoint`), so a ``checkpoint-N`` folder is always whole. A checkpoint whose
+save was cut short stays in the staging folder, and the next run discards it with a line
+saying so (:func:`discard_unfinished`)."""
 
 from __future__ import annotations
 
 import csv
+import fcntl
 import hashlib
 import json
 import logging
+import os
 import re
 import shutil
 import signal
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 
 import torch
 from transformers import Trainer, TrainerCallback
 
+from sppoflow.atomic import finish_removals, remove_tree, replace_folder, write_atomically
+from sppoflow.errors import UserError
 from sppoflow.run_state import keep_for_run
-from sppoflow.tables import write_atomically
 from sppoflow.training.settings import TrainSettings
 
 log = logging.getLogger(__name__)
@@ -56,17 +69,25 @@ class CsvLogCallback(TrainerCallback):
 
 
 def truncate_log(path: Path, last_step: int) -> None:
-    """Drop the rows of steps after ``last_step`` (logged before a crash, to be redone)."""
+    """Drop the rows of steps after ``last_step`` (logged before a crash, to be redone), and a
+    last row cut short by a job killed while appending it."""
     if not path.exists():
         return
-    with path.open(newline="") as handle:
-        rows = list(csv.DictReader(handle))
+    text = path.read_text()
+    torn = bool(text) and not text.endswith("\n")
+    if torn:
+        log.info("dropping the last row of %s: a killed job cut it short", path)
+        text = text[: text.rfind("\n") + 1]
+    rows = list(csv.DictReader(text.splitlines()))
     kept = [row for row in rows if int(row["step"]) <= last_step]
-    if len(kept) == len(rows):
+    if len(kept) == len(rows) and not torn:
         return
-    log.info(
-        "dropping %d log row(s) after step %d: they are redone", len(rows) - len(kept), last_step
-    )
+    if len(kept) < len(rows):
+        log.info(
+            "dropping %d log row(s) after step %d: they are redone",
+            len(rows) - len(kept),
+            last_step,
+        )
 
     def write(partial: Path) -> None:
         with partial.open("w", newline="") as handle:
@@ -144,38 +165,63 @@ CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 COMPLETE = "sppo_checkpoint_complete"
 
 
-class MarkCompleteCheckpoints(TrainerCallback):
-    """Mark a checkpoint complete once every process has written its part (model, optimizer
-    shards, RNG state), so that a job killed while saving never resumes from half of one."""
-
-    def on_save(self, args, state, control, **kwargs):
-        if args.world_size > 1:
-            torch.distributed.barrier()
-        if state.is_world_process_zero:
-            folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
-            (folder / COMPLETE).write_text(f"{args.world_size} process(es)\n")
-        if args.world_size > 1:
-            # no process exits (a stop on a signal) before the mark is written: over several
-            # nodes, srun --kill-on-bad-exit ends the others when the first one exits
-            torch.distributed.barrier()
+STAGING = ".staging"  # in the checkpoints folder: where a checkpoint is written
+KEEP = 2  # checkpoints kept: the newest and the one before it
 
 
-def last_complete_checkpoint(folder: Path, remove_partial: bool = False) -> Path | None:
-    """The newest checkpoint marked complete; a newer, partial one (a job killed while
-    saving) is skipped, and removed if asked."""
+def checkpoints_by_step(folder: Path) -> list[Path]:
+    """The ``checkpoint-N`` folders in ``folder``, oldest first."""
     if not folder.is_dir():
-        return None
-    found = sorted(
+        return []
+    found = [
         (int(m.group(1)), path)
         for path in folder.iterdir()
         if path.is_dir() and (m := CHECKPOINT.match(path.name))
-    )
-    for _, path in reversed(found):
+    ]
+    return [path for _, path in sorted(found)]
+
+
+def commit_checkpoint(staged: Path, world_size: int, main_process: bool) -> Path:
+    """Put the checkpoint that every process has written into ``staged`` (a folder in the
+    staging folder) in its place, marked complete; checkpoints older than the newest
+    ``KEEP`` are removed. Returns where it is now."""
+    checkpoints = staged.parent.parent
+    final = checkpoints / staged.name
+    if world_size > 1:
+        torch.distributed.barrier()  # every process has written its part
+    if main_process:
+        (staged / COMPLETE).write_text(f"{world_size} process(es)\n")
+        replace_folder(staged, final)
+        for old in checkpoints_by_step(checkpoints)[:-KEEP]:
+            remove_tree(old)
+    if world_size > 1:
+        # no process exits (a stop on a signal) before the checkpoint is in place: over several
+        # nodes, srun --kill-on-bad-exit ends the others when the first one exits
+        torch.distributed.barrier()
+    return final
+
+
+def discard_unfinished(folder: Path) -> None:
+    """Discard what a job killed in the middle of a save left in the checkpoints ``folder``:
+    checkpoints still in the staging folder, and removals of old ones cut short."""
+    staging = folder / STAGING
+    if staging.is_dir():
+        for staged in sorted(staging.iterdir()):
+            log.warning("discarding %s: the job was killed while saving it", staged.name)
+        shutil.rmtree(staging)
+    finish_removals(folder)
+
+
+def last_complete_checkpoint(folder: Path, remove_partial: bool = False) -> Path | None:
+    """The newest checkpoint marked complete; a newer one without the mark (left by a
+    version of this workflow that wrote checkpoints in place) is skipped, and removed if
+    asked."""
+    for path in reversed(checkpoints_by_step(folder)):
         if (path / COMPLETE).is_file():
             return path
         log.warning("ignoring %s: it was not completely written", path)
         if remove_partial:
-            shutil.rmtree(path, ignore_errors=True)
+            remove_tree(path)
     return None
 
 
@@ -193,6 +239,43 @@ def fingerprint(paths: list[Path], settings: TrainSettings, model_dir: Path) -> 
     return digest.hexdigest()
 
 
+@contextmanager
+def state_in_use(state_dir: Path, main_process: bool) -> Iterator[None]:
+    """Hold ``.<state_dir name>.lock`` beside the state folder while training (the first
+    process does): a second job that trains the same round at the same time, such as one a
+    killed Snakemake left running on a cluster, stops with an error instead of writing into
+    the same checkpoints. The file says who holds it, and is empty once they are done. Where
+    the file system has no locks, it trains unguarded, saying so."""
+    if not main_process:
+        yield
+        return
+    path = state_dir.with_name(f".{state_dir.name}.lock")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            raise UserError(
+                f"{state_dir} is being trained by {holder}: a job of an earlier run may still be "
+                "running (on a cluster, a job that a killed Snakemake left behind); cancel it, "
+                "then run this again"
+            ) from None
+        except OSError as error:  # e.g. a Lustre mount without flock
+            log.warning(
+                "cannot lock %s (%s): nothing stops a second job training here", path, error
+            )
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"process {os.getpid()} on {socket.gethostname()}\n")
+        handle.flush()
+        try:
+            yield
+        finally:
+            handle.truncate(0)  # held by no one (a killed holder's line stays, its lock goes)
+
+
 def prepare_state_dir(state_dir: Path, run_id: str) -> None:
     """Keep the state of an interrupted run with the same inputs; clear anything else."""
     keep_for_run(state_dir, run_id, "fingerprint.txt")
@@ -202,7 +285,10 @@ def resume_point(trainer: Trainer, state_dir: Path) -> Path | None:
     """The checkpoint to resume from, if any; the step log is cut back to it, so that no step
     appears twice, and a fresh start does not append to a stale log."""
     main_process = trainer.is_world_process_zero()
-    last = last_complete_checkpoint(Path(trainer.args.output_dir), remove_partial=main_process)
+    checkpoints = Path(trainer.args.output_dir)
+    if main_process:
+        discard_unfinished(checkpoints)
+    last = last_complete_checkpoint(checkpoints, remove_partial=main_process)
     step_log = state_dir / "train_log.csv"
     if last:
         log.info("resuming from %s", last)

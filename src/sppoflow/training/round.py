@@ -30,6 +30,7 @@ from sppoflow.training.resume import (
     TrainingStopped,
     fingerprint,
     resume_point,
+    state_in_use,
 )
 from sppoflow.training.settings import TrainSettings
 from sppoflow.training.trainer import build_trainer, global_batch_size, training_arguments
@@ -190,7 +191,11 @@ def train(
     check_schedule(steps, settings)
     tracking_env = tracking_environment(targets, tracking_dir, run_group)
     parameters = sum(p.numel() for p in model.parameters())  # before sharding hides them
-    with environment(tracking_env), StopOnSignal(args.world_size, args.device) as stop:
+    with (
+        state_in_use(state_dir, args.process_index == 0),
+        environment(tracking_env),
+        StopOnSignal(args.world_size, args.device) as stop,
+    ):
         trainer = build_trainer(
             model, tokenizer, examples, settings, state_dir, args, precision, stop, run_id
         )

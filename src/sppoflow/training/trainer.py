@@ -26,10 +26,11 @@ from sppoflow.loss import (
 from sppoflow.training.data import Collator
 from sppoflow.training.reference import load_or_compute_references
 from sppoflow.training.resume import (
+    STAGING,
     CsvLogCallback,
-    MarkCompleteCheckpoints,
     StopOnSignal,
     TrainingStopped,
+    commit_checkpoint,
     prepare_state_dir,
 )
 from sppoflow.training.settings import OPTIMIZERS, TrainSettings
@@ -60,6 +61,23 @@ class SPPOTrainer(Trainer):
         self.reward_beta = sppo.reward_beta()
         self.model_accepts_loss_kwargs = False  # our loss is a mean: scale it for accumulation
         self._step_metrics: dict[str, list[float]] = defaultdict(list)
+        self._writing_checkpoint = False
+
+    def _save_checkpoint(self, model, trial) -> None:
+        """The Trainer's checkpoint, written into the staging folder and then put in place
+        whole (sppoflow.training.resume.commit_checkpoint)."""
+        self._writing_checkpoint = True
+        try:
+            super()._save_checkpoint(model, trial)
+        finally:
+            self._writing_checkpoint = False
+        staged = Path(self.args.output_dir) / STAGING / f"checkpoint-{self.state.global_step}"
+        commit_checkpoint(staged, self.args.world_size, self.is_world_process_zero())
+
+    def _get_output_dir(self, trial) -> str:
+        if self._writing_checkpoint:
+            return str(Path(self.args.output_dir) / STAGING)
+        return super()._get_output_dir(trial)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         # accelerate autocasts the model's forward only; the output layer, applied outside
@@ -165,7 +183,7 @@ def training_arguments(
         logging_steps=1,
         save_strategy="steps" if settings.checkpoint_steps else "no",
         save_steps=settings.checkpoint_steps or 500,
-        save_total_limit=2,
+        save_total_limit=None,  # old checkpoints are removed once a new one is in place
         seed=settings.seed,
         data_seed=settings.seed,
         use_cpu=device.type == "cpu",
@@ -220,6 +238,6 @@ def build_trainer(
         train_dataset=examples,
         data_collator=collator,
         processing_class=tokenizer,
-        callbacks=[CsvLogCallback(state_dir / "train_log.csv"), MarkCompleteCheckpoints(), stop],
+        callbacks=[CsvLogCallback(state_dir / "train_log.csv"), stop],
         sppo=settings,
     )
