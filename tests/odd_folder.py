@@ -1,5 +1,5 @@
 """A copy of the project in a folder whose name is no command, and a run of the tiny workflow
-there that is killed in the middle of training, Snakemake and all (tests/test_folder_names.py,
+there whose Snakemake is killed in the middle of training (tests/test_folder_names.py,
 tests/test_crash_recovery.py)."""
 
 from __future__ import annotations
@@ -97,10 +97,12 @@ def kill_tree(pid: int) -> None:
 
 
 def interrupted_run(folder: Path, tiny_model_dir: Path, env: dict[str, str]) -> dict:
-    """The tiny workflow run from an odd clone, with a checkpoint every step; once its train
-    job is held in step 2, Snakemake and all its jobs are killed with SIGKILL. Then what a
-    user does: the same command (refused: the folder is locked), ``snakemake --unlock``, the
-    same command again. Returns the clone and each command's output."""
+    """The tiny workflow run from an odd clone, with a checkpoint every step. Once its train
+    job is held in step 2, Snakemake alone is killed with SIGKILL (its train job goes on, an
+    orphan, as after a `kill -9` of Snakemake or a lost login node whose cluster jobs run on).
+    Then what a user does: the same command (refused: the folder is locked), `snakemake
+    --unlock`, the same command (its train job stops: the orphan trains the round), the orphan
+    ended (SIGKILL), the same command again. Returns the clone and each command's output."""
     clone = odd_clone(folder, tiny_model_dir)
     config = yaml.safe_load((clone / "tiny.yaml").read_text())
     config["train"]["checkpoint_steps"] = 1
@@ -115,11 +117,18 @@ def interrupted_run(folder: Path, tiny_model_dir: Path, env: dict[str, str]) -> 
     try:
         hold.wait_held(lambda: first.poll() is None)
     finally:
-        kill_tree(first.pid)
+        first.send_signal(signal.SIGKILL)
         first.wait()
+    orphan = int((folder / "held" / "held").read_text().split()[0])
     outputs = {"first": first_log.read_text()}
-    for name, args in (("locked", command), ("unlock", [*command, "--unlock"]), ("rerun", command)):
-        done = subprocess.run(args, cwd=clone, env=env, capture_output=True, text=True)
-        outputs[name] = done.stdout + done.stderr
-        outputs[f"{name}_code"] = done.returncode
+    try:
+        for name, args in (("locked", command), ("unlock", [*command, "--unlock"]),
+                           ("orphan_trains", command)):  # fmt: skip
+            done = subprocess.run(args, cwd=clone, env=env, capture_output=True, text=True)
+            outputs[name], outputs[f"{name}_code"] = done.stdout + done.stderr, done.returncode
+        outputs["orphan_train_log"] = (clone / "results/iter1/logs/train.log").read_text()
+    finally:
+        kill_tree(orphan)  # what the user does once told: end the old job
+    done = subprocess.run(command, cwd=clone, env=env, capture_output=True, text=True)
+    outputs["rerun"], outputs["rerun_code"] = done.stdout + done.stderr, done.returncode
     return {"clone": clone, **outputs}

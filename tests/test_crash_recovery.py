@@ -65,14 +65,22 @@ def test_a_rerun_after_a_kill_at_any_step_ends_as_a_round_never_killed(kill_poin
 def test_after_snakemake_itself_is_killed_unlock_and_the_same_command_finish_the_run(
     interrupted_odd_run, tiny_run
 ):
-    """Snakemake and its jobs killed with SIGKILL while round 1 trains (a checkpoint saved
-    after step 1, step 2 under way), as when a login node dies: the same command is refused
-    (the folder is locked), `snakemake --unlock` frees it, and the same command then re-runs
-    the train job, which resumes from its checkpoint, and finishes the run. The trained
-    weights are those of a run never killed, bit for bit."""
+    """Snakemake killed with SIGKILL while round 1 trains (a checkpoint saved after step 1,
+    step 2 under way), its train job left running: the same command is refused (the folder is
+    locked); after `snakemake --unlock` the same command's train job stops with one line while
+    the old job still trains the round; once that is ended, the same command re-runs the train
+    job, which resumes from its checkpoint, and finishes the run. The trained weights are
+    those of a run never killed, bit for bit."""
     run = interrupted_odd_run
     assert run["locked_code"] != 0 and "LockException" in run["locked"], run["locked"][-3000:]
     assert run["unlock_code"] == 0, run["unlock"][-3000:]
+    assert run["orphan_trains_code"] != 0
+    said = [line for line in run["orphan_train_log"].splitlines() if line.startswith("error:")]
+    assert len(said) == 1 and re.fullmatch(
+        r"error: \S+/train_state is being trained by process \d+ on \S+: a job of an earlier run"
+        r" may still be running .*; cancel it, then run this again",
+        said[0],
+    ), run["orphan_train_log"][-3000:]
     assert run["rerun_code"] == 0, run["rerun"][-5000:]
     log = (run["clone"] / "results/iter1/logs/train.log").read_text()
     assert re.search(r"resuming from \S+/train_state/checkpoints/checkpoint-1$", log, re.M), log
