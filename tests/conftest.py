@@ -289,6 +289,14 @@ def package_index_problem() -> str | None:
 
 
 @pytest.fixture
+def package_index():
+    """PyPI, or the test skips, saying why: the test is in the network tier."""
+    problem = package_index_problem()
+    if problem:
+        pytest.skip(problem)
+
+
+@pytest.fixture
 def run_snakemake():
     """``snakemake`` for a test that runs jobs: the test is in the e2e tier."""
     return snakemake
@@ -322,7 +330,7 @@ TIER_FIXTURES = {
         "gpu_check_rehearsal",
         "run_snakemake",
     },
-    "network": {"resolutions"},
+    "network": {"resolutions", "package_index"},
     "gpu": {"cuda"},
 }
 IN_E2E_TEST = [False]

@@ -255,3 +255,30 @@ def test_a_model_whose_forward_takes_past_key_values_gets_it_there():
 
     assert decoding.cache_argument(OldModel) == "past_key_values"
     assert decoding.cache_argument(NewModel) == "cache"
+
+
+def test_these_tests_run_against_the_newest_transformers_the_project_allows(package_index):
+    """The decoding tests above meet a deprecation the newest allowed transformers announces
+    (a fresh install of the test command takes it): the installed release is that one."""
+    import json
+    import urllib.request
+    from importlib.metadata import version
+
+    import tomllib
+    from packaging.requirements import Requirement
+    from packaging.version import Version
+
+    from conftest import ROOT
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    [allowed] = [r for r in map(Requirement, project["dependencies"]) if r.name == "transformers"]
+    with urllib.request.urlopen("https://pypi.org/pypi/transformers/json", timeout=60) as page:
+        releases = json.load(page)["releases"]
+    newest = max(
+        Version(name)
+        for name, files in releases.items()
+        if files and not all(f.get("yanked") for f in files)
+        and not Version(name).is_prerelease and Version(name) in allowed.specifier
+    )  # fmt: skip
+    installed = Version(version("transformers"))
+    assert installed == newest, f"transformers {installed}: pip install -U '{allowed}' ({newest})"
