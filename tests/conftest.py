@@ -430,8 +430,9 @@ def tiny_run(tmp_path_factory, tiny_model_dir):
 
 @pytest.fixture(scope="session")
 def interrupted_odd_run(tmp_path_factory, tiny_model_dir):
-    """The tiny workflow run from a folder whose name is no command, killed (Snakemake and
-    all) in the middle of training, then unlocked and run again (tests/odd_folder.py)."""
+    """The tiny workflow run from a folder whose name is no command, its Snakemake killed in
+    the middle of training (its train job left running), then unlocked and run again
+    (tests/odd_folder.py)."""
     from odd_folder import interrupted_run
 
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}

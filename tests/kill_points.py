@@ -16,7 +16,10 @@ chosen event is a kill point: a process trains until it and is killed there with
 before the event or, for a file write, halfway through it (the file holds part of its bytes);
 another process runs the round again, after removing the round's declared outputs as
 Snakemake does before it reruns an incomplete job. SIGKILL runs no handler, no ``finally``
-and no ``except``: what is on disk is what a dead node leaves.
+and no ``except``, and leaves what the page cache holds: what a killed job leaves. (What a
+node that loses power leaves also depends on what was flushed to disk first; the order of
+the flushes is tested apart, in tests/test_atomic.py.) One process trains; the barriers of a
+save over several processes are exercised by tests/test_distributed_training.py.
 
 RESULTS (JSON): the recorded events, the files the round left that no recorded event wrote
 (there should be none: a writer the kill points cannot see), and per kill point the rerun's
@@ -278,7 +281,8 @@ def main(plan_path: str, results_path: str) -> None:
     seen = events(record)
     # the events before the first step's end, and those from the end of the step whose
     # checkpoint is the first to kill in (its step log row, its save) to the end of the round
-    first_save = next(e["n"] for e in seen if f"checkpoint-{plan['first_kill_step']}" in e["path"])
+    step = plan["first_kill_step"]
+    first_save = next(e["n"] for e in seen if re.search(rf"checkpoint-{step}(/|$)", e["path"]))
     appends = [e["n"] for e in seen if e["path"] == "train_state/train_log.csv"]
     from_step = max(n for n in appends if n < first_save)
     chosen = [e for e in seen if e["n"] < appends[0] or e["n"] >= from_step]

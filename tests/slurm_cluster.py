@@ -387,7 +387,7 @@ def _start_slurmdbd(cluster: LocalCluster) -> None:
 
 
 def start(
-    folder: Path, gpus: int = 2, kill_wait: int = 120, nodes: int = 2, accounting: bool = True
+    folder: Path, gpus: int = 2, kill_wait: int = 600, nodes: int = 2, accounting: bool = True
 ) -> LocalCluster:
     """Start munge (unless running), the accounting database and slurmdbd, slurmctld and a
     slurmd per node; return once every node is idle. ``gpus`` fake GPUs per node. Where

@@ -24,7 +24,7 @@ from safetensors.torch import load_file
 from conftest import ROOT
 from sppoflow.training.resume import COMPLETE
 from training_data import TRAIN_FLAGS, write_round_tables
-from training_hold import TrainingHold, wait_for_line
+from training_hold import NEVER, TrainingHold, wait_for_line
 
 BIN = Path(sys.executable).parent
 
@@ -176,7 +176,7 @@ def wrapped_launch(
 
 def finished(launched: Launch) -> str:
     """The stderr of a launch that must succeed."""
-    code = launched.process.wait()
+    code = launched.process.wait(timeout=NEVER)
     assert code == 0, launched.stderr()[-3000:]
     return launched.stderr()
 
@@ -201,7 +201,7 @@ def stop_in_step_two(tmp_path, model_dir, tables, name, signum, everyone, **laun
         wait_for_line(launched.log, said, launched.running)
     finally:
         hold.release()
-    code = launched.process.wait()
+    code = launched.process.wait(timeout=NEVER)
     assert code != 0, launched.stderr()[-3000:]
     return launched.out, launched.stderr()
 

@@ -1,5 +1,6 @@
 """Local GPU assignment: concurrent jobs get disjoint devices; the scheduler's choice wins."""
 
+import select
 import subprocess
 import sys
 
@@ -8,8 +9,16 @@ import pytest
 from conftest import ROOT
 from sppoflow.errors import UserError
 from sppoflow.gpu_slots import claimed_gpus, process_per_gpu
+from training_hold import NEVER
 
 SCRIPT = str(ROOT / "scripts" / "with_gpus.py")
+
+
+def first_line(pipe) -> str:
+    """The next line a job prints; fails (instead of hanging) if none comes in NEVER s."""
+    ready, _, _ = select.select([pipe], [], [], NEVER)
+    assert ready, f"no line in {NEVER:.0f} s"
+    return pipe.readline()
 
 
 def holding(release):
@@ -42,9 +51,11 @@ def test_concurrent_jobs_get_disjoint_devices(four_gpus):
         )
         for _ in range(2)
     ]
-    seen = [job.stdout.readline().strip() for job in jobs]  # both hold their GPUs now
-    release.touch()
-    assert all(job.wait() == 0 for job in jobs)
+    try:
+        seen = [first_line(job.stdout).strip() for job in jobs]  # both hold their GPUs now
+    finally:
+        release.touch()
+    assert all(job.wait(timeout=NEVER) == 0 for job in jobs)
     for job in jobs:
         job.stdout.close()
     devices = [set(s.split(",")) for s in seen]
@@ -63,10 +74,10 @@ def test_a_job_waits_until_devices_are_free(four_gpus):
             stderr=subprocess.PIPE,
             text=True,
         )
-        said = waiting.stderr.readline()  # the wrapper's first line: it has to wait
+        said = first_line(waiting.stderr)  # the wrapper's first line: it has to wait
         assert "waiting for 1 free GPU(s) of 4 (held by other jobs)" in said, said
         assert waiting.poll() is None
-    out, _ = waiting.communicate()
+    out, _ = waiting.communicate(timeout=NEVER)
     assert out.strip() == "0" and waiting.returncode == 0
 
 
@@ -122,9 +133,9 @@ def test_a_sigterm_reaches_the_command_and_the_wrapper_waits_for_it(tmp_path):
         stderr=subprocess.PIPE,
         text=True,
     )
-    assert wrapper.stdout.readline().strip() == "ready"
+    assert first_line(wrapper.stdout).strip() == "ready"
     wrapper.send_signal(signal.SIGTERM)
-    assert wrapper.wait() == 143  # the command's status, after it saved
+    assert wrapper.wait(timeout=NEVER) == 143  # the command's status, after it saved
     assert done.read_text() == "saved"
     assert "passing SIGTERM on to the command" in wrapper.stderr.read()
     wrapper.stdout.close()

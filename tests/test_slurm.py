@@ -67,14 +67,14 @@ def slurm_env(cluster, folder: Path, hold: TrainingHold) -> dict[str, str]:
 class Background(threading.Thread):
     """``run()`` in a thread; ``result()`` is what it returned (or raises what it raised)."""
 
-    def __init__(self, run) -> None:
+    def __init__(self, target) -> None:
         super().__init__(daemon=True)
-        self.run_ = run
+        self.target = target
         self.outcome: list = []
 
     def run(self) -> None:
         try:
-            self.outcome.append(self.run_())
+            self.outcome.append(self.target())
         except BaseException as error:  # raised again in the test, by result()
             self.outcome.append(error)
 

@@ -1,6 +1,7 @@
 """The train stage on the tiny model: data layout, reference log-probs, log, save and resume."""
 
 import json
+import logging
 import shutil
 
 import pandas as pd
@@ -303,9 +304,11 @@ def test_lora_trains_adapters_only_and_saves_a_plain_merged_model(
     assert changed and all(n.endswith(("q_proj.weight", "v_proj.weight")) for n in changed)
 
 
-def test_lora_adapters_are_added_without_a_deprecated_call(tiny_model_dir):
-    """peft asks the model for ``is_gradient_checkpointing``, which transformers deprecated;
-    the adapters are added without a FutureWarning or DeprecationWarning reaching the user."""
+def test_lora_adapters_are_added_without_a_deprecation_warning_reaching_the_user(
+    tiny_model_dir,
+):
+    """peft asks the model for ``is_gradient_checkpointing``, which transformers deprecated
+    (peft's call, filtered): no FutureWarning or DeprecationWarning reaches the user."""
     import warnings
 
     from sppoflow.lora import add_lora_adapters
@@ -367,7 +370,7 @@ def test_deepspeed_mixed_precision_cannot_keep_fp32_weights(
 
 
 def test_a_second_job_cannot_train_a_round_that_is_being_trained(
-    tmp_path, tiny_model_dir, embedded_tokenizer
+    tmp_path, tiny_model_dir, embedded_tokenizer, caplog
 ):
     """A job a killed Snakemake left running on a cluster still trains the round when the
     rerun's job starts: the rerun's stops with one line, and writes nothing into the state."""
@@ -388,5 +391,8 @@ def test_a_second_job_cannot_train_a_round_that_is_being_trained(
         assert not (state / "checkpoints").exists()
     finally:
         holder.communicate("")
-    out, _ = run_training(tmp_path, tiny_model_dir, embedded_tokenizer)  # free again
+    with caplog.at_level(logging.WARNING):  # free again; its holder never emptied it
+        out, _ = run_training(tmp_path, tiny_model_dir, embedded_tokenizer)
     assert (out / "model.safetensors").is_file()
+    assert "was last held by process 4242 on node-7, which did not let go of it" in caplog.text
+    assert (tmp_path / ".state.lock").read_text() == ""  # held by no one

@@ -34,8 +34,8 @@ def removing_name(path: Path) -> Path:
     return path.with_name(f".{path.name}{REMOVING}")
 
 
-def sync_file(path: Path) -> None:
-    """Flush ``path``'s data (a folder: its entries) from the page cache to the disk."""
+def fsync_path(path: Path) -> None:
+    """Flush ``path``'s data (a folder's: its entries) from the page cache to the disk."""
     descriptor = os.open(path, os.O_RDONLY)
     try:
         os.fsync(descriptor)
@@ -49,9 +49,9 @@ def sync_tree(folder: Path) -> None:
     for root, _, files in os.walk(folder):
         folders.append(Path(root))
         for name in files:
-            sync_file(Path(root) / name)
+            fsync_path(Path(root) / name)
     for each in reversed(folders):
-        sync_file(each)
+        fsync_path(each)
 
 
 def write_atomically(path: Path | str, write: Callable[[Path], object]) -> None:
@@ -61,9 +61,9 @@ def write_atomically(path: Path | str, write: Callable[[Path], object]) -> None:
     partial = partial_name(path)
     try:
         write(partial)
-        sync_file(partial)
+        fsync_path(partial)
         os.replace(partial, path)
-        sync_file(path.parent)
+        fsync_path(path.parent)
     finally:
         partial.unlink(missing_ok=True)
 
@@ -96,7 +96,8 @@ def remove_tree(path: Path | str) -> None:
 
 def finish_removals(folder: Path | str, name: str = "*") -> list[Path]:
     """Delete what removals cut short (by a killed job) left in ``folder``, of the entries
-    whose name matches the glob ``name``; returns the entries they were removing."""
+    whose name matches the glob ``name`` (``glob.escape`` a plain name); returns the entries
+    they were removing."""
     folder = Path(folder)
     if not folder.is_dir():
         return []
@@ -123,7 +124,7 @@ def replace_folder(written: Path, target: Path) -> None:
     if target.exists():
         os.rename(target, aside)
     os.replace(written, target)
-    sync_file(target.parent)
+    fsync_path(target.parent)
     if aside.exists():
         shutil.rmtree(aside)
 

@@ -10,7 +10,6 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 from pathlib import Path
 
@@ -18,7 +17,7 @@ import duckdb
 import pandas as pd
 
 from sppoflow import provenance
-from sppoflow.atomic import write_text_atomically
+from sppoflow.atomic import write_atomically, write_text_atomically
 from sppoflow.errors import UserError
 from sppoflow.tables import SAMPLES, read_table
 from sppoflow.workflow import layout
@@ -114,37 +113,47 @@ def write_database(
         if not NAME.match(name):
             raise UserError(f"not a method name: {name!r}")
     chains = [(name, layout.chain(name, len(methods) > 1)) for name in methods]
-    partial = out.with_name(out.name + ".partial")
-    partial.unlink(missing_ok=True)
     made: list[str] = []
-    with duckdb.connect(str(partial)) as db:
-        for name, (file, shared_rounds) in VIEWS.items():
-            parts = [
-                (pattern, owners)
-                for pattern, owners in layout.round_file_globs(file, shared_rounds, chains)
-                if list(workdir.glob(pattern))
-            ]
-            if parts:
-                db.execute(view_sql(db, name, parts))
-                made.append(name)
-        if "eval_judgements" in made:
-            db.execute(
-                "CREATE OR REPLACE VIEW win_rates AS SELECT method, round, judge, opponent,"
-                " count(*) AS prompts, avg(outcome) AS win_rate, avg(prob) AS mean_prob,"
-                " avg(tokens) AS tokens, avg(opponent_tokens) AS opponent_tokens"
-                " FROM eval_judgements GROUP BY method, round, judge, opponent"
-                " ORDER BY method, round, judge, opponent"
-            )
-            made.append("win_rates")
-        recorded = [p for p in PROVENANCE_SOURCES if list(workdir.glob(p))]
-        if recorded:
-            db.execute(provenance_sql(recorded))
-            made.append("provenance")
-        if (workdir / HEAD_TO_HEAD).is_file():
-            reader = f"read_parquet('{HEAD_TO_HEAD}')"
-            db.execute(f"CREATE OR REPLACE VIEW head_to_head AS SELECT * FROM {reader}")
-            made.append("head_to_head")
-    os.replace(partial, out)
+
+    def write(partial: Path) -> None:
+        for left in (partial, partial.with_name(partial.name + ".wal")):
+            left.unlink(missing_ok=True)  # a killed job's
+        with duckdb.connect(str(partial)) as db:
+            made.extend(create_views(db, workdir, chains))
+
+    write_atomically(out, write)
+    return made
+
+
+def create_views(db, workdir: Path, chains: list[tuple[str, str]]) -> list[str]:
+    """The views of the run in ``workdir`` whose files exist, created in ``db``; their names."""
+    made: list[str] = []
+    for name, (file, shared_rounds) in VIEWS.items():
+        parts = [
+            (pattern, owners)
+            for pattern, owners in layout.round_file_globs(file, shared_rounds, chains)
+            if list(workdir.glob(pattern))
+        ]
+        if parts:
+            db.execute(view_sql(db, name, parts))
+            made.append(name)
+    if "eval_judgements" in made:
+        db.execute(
+            "CREATE OR REPLACE VIEW win_rates AS SELECT method, round, judge, opponent,"
+            " count(*) AS prompts, avg(outcome) AS win_rate, avg(prob) AS mean_prob,"
+            " avg(tokens) AS tokens, avg(opponent_tokens) AS opponent_tokens"
+            " FROM eval_judgements GROUP BY method, round, judge, opponent"
+            " ORDER BY method, round, judge, opponent"
+        )
+        made.append("win_rates")
+    recorded = [p for p in PROVENANCE_SOURCES if list(workdir.glob(p))]
+    if recorded:
+        db.execute(provenance_sql(recorded))
+        made.append("provenance")
+    if (workdir / HEAD_TO_HEAD).is_file():
+        reader = f"read_parquet('{HEAD_TO_HEAD}')"
+        db.execute(f"CREATE OR REPLACE VIEW head_to_head AS SELECT * FROM {reader}")
+        made.append("head_to_head")
     return made
 
 

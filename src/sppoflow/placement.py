@@ -13,7 +13,7 @@ them.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 from sppoflow.errors import UserError
 
@@ -85,7 +85,7 @@ def runtime_for(minutes: int) -> Callable[[object, int], int]:
 SBATCH_UNSAFE = ("$", "`", "\\", "'", '"')
 
 
-def sbatch_unsafe_path(paths) -> str | None:
+def sbatch_unsafe_path(paths: Iterable[str | os.PathLike]) -> str | None:
     """The first of ``paths`` that the SLURM executor plugin cannot pass to sbatch safely."""
     for path in map(str, paths):
         if any(char in path for char in SBATCH_UNSAFE):
@@ -93,7 +93,7 @@ def sbatch_unsafe_path(paths) -> str | None:
     return None
 
 
-def check_sbatch_paths(paths) -> None:
+def check_sbatch_paths(paths: Iterable[str | os.PathLike]) -> None:
     """A run about to submit to SLURM stops, before any job, at a path the plugin would
     hand to the shell unquoted."""
     unsafe = sbatch_unsafe_path(paths)

@@ -3,6 +3,7 @@ only by a rerun with the same inputs."""
 
 from __future__ import annotations
 
+import glob
 import logging
 from pathlib import Path
 
@@ -15,7 +16,7 @@ def keep_for_run(folder: Path, run_id: str, marker: str) -> Path:
     """``folder`` as an earlier attempt of run ``run_id`` left it, or emptied if it belongs to
     another run (its ``marker`` file holds the id of the run that wrote it). A removal of it
     that a killed job cut short is finished first."""
-    finish_removals(folder.parent, folder.name)
+    finish_removals(folder.parent, glob.escape(folder.name))
     stamp = folder / marker
     if folder.exists() and not stamp.is_file():
         log.info("clearing %s: it does not say which run wrote it", folder)

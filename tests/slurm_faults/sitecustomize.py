@@ -7,7 +7,8 @@ SPPO_FAULT_HOLD_TRAINING=<folder>:<step>: the first train.py process (whichever 
     <folder>/claimed) holds training at the start of optimizer step <step>: it writes
     <folder>/held and waits until <folder>/release exists. A test then acts while the run is
     in a known step (sends a signal, cuts the job's time limit, fails its node) and releases
-    it (tests/training_hold.py): no clock is raced, however slow the machine.
+    it (tests/training_hold.py): no clock is raced, however slow the machine. A hold that no
+    test releases (the test died) ends by itself after 30 minutes.
 """
 
 import importlib.abc
@@ -68,7 +69,8 @@ class _HeldTraining(importlib.abc.MetaPathFinder):
         with open(os.path.join(self.folder, "held.partial"), "w") as handle:
             handle.write(f"{os.getpid()} {rank}\n")
         os.replace(os.path.join(self.folder, "held.partial"), os.path.join(self.folder, "held"))
-        while not os.path.exists(release):
+        deadline = time.monotonic() + 1800
+        while not os.path.exists(release) and time.monotonic() < deadline:
             time.sleep(0.1)  # a signal's handler runs here, as it would in a step
         print("fault injected: training released", file=sys.stderr, flush=True)
 

@@ -28,7 +28,13 @@ from pathlib import Path
 import torch
 from transformers import Trainer, TrainerCallback
 
-from sppoflow.atomic import finish_removals, remove_tree, replace_folder, write_atomically
+from sppoflow.atomic import (
+    finish_removals,
+    remove_tree,
+    replace_folder,
+    sync_tree,
+    write_atomically,
+)
 from sppoflow.errors import UserError
 from sppoflow.run_state import keep_for_run
 from sppoflow.training.settings import TrainSettings
@@ -166,7 +172,7 @@ COMPLETE = "sppo_checkpoint_complete"
 
 
 STAGING = ".staging"  # in the checkpoints folder: where a checkpoint is written
-KEEP = 2  # checkpoints kept: the newest and the one before it
+CHECKPOINTS_KEPT = 2  # the newest and the one before it
 
 
 def checkpoints_by_step(folder: Path) -> list[Path]:
@@ -184,15 +190,18 @@ def checkpoints_by_step(folder: Path) -> list[Path]:
 def commit_checkpoint(staged: Path, world_size: int, main_process: bool) -> Path:
     """Put the checkpoint that every process has written into ``staged`` (a folder in the
     staging folder) in its place, marked complete; checkpoints older than the newest
-    ``KEEP`` are removed. Returns where it is now."""
+    ``CHECKPOINTS_KEPT`` are removed. Returns where it is now."""
     checkpoints = staged.parent.parent
     final = checkpoints / staged.name
+    # each process flushes what it wrote (on a cluster's file system, only the node that
+    # wrote a file can flush it) before the first one puts the checkpoint in place
+    sync_tree(staged)
     if world_size > 1:
         torch.distributed.barrier()  # every process has written its part
     if main_process:
         (staged / COMPLETE).write_text(f"{world_size} process(es)\n")
         replace_folder(staged, final)
-        for old in checkpoints_by_step(checkpoints)[:-KEEP]:
+        for old in checkpoints_by_step(checkpoints)[:-CHECKPOINTS_KEPT]:
             remove_tree(old)
     if world_size > 1:
         # no process exits (a stop on a signal) before the checkpoint is in place: over several
@@ -240,12 +249,14 @@ def fingerprint(paths: list[Path], settings: TrainSettings, model_dir: Path) -> 
 
 
 @contextmanager
-def state_in_use(state_dir: Path, main_process: bool) -> Iterator[None]:
+def training_lock(state_dir: Path, main_process: bool) -> Iterator[None]:
     """Hold ``.<state_dir name>.lock`` beside the state folder while training (the first
     process does): a second job that trains the same round at the same time, such as one a
     killed Snakemake left running on a cluster, stops with an error instead of writing into
-    the same checkpoints. The file says who holds it, and is empty once they are done. Where
-    the file system has no locks, it trains unguarded, saying so."""
+    the same checkpoints. The file says who holds it, and is empty once they are done: a line
+    found in it names a holder that was killed, or one on a node the file system's locks do
+    not reach (said in a warning). Where the file system has no locks, it trains unguarded,
+    saying so."""
     if not main_process:
         yield
         return
@@ -267,6 +278,14 @@ def state_in_use(state_dir: Path, main_process: bool) -> Iterator[None]:
                 "cannot lock %s (%s): nothing stops a second job training here", path, error
             )
         handle.seek(0)
+        left = handle.read().strip()
+        if left:  # its holder never let go: it was killed, or its lock does not reach here
+            log.warning(
+                "%s was last held by %s, which did not let go of it: a killed job, or one still "
+                "running on another node that this file system's locks do not reach",
+                path, left,
+            )  # fmt: skip
+        handle.seek(0)
         handle.truncate()
         handle.write(f"process {os.getpid()} on {socket.gethostname()}\n")
         handle.flush()
@@ -282,18 +301,37 @@ def prepare_state_dir(state_dir: Path, run_id: str) -> None:
 
 
 def resume_point(trainer: Trainer, state_dir: Path) -> Path | None:
-    """The checkpoint to resume from, if any; the step log is cut back to it, so that no step
-    appears twice, and a fresh start does not append to a stale log."""
+    """The checkpoint to resume from, if any, the same for every process (the first process
+    looks, after discarding what a killed save left); the step log is cut back to it, so that
+    no step appears twice, and a fresh start does not append to a stale log."""
     main_process = trainer.is_world_process_zero()
     checkpoints = Path(trainer.args.output_dir)
+    last = None
     if main_process:
         discard_unfinished(checkpoints)
-    last = last_complete_checkpoint(checkpoints, remove_partial=main_process)
+        last = last_complete_checkpoint(checkpoints, remove_partial=True)
+    if trainer.args.world_size > 1:
+        found = [str(last) if last else None]
+        torch.distributed.broadcast_object_list(found, src=0)
+        last = Path(found[0]) if found[0] else None
     step_log = state_dir / "train_log.csv"
     if last:
         log.info("resuming from %s", last)
+        warn_of_another_layout(last, trainer.args.world_size)
         if main_process:
             truncate_log(step_log, int(CHECKPOINT.match(last.name).group(1)))
     elif main_process and step_log.exists():
         step_log.unlink()
     return last
+
+
+def warn_of_another_layout(checkpoint: Path, world_size: int) -> None:
+    """A checkpoint written by another number of processes resumes their RNG states only in
+    part, and a sharded engine's optimizer state not at all: say so."""
+    written = (checkpoint / COMPLETE).read_text().split()[0]
+    if written.isdigit() and int(written) != world_size:
+        log.warning(
+            "%s was written by %s process(es) and this run has %d: their random state (and a "
+            "sharded optimizer's state, under DeepSpeed or FSDP) does not carry over as it is",
+            checkpoint.name, written, world_size,
+        )  # fmt: skip

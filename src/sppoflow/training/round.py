@@ -30,7 +30,7 @@ from sppoflow.training.resume import (
     TrainingStopped,
     fingerprint,
     resume_point,
-    state_in_use,
+    training_lock,
 )
 from sppoflow.training.settings import TrainSettings
 from sppoflow.training.trainer import build_trainer, global_batch_size, training_arguments
@@ -192,7 +192,7 @@ def train(
     tracking_env = tracking_environment(targets, tracking_dir, run_group)
     parameters = sum(p.numel() for p in model.parameters())  # before sharding hides them
     with (
-        state_in_use(state_dir, args.process_index == 0),
+        training_lock(state_dir, args.process_index == 0),
         environment(tracking_env),
         StopOnSignal(args.world_size, args.device) as stop,
     ):

@@ -74,7 +74,8 @@ class SPPOTrainer(Trainer):
         staged = Path(self.args.output_dir) / STAGING / f"checkpoint-{self.state.global_step}"
         commit_checkpoint(staged, self.args.world_size, self.is_world_process_zero())
 
-    def _get_output_dir(self, trial) -> str:
+    def _get_output_dir(self, trial: object) -> str:
+        """Where the Trainer writes: the staging folder while it writes a checkpoint."""
         if self._writing_checkpoint:
             return str(Path(self.args.output_dir) / STAGING)
         return super()._get_output_dir(trial)
