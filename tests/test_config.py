@@ -9,12 +9,13 @@ import yaml
 from conftest import BAD_CONFIGS
 from sppoflow.aggregate import AggregateSettings
 from sppoflow.benchmark_answers import AnswerSettings
-from sppoflow.config import load_schema, validate
+from sppoflow.config import validate
 from sppoflow.errors import UserError
 from sppoflow.generation import SamplingSettings
 from sppoflow.preference import JudgeSettings
 from sppoflow.prompts import PoolSettings
-from sppoflow.training.settings import TrainSettings, lora_flag_names
+from sppoflow.schema import load_schema, nested_fields
+from sppoflow.training.settings import TrainSettings
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -61,7 +62,7 @@ def test_schema_and_stage_settings_agree(section, settings_type, skip):
     """Every stage flag has a config key and every key a flag (so nothing is silently ignored)."""
     schema = dict(load_schema()["properties"][section]["properties"])
     if "lora" in schema:  # train.lora.<key> is the flag --lora-<key> (enabled: --lora)
-        schema.update(lora_flag_names(schema.pop("lora")["properties"]))
+        schema.update(nested_fields("lora", schema.pop("lora")["properties"]))
     fields = {
         f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory()
         for f in dataclasses.fields(settings_type)
@@ -124,6 +125,11 @@ def test_the_benchmark_answers_settings_are_the_schemas():
 
 
 def test_each_loss_has_its_own_parameter():
-    assert TrainSettings(eta=1000).resolved_eta() == 1000
-    assert TrainSettings(loss="dpo", dpo_beta=0.3).reward_beta() == 0.3
-    assert TrainSettings(loss="ipo", ipo_tau=0.05).reward_beta() == 0.05
+    def reward_beta(settings):
+        return settings.method().reward_beta(settings)
+
+    assert reward_beta(TrainSettings(eta=1000)) == 1 / 1000
+    assert reward_beta(TrainSettings(loss="dpo", dpo_beta=0.3)) == 0.3
+    assert reward_beta(TrainSettings(loss="ipo", ipo_tau=0.05)) == 0.05
+    assert TrainSettings(loss="sppo_hard", eta=1000).objective() == "sppo_hard, eta 1000"
+    assert TrainSettings(loss="dpo", dpo_beta=0.3).objective() == "dpo, beta 0.3"

@@ -129,7 +129,10 @@ def test_baselines_widen_the_margin_and_log_their_implicit_reward(
     [
         ({"loss": "dpo"}, "train.loss=dpo needs train.dpo_beta > 0"),
         ({"loss": "ipo"}, "train.loss=ipo needs train.ipo_tau > 0"),
-        ({"loss": "dpo", "dpo_beta": 0.1, "train_on": "all"}, "set train.loss=sppo (not dpo)"),
+        (
+            {"loss": "dpo", "dpo_beta": 0.1, "train_on": "all"},
+            "train.loss=dpo cannot train on it; set train.loss=sppo",
+        ),
     ],
 )
 def test_baseline_settings_are_checked(overrides, message):

@@ -16,18 +16,18 @@ import duckdb
 import pandas as pd
 import pyarrow.parquet as pq
 
-from sppoflow.cli import declared
 from sppoflow.errors import UserError, check_choice
+from sppoflow.schema import config_section, declared
 
 log = logging.getLogger(__name__)
 
 ESTIMATORS = ("strength", "direct")
 
 
-@dataclass
+@config_section("aggregate")
 class AggregateSettings:
-    estimator: str = declared("aggregate", "estimator")
-    min_spread: float = declared("aggregate", "min_spread")
+    estimator: str = declared()
+    min_spread: float = declared()
 
 
 @dataclass

@@ -16,15 +16,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
 
 from sppoflow.benchmarks import Question, conventional_temperature
 from sppoflow.chat import MESSAGES, Message, encode_conversations
-from sppoflow.cli import declared
 from sppoflow.generation import SamplingSettings
+from sppoflow.schema import config_section, declared
 from sppoflow.tables import BENCHMARK_ANSWERS
 
 CONVENTIONAL = "conventional"
@@ -32,9 +32,9 @@ CONVENTIONAL = "conventional"
 TurnGenerator = Callable[[pd.DataFrame, SamplingSettings], pd.DataFrame]
 
 
-@dataclass
+@config_section("evaluate", "benchmarks")
 class AnswerSettings:
-    sampling: str = declared("evaluate", "benchmarks", "sampling")
+    sampling: str = declared()
 
 
 def sampling_of(

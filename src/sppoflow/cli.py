@@ -3,21 +3,20 @@
 Each stage keeps its settings in a dataclass whose fields carry a ``help`` text; the same
 dataclass builds the script's ``--flags`` so that a stage runs identically from Snakemake
 (which passes every flag from the validated config) and by hand. A field that is a config
-setting is :func:`declared` by the config schema, which gives its default, help and choices:
-each setting is written down once.
+setting is declared by the config schema (:mod:`sppoflow.schema`), which gives its default,
+help and choices: each setting is written down once.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import functools
 import logging
 import os
 import sys
 import types
 import typing
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -25,36 +24,6 @@ from sppoflow import provenance
 from sppoflow.errors import UserError
 
 S = TypeVar("S")
-
-
-def setting(default: Any, help: str, choices: Sequence[str] | None = None) -> Any:
-    """A dataclass field with the help text (and choices) its command-line flag shows."""
-    metadata = {"help": help, "choices": list(choices) if choices else None}
-    if isinstance(default, list):
-        return dataclasses.field(default_factory=lambda: list(default), metadata=metadata)
-    return dataclasses.field(default=default, metadata=metadata)
-
-
-@functools.cache
-def _schema_sections() -> dict:
-    from sppoflow.config import load_schema
-
-    return load_schema()["properties"]
-
-
-def declared(*key: str, listed: bool = False, choices: Sequence[str] | None = None) -> Any:
-    """The field of config setting ``key`` (e.g. "sample", "k"), declared by the schema:
-    its default, description and enum. ``listed``: a list field whose schema default may
-    be one plain value; ``choices``: where the schema's enum is conditional."""
-    spec: dict = {"properties": _schema_sections()}
-    for part in key:
-        spec = spec["properties"][part]
-    default = spec["default"]
-    if listed and not isinstance(default, list):
-        default = [default]
-    enum = spec.get("enum") or spec.get("items", {}).get("enum") or []
-    help_text = " ".join(spec["description"].split()).replace("%", "%%")
-    return setting(default, help_text, choices or [v for v in enum if v is not None] or None)
 
 
 def _flag(name: str) -> str:

@@ -18,9 +18,7 @@ import jsonschema
 import yaml
 
 from sppoflow.errors import UserError
-
-ROOT = Path(__file__).resolve().parents[2]
-SCHEMA = ROOT / "workflow" / "schemas" / "config.schema.yaml"
+from sppoflow.schema import ROOT, load_schema, section_values
 
 
 def shipped_file(path: str) -> Path | None:
@@ -47,16 +45,6 @@ def _with_defaults(validator_class):
 
 
 DefaultFillingValidator = _with_defaults(jsonschema.Draft202012Validator)
-
-
-def load_schema(path: Path = SCHEMA) -> dict:
-    """The schema at ``path``; the project's own is read once (callers must not change it)."""
-    return _project_schema() if path == SCHEMA else yaml.safe_load(path.read_text())
-
-
-@functools.cache
-def _project_schema() -> dict:
-    return yaml.safe_load(SCHEMA.read_text())
 
 
 def key_of(error: jsonschema.ValidationError) -> str:
@@ -209,11 +197,9 @@ def _check_parts(config: dict, schema: dict) -> None:
 
 def train_settings(train: dict):
     """The train section (or a method's) as the train stage's settings, checked."""
-    from sppoflow.training.settings import TrainSettings, lora_flag_names
+    from sppoflow.training.settings import TrainSettings
 
-    settings = {k: v for k, v in train.items() if k not in ("lora", "accelerate_config")}
-    settings.update(lora_flag_names(train["lora"]))
-    checked = TrainSettings(**settings)
+    checked = TrainSettings(**section_values(TrainSettings, train))
     checked.check()
     return checked
 

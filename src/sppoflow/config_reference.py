@@ -13,7 +13,8 @@ from typing import Any
 
 import yaml
 
-from sppoflow.config import ROOT, load_schema, run_only_sections, run_only_settings
+from sppoflow.config import run_only_sections, run_only_settings
+from sppoflow.schema import ROOT, load_schema
 
 INTRO = """\
 # Configuration

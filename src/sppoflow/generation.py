@@ -7,16 +7,15 @@ The vLLM backend (``sppoflow.vllm_generation``) writes the same SAMPLES table; b
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 
 import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
 from sppoflow.chat import encode_rows, stop_token_ids
-from sppoflow.cli import declared, setting
 from sppoflow.decoding import decode
 from sppoflow.preference.batching import pad
+from sppoflow.schema import config_section, declared, setting
 from sppoflow.shards import take_shard
 from sppoflow.tables import SAMPLES
 
@@ -25,19 +24,19 @@ log = logging.getLogger(__name__)
 BACKENDS = ("transformers", "vllm")
 
 
-@dataclass
+@config_section("sample")
 class SamplingSettings:
-    backend: str = declared("sample", "backend")
-    k: int = declared("sample", "k")
-    temperature: float = declared("sample", "temperature")
-    top_p: float = declared("sample", "top_p")
-    max_new_tokens: int = declared("sample", "max_new_tokens")
-    batch_size: int = declared("sample", "batch_size")
-    seed: int = declared("sample", "seed")
-    dtype: str = declared("sample", "dtype")
-    device: str = declared("sample", "device")
+    backend: str = declared()
+    k: int = declared()
+    temperature: float = declared()
+    top_p: float = declared()
+    max_new_tokens: int = declared()
+    batch_size: int = declared()
+    seed: int = declared()
+    dtype: str = declared()
+    device: str = declared()
     tensor_parallel_size: int = setting(1, "GPUs one vLLM engine spans (vllm; 0 counts as 1)")
-    gpu_memory_utilization: float = declared("sample", "gpu_memory_utilization")
+    gpu_memory_utilization: float = declared()
 
 
 def cut_at_stop(tokens: list[int], stops: set[int]) -> tuple[list[int], str]:

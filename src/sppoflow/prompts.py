@@ -10,14 +10,13 @@ import hashlib
 import logging
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from sppoflow.cli import declared
 from sppoflow.errors import UserError, first_line
+from sppoflow.schema import config_section, declared
 from sppoflow.sources import is_hub_id
 
 log = logging.getLogger(__name__)
@@ -30,12 +29,12 @@ READERS = {
 }
 
 
-@dataclass
+@config_section("prompts")
 class PoolSettings:
-    column: str = declared("prompts", "column")
-    split: str = declared("prompts", "split")
-    n_eval: int = declared("prompts", "n_eval")
-    seed: int = declared("prompts", "seed")
+    column: str = declared()
+    split: str = declared()
+    n_eval: int = declared()
+    seed: int = declared()
 
 
 def normalise(text: str) -> str:

@@ -7,9 +7,8 @@ the model folder (embedded package, local folder or hub id) and the device once 
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
-from sppoflow.cli import declared
 from sppoflow.errors import UserError, check_choice
 from sppoflow.preference.base import (
     Comparison,
@@ -18,6 +17,7 @@ from sppoflow.preference.base import (
     PreferenceModel,
     sigmoid,
 )
+from sppoflow.schema import config_section, declared
 
 BACKENDS = {
     "relevance": "sppoflow.preference.relevance",
@@ -38,22 +38,22 @@ __all__ = [
 ]
 
 
-@dataclass
+@config_section("judge")
 class JudgeSettings:
-    backend: str = declared("judge", "backend")
-    model: str = declared("judge", "model")
-    revision: str | None = declared("judge", "revision")
-    temperature: float | None = declared("judge", "temperature")
-    batch_size: int = declared("judge", "batch_size")
-    max_batch_tokens: int | None = declared("judge", "max_batch_tokens")
-    max_length: int | None = declared("judge", "max_length")
-    prompts_per_chunk: int = declared("judge", "prompts_per_chunk")
-    template: str | None = declared("judge", "template")
-    verdict_a: str = declared("judge", "verdict_a")
-    verdict_b: str = declared("judge", "verdict_b")
-    dtype: str = declared("judge", "dtype")
-    device: str = declared("judge", "device")
-    trust_remote_code: bool = declared("judge", "trust_remote_code")
+    backend: str = declared()
+    model: str = declared()
+    revision: str | None = declared()
+    temperature: float | None = declared()
+    batch_size: int = declared()
+    max_batch_tokens: int | None = declared()
+    max_length: int | None = declared()
+    prompts_per_chunk: int = declared()
+    template: str | None = declared()
+    verdict_a: str = declared()
+    verdict_b: str = declared()
+    dtype: str = declared()
+    device: str = declared()
+    trust_remote_code: bool = declared()
 
 
 def build_judge(settings: JudgeSettings) -> PreferenceModel:

@@ -6,7 +6,8 @@ Read it in this order, one module per step of a round:
   a config stays light);
 - ``data``: the round's tables as training examples, and the collator that batches them;
 - ``reference``: log pi_t of every training sequence, computed once before the first step;
-- ``trainer``: transformers' Trainer with SPPO's loss (or DPO's or IPO's), and its arguments;
+- ``methods``: the training methods, one module each (SPPO, DPO, IPO), and their registry;
+- ``trainer``: transformers' Trainer with the method's loss, and its arguments;
 - ``resume``: checkpoints, the step log, signals, and where an interrupted run resumes;
 - ``publish``: the trained model folder, written whole or not at all;
 - ``round``: ``train_round``, the one call ``scripts/train.py`` makes, and ``train``.

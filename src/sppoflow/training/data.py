@@ -12,6 +12,7 @@ import torch
 from sppoflow.chat import encode_prompts
 from sppoflow.errors import UserError
 from sppoflow.tables import PAIRS, RESPONSE_WIN_RATES, SAMPLES, read_table
+from sppoflow.training.methods import WINNER_LOSER
 from sppoflow.training.settings import TrainSettings
 
 log = logging.getLogger(__name__)
@@ -55,7 +56,7 @@ def build_examples(
         (r.prompt_id, r.response_idx): list(r.response_token_ids)
         for r in samples.itertuples(index=False)
     }
-    if settings.train_on == "winner_loser":
+    if settings.train_on == WINNER_LOSER:
         groups = [
             (
                 r.prompt_id,

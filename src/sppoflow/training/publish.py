@@ -20,7 +20,7 @@ from sppoflow.lora import save_merged
 from sppoflow.models import cast_saved_weights, disk_dtype, folder_dtype
 from sppoflow.provenance import write_to_folder as record_provenance
 from sppoflow.safe_loading import SOURCE_RECORD
-from sppoflow.training.settings import MARGIN_LOSSES, TrainSettings
+from sppoflow.training.settings import TrainSettings
 from sppoflow.training.trainer import SPPOTrainer, global_batch_size
 from sppoflow.versions import package_versions
 
@@ -75,7 +75,7 @@ def publish(
     summary = {
         "settings": asdict(settings),
         "objective": settings.objective(),
-        "eta": settings.resolved_eta() if settings.loss not in MARGIN_LOSSES else None,
+        "eta": settings.eta if "eta" in (p.field for p in settings.method().parameters) else None,
         **record,
         "processes": trainer.args.world_size,
         "global_batch_size": global_batch_size(trainer.args, settings),

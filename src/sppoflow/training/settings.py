@@ -2,110 +2,75 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-from sppoflow.cli import declared
 from sppoflow.errors import UserError, check_choice
+from sppoflow.schema import config_section, declared
 from sppoflow.tracking import REPORT_TO, REPORTERS
+from sppoflow.training.methods import REGISTRY, TRAIN_ON, TrainingMethod, method_named
 
-# The losses' names live here rather than in sppoflow.loss, which imports torch.
-SPPO_LOSSES = ("sppo", "sppo_single", "sppo_hard")
-MARGIN_LOSSES = ("dpo", "ipo")
-LOSSES = SPPO_LOSSES + MARGIN_LOSSES
-
-TRAIN_ON = ("winner_loser", "all")
 OPTIMIZERS = {"rmsprop": "rmsprop", "adamw": "adamw_torch"}
 SCHEDULERS = ("linear", "cosine", "constant_with_warmup")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 SAVE_DTYPES = ("auto", "float32", "bfloat16", "float16")
 
 
-def lora_flag_names(lora: dict) -> dict:
-    """Config section train.lora as TrainSettings' fields: ``enabled`` is ``lora``, every
-    other key ``lora_<key>``."""
-    return {("lora" if k == "enabled" else f"lora_{k}"): v for k, v in lora.items()}
-
-
-@dataclass
+@config_section("train")
 class TrainSettings:
-    loss: str = declared("train", "loss")
-    train_on: str = declared("train", "train_on")
-    eta: float = declared("train", "eta")
-    dpo_beta: float | None = declared("train", "dpo_beta")
-    ipo_tau: float | None = declared("train", "ipo_tau")
-    optimizer: str = declared("train", "optimizer")
-    learning_rate: float = declared("train", "learning_rate")
-    lr_scheduler: str = declared("train", "lr_scheduler")
-    warmup_ratio: float = declared("train", "warmup_ratio")
-    weight_decay: float = declared("train", "weight_decay")
-    max_grad_norm: float = declared("train", "max_grad_norm")
-    epochs: float = declared("train", "epochs")
-    max_steps: int | None = declared("train", "max_steps")
-    batch_size: int = declared("train", "batch_size")
-    gradient_accumulation_steps: int = declared("train", "gradient_accumulation_steps")
-    global_batch_size: int | None = declared("train", "global_batch_size")
-    max_length: int = declared("train", "max_length")
-    max_prompt_length: int = declared("train", "max_prompt_length")
-    gradient_checkpointing: bool = declared("train", "gradient_checkpointing")
-    precision: str = declared("train", "precision")
-    save_dtype: str = declared("train", "save_dtype")
-    checkpoint_steps: int = declared("train", "checkpoint_steps")
-    report_to: list[str] = declared("train", "report_to", listed=True, choices=REPORT_TO)  # noqa: RUF009 (a default_factory field)
-    seed: int = declared("train", "seed")
-    device: str = declared("train", "device")
-    lora: bool = declared("train", "lora", "enabled")
-    lora_r: int = declared("train", "lora", "r")
-    lora_alpha: float = declared("train", "lora", "alpha")
-    lora_dropout: float = declared("train", "lora", "dropout")
-    lora_target_modules: list[str] = declared("train", "lora", "target_modules")  # noqa: RUF009 (a default_factory field)
+    loss: str = declared()
+    train_on: str = declared()
+    eta: float = declared()
+    dpo_beta: float | None = declared()
+    ipo_tau: float | None = declared()
+    optimizer: str = declared()
+    learning_rate: float = declared()
+    lr_scheduler: str = declared()
+    warmup_ratio: float = declared()
+    weight_decay: float = declared()
+    max_grad_norm: float = declared()
+    epochs: float = declared()
+    max_steps: int | None = declared()
+    batch_size: int = declared()
+    gradient_accumulation_steps: int = declared()
+    global_batch_size: int | None = declared()
+    max_length: int = declared()
+    max_prompt_length: int = declared()
+    gradient_checkpointing: bool = declared()
+    precision: str = declared()
+    save_dtype: str = declared()
+    checkpoint_steps: int = declared()
+    report_to: list[str] = declared(listed=True, choices=REPORT_TO)
+    seed: int = declared()
+    device: str = declared()
+    lora: bool = declared()
+    lora_r: int = declared()
+    lora_alpha: float = declared()
+    lora_dropout: float = declared()
+    lora_target_modules: list[str] = declared()
 
-    def resolved_eta(self) -> float:
-        if self.loss in MARGIN_LOSSES:
-            return float("nan")  # DPO and IPO have no eta
-        if self.eta <= 0:
-            raise UserError(f"train.eta must be positive, got {self.eta}")
-        return self.eta
+    def method(self) -> TrainingMethod:
+        """The training method ``loss`` names (sppoflow.training.methods)."""
+        return method_named(self.loss)
 
     def check(self) -> None:
-        check_choice("train.loss", self.loss, LOSSES)
+        method = self.method()
         check_choice("train.train_on", self.train_on, TRAIN_ON)
         check_choice("train.optimizer", self.optimizer, OPTIMIZERS)
         check_choice("train.lr_scheduler", self.lr_scheduler, SCHEDULERS)
         check_choice("train.precision", self.precision, PRECISIONS)
         check_choice("train.save_dtype", self.save_dtype, SAVE_DTYPES)
-        if self.train_on == "all" and self.loss != "sppo":
+        if self.train_on not in method.data:
+            able = " or ".join(m.name for m in REGISTRY.values() if self.train_on in m.data)
             raise UserError(
-                f"train.train_on=all trains SPPO's general objective: set train.loss=sppo "
-                f"(not {self.loss})"
+                f"train.train_on={self.train_on}: train.loss={self.loss} cannot train on it; "
+                f"set train.loss={able}"
             )
         if self.max_prompt_length >= self.max_length:
             raise UserError("train.max_prompt_length must be smaller than train.max_length")
-        self.resolved_eta()
-        self.reward_beta()
+        method.check(self)
         self.reporters()
 
-    def reward_beta(self) -> float:
-        """The scale of the implicit reward beta * l_y in the logs: DPO's beta, IPO's tau (as
-        in TRL's IPO logs), 1/eta for SPPO."""
-        if self.loss == "dpo":
-            if self.dpo_beta is None or self.dpo_beta <= 0:
-                raise UserError(
-                    "train.loss=dpo needs train.dpo_beta > 0 (DPO's beta; 0.1 is common)"
-                )
-            return self.dpo_beta
-        if self.loss == "ipo":
-            if self.ipo_tau is None or self.ipo_tau <= 0:
-                raise UserError("train.loss=ipo needs train.ipo_tau > 0 (target margin 1/(2 tau))")
-            return self.ipo_tau
-        return 1.0 / self.resolved_eta()
-
     def objective(self) -> str:
-        """The loss and its one parameter, as the logs name them."""
-        if self.loss == "dpo":
-            return f"dpo, beta {self.dpo_beta:g}"
-        if self.loss == "ipo":
-            return f"ipo, tau {self.ipo_tau:g}"
-        return f"{self.loss}, eta {self.resolved_eta():g}"
+        """The loss and its parameters, as the logs name them."""
+        return self.method().objective(self)
 
     def reporters(self) -> list[str]:
         """train.report_to as a list (one value may be given as a plain string), checked."""

@@ -1,5 +1,5 @@
-"""transformers' Trainer with SPPO's loss, or the paper's baselines' (DPO, IPO), and the
-arguments it runs with."""
+"""transformers' Trainer with the loss of the training method that ``train.loss`` names
+(SPPO's, or the paper's baselines': DPO, IPO), and the arguments it runs with."""
 
 from __future__ import annotations
 
@@ -8,22 +8,14 @@ import logging
 import os
 from collections import defaultdict
 from pathlib import Path
-from typing import NamedTuple
 
 import torch
 from transformers import Trainer, TrainingArguments
 
 from sppoflow.logprobs import response_logps
 from sppoflow.lora import add_lora_adapters
-from sppoflow.loss import (
-    dpo_loss,
-    implicit_reward,
-    ipo_loss,
-    pair_targets,
-    sppo_general_loss,
-    sppo_pair_loss,
-)
 from sppoflow.training.data import Collator
+from sppoflow.training.methods import Batch, LossTerms, implicit_reward
 from sppoflow.training.reference import load_or_compute_references
 from sppoflow.training.resume import (
     STAGING,
@@ -38,18 +30,6 @@ from sppoflow.training.settings import OPTIMIZERS, TrainSettings
 log = logging.getLogger(__name__)
 
 
-class LossTerms(NamedTuple):
-    """A batch's loss, the winners' and losers' log-ratios, and what the loss pulls them
-    towards (NaN where it pulls a margin, not each log-ratio; DPO has no target)."""
-
-    loss: torch.Tensor
-    logratio_winner: torch.Tensor
-    logratio_loser: torch.Tensor
-    target_winner: torch.Tensor
-    target_loser: torch.Tensor
-    target_margin: torch.Tensor
-
-
 class SPPOTrainer(Trainer):
     """Trainer whose loss is SPPO's regression of log-ratios onto the win-rate targets, or one
     of the paper's baselines on the winner/loser margin (DPO, IPO)."""
@@ -57,8 +37,8 @@ class SPPOTrainer(Trainer):
     def __init__(self, *args, sppo: TrainSettings, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.sppo = sppo
-        self.eta = sppo.resolved_eta()
-        self.reward_beta = sppo.reward_beta()
+        self.method = sppo.method()
+        self.reward_beta = self.method.reward_beta(sppo)
         self.model_accepts_loss_kwargs = False  # our loss is a mean: scale it for accumulation
         self._step_metrics: dict[str, list[float]] = defaultdict(list)
         self._writing_checkpoint = False
@@ -99,27 +79,9 @@ class SPPOTrainer(Trainer):
 
     def objective(self, logratio: torch.Tensor, inputs: dict) -> LossTerms:
         """The loss of a batch of log-ratios log pi_theta(y|x) - log pi_t(y|x), with the
-        terms the step log shows."""
-        p, role, q = inputs["p"], inputs["role"], inputs["q"]
-        loss_name = self.sppo.loss
-        if self.sppo.train_on == "all":
-            targets = self.eta * (p - 0.5)
-            l_w, l_l = logratio[role == 1], logratio[role == -1]
-            t_w, t_l = targets[role == 1], targets[role == -1]
-            loss = sppo_general_loss(logratio, p, self.eta).mean()
-            return LossTerms(loss, l_w, l_l, t_w, t_l, t_w - t_l)
-        l_w, l_l = logratio[0::2], logratio[1::2]
-        nan = torch.full_like(l_w, float("nan"))
-        if loss_name == "dpo":
-            return LossTerms(dpo_loss(l_w, l_l, self.sppo.dpo_beta).mean(), l_w, l_l, nan, nan, nan)
-        if loss_name == "ipo":
-            target = torch.full_like(l_w, 1.0 / (2.0 * self.sppo.ipo_tau))
-            loss = ipo_loss(l_w, l_l, self.sppo.ipo_tau).mean()
-            return LossTerms(loss, l_w, l_l, nan, nan, target)
-        p_w, p_l, q_pair = p[0::2], p[1::2], q[0::2]
-        loss = sppo_pair_loss(l_w, l_l, p_w, p_l, q_pair, self.eta, loss_name).mean()
-        t_w, t_l = pair_targets(p_w, p_l, q_pair, self.eta, loss_name)
-        return LossTerms(loss, l_w, l_l, t_w, t_l, t_w - t_l)
+        terms the step log shows: the training method's (sppoflow.training.methods)."""
+        batch = Batch(logratio, inputs["p"], inputs["role"], inputs["q"])
+        return self.method.loss(batch, self.sppo)
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         if "loss" in logs and self._step_metrics:

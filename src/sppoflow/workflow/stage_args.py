@@ -20,7 +20,7 @@ from typing import Any, Protocol
 
 from sppoflow.config import TRAINING_JUDGE, recorded_config, shipped_file, split_run_only
 from sppoflow.methods import methods
-from sppoflow.training.settings import lora_flag_names
+from sppoflow.schema import nested_fields
 from sppoflow.workflow import layout
 
 # sample.* settings that are the engine's (engine_flags) or the interpreter's, not the stage's
@@ -184,7 +184,7 @@ class StageArgs:
         train = self._train(wildcards)
         result, _ = split_run_only("train", train)
         settings = flags(result, skip=("lora", "accelerate_config"))
-        return f"{settings} {flags(lora_flag_names(train['lora']))} {self.system_prompt()}"
+        return f"{settings} {flags(nested_fields('lora', train['lora']))} {self.system_prompt()}"
 
     def train_run_only(self, wildcards: Wildcards) -> Unrecorded:
         """Checkpoint interval and gradient checkpointing (train.report_to goes with

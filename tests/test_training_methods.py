@@ -1,0 +1,75 @@
+"""The registry of training methods: what the config allows, what the docs list and what
+each method checks all come from it."""
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from sppoflow.errors import UserError
+from sppoflow.schema import load_schema
+from sppoflow.training.methods import LOSSES, REGISTRY, TRAIN_ON, Batch, docs_table, method_named
+from sppoflow.training.settings import TrainSettings
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_the_schema_allows_exactly_the_registered_methods():
+    train = load_schema()["properties"]["train"]["properties"]
+    assert train["loss"]["enum"] == list(LOSSES)
+    assert train["train_on"]["enum"] == list(TRAIN_ON)
+    for method in REGISTRY.values():
+        for parameter in method.parameters:
+            assert parameter.field in train, f"{method.name}: train.{parameter.field}"
+
+
+def test_the_docs_table_of_methods_is_the_registrys():
+    text = (ROOT / "docs" / "methods.md").read_text()
+    assert docs_table() in text
+    listed = re.findall(r"^\| `([a-z_]+)` \|", text, flags=re.MULTILINE)
+    assert listed == list(LOSSES)
+
+
+def test_an_unknown_method_is_one_line_naming_the_known_ones():
+    with pytest.raises(UserError, match=r"train.loss: unknown value 'nash' \(known: sppo, "):
+        method_named("nash")
+
+
+@pytest.mark.parametrize("name", LOSSES)
+def test_each_method_checks_its_parameters(name):
+    method = REGISTRY[name]
+    for parameter in method.parameters:
+        settings = TrainSettings(loss=name, **{parameter.field: 0})
+        with pytest.raises(UserError, match=f"train.{parameter.field} > 0"):
+            settings.check()
+
+
+def test_a_method_that_cannot_train_on_every_response_says_which_can():
+    with pytest.raises(UserError, match=r"train.loss=dpo cannot train on it; set train.loss=sppo"):
+        TrainSettings(loss="dpo", dpo_beta=0.1, train_on="all").check()
+
+
+@pytest.mark.parametrize("name", LOSSES)
+def test_each_method_logs_the_winner_and_loser_of_every_pair(name):
+    """A batch of two prompts ([w, l] each): every method's terms have one value per pair."""
+    settings = TrainSettings(loss=name, eta=2.0, dpo_beta=0.1, ipo_tau=0.1)
+    logratio = torch.tensor([0.3, -0.2, 0.1, 0.4])
+    batch = Batch(logratio, torch.tensor([0.8, 0.3, 0.6, 0.5]), torch.tensor([1, -1, 1, -1]),
+                  torch.tensor([0.7, 0.7, 0.55, 0.55]))  # fmt: skip
+    terms = REGISTRY[name].loss(batch, settings)
+    assert terms.loss.shape == ()
+    assert torch.equal(terms.logratio_winner, logratio[0::2])
+    assert torch.equal(terms.logratio_loser, logratio[1::2])
+    assert all(t.shape == (2,) for t in terms[1:])
+
+
+def test_checking_a_config_does_not_import_torch():
+    code = (
+        "import sys; from sppoflow.config import validate; "
+        "validate({'train': {'loss': 'dpo', 'dpo_beta': 0.1}}); "
+        "assert 'torch' not in sys.modules, 'torch imported'"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
