@@ -22,11 +22,11 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 
-from sppoflow.models import load_policy  # noqa: E402
+from sppoflow.models.loading import load_policy  # noqa: E402
 from sppoflow.tables import PAIRS, RESPONSE_WIN_RATES, SAMPLES, read_table  # noqa: E402
-from sppoflow.training.data import build_examples  # noqa: E402
-from sppoflow.training.round import train  # noqa: E402
-from sppoflow.training.settings import TrainSettings  # noqa: E402
+from sppoflow.train.data import build_examples  # noqa: E402
+from sppoflow.train.round import train  # noqa: E402
+from sppoflow.train.settings import TrainSettings  # noqa: E402
 
 
 def weights(folder: Path) -> dict[str, torch.Tensor]:

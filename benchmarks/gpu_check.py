@@ -15,7 +15,7 @@ screen and, line by line, to --out, so a lease cut short still leaves what was m
    and the ratio (target at least 10x), and how far the two batches' probabilities differ.
 2. A training step on a ~1.25B Llama with a 256k vocabulary (bf16 autocast over fp32 weights,
    RMSprop, as the train stage): tokens/s, MFU and peak GPU memory of the chunked response
-   log-probabilities (sppoflow.logprobs.response_logps) against the full log-softmax.
+   log-probabilities (sppoflow.models.logprobs.response_logps) against the full log-softmax.
 3. Sampling with the transformers backend on a SmolLM2-135M-shaped model: generated tokens/s
    per batch size.
 4. One round of the tiny workflow (random tiny Llama, random tiny PairRM) through snakemake on

@@ -134,7 +134,7 @@ def download(name: str, version: str, out: Path) -> None:
 
 
 def save_tokenizer(folder: Path) -> None:
-    from sppoflow.models import resolve_source, source_tokenizer
+    from sppoflow.models.loading import resolve_source, source_tokenizer
 
     source_tokenizer(resolve_source("embedded:smollm2-135m-instruct")).save_pretrained(folder)
 

@@ -75,7 +75,7 @@ def pairrm(report: Report, size: Size, device) -> None:
     from pairrm_throughput import timed, workload
 
     import pairrm_helpers
-    from sppoflow.preference.pairrm import PairRMJudge
+    from sppoflow.score.judges.pairrm import PairRMJudge
 
     dims = getattr(pairrm_helpers, size.pairrm_dims)
     model, tokenizer = pairrm_helpers.random_pairrm(dims, seed=0, std=None)
@@ -114,8 +114,8 @@ def training_step(report: Report, size: Size, device) -> None:
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from sppoflow.logprobs import response_logps, sequence_logps
-    from sppoflow.throughput import mfu
+    from sppoflow.models.logprobs import response_logps, sequence_logps
+    from sppoflow.runtime.throughput import mfu
 
     torch.manual_seed(0)
     config = LlamaConfig(**size.train_shape, tie_word_embeddings=True)
@@ -197,10 +197,11 @@ def sampling(report: Report, size: Size, device, tokenizer, scratch: Path) -> No
 
     import pandas as pd
 
-    from sppoflow.devices import resolve_dtype
-    from sppoflow.generation import SamplingSettings, generate
-    from sppoflow.models import load_policy
-    from sppoflow.prompts import read_source
+    from sppoflow.models.loading import load_policy
+    from sppoflow.prompts.pool import read_source
+    from sppoflow.runtime.devices import resolve_dtype
+    from sppoflow.sample.settings import SamplingSettings
+    from sppoflow.sample.transformers_backend import generate
 
     folder = policy_folder(scratch / "policy", size.sample_shape, tokenizer)
     dtype = resolve_dtype("auto", device)
@@ -241,7 +242,7 @@ def workflow_round(report: Report, device, tokenizer, scratch: Path) -> None:
     from stages import per_stage, read_benchmarks
 
     import pairrm_helpers
-    from sppoflow.preference.pairrm import save_pairrm
+    from sppoflow.score.judges.pairrm import save_pairrm
 
     folder = scratch / "workflow"
     shutil.copytree(ROOT / ".test" / "data", folder / "data")

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from sppoflow.scoring import join_parts
+from sppoflow.score.preferences import join_parts
 from sppoflow.tables import PREFERENCES, write_table
 
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env python
 """Peak memory and time of the response log-probabilities: the full log-softmax over the
-vocabulary (the formula the trainer used before) against sppoflow.logprobs.response_logps.
+vocabulary (the formula the trainer used before) against sppoflow.models.logprobs.response_logps.
 
 A Llama with a tiny hidden size and Gemma's 256k vocabulary, so that the output layer is what
 costs: each variant runs in a fresh process (peak RSS above the model's own), forward only (the
@@ -36,7 +36,7 @@ def measure(variant: str, backward: bool, args) -> dict:
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from sppoflow.logprobs import response_logps, sequence_logps
+    from sppoflow.models.logprobs import response_logps, sequence_logps
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)

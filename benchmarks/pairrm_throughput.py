@@ -24,8 +24,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))  # the test helpers that build random judges
 
 from pairrm_helpers import LARGE, random_pairrm  # noqa: E402
-from sppoflow.devices import resolve_device, resolve_dtype  # noqa: E402
-from sppoflow.preference.pairrm import PairRMJudge  # noqa: E402
+from sppoflow.runtime.devices import resolve_device, resolve_dtype  # noqa: E402
+from sppoflow.score.judges.pairrm import PairRMJudge  # noqa: E402
 
 
 def workload(n_prompts: int, k: int, seed: int) -> tuple[list[str], list[list[str]]]:

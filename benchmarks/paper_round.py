@@ -72,7 +72,7 @@ def write_samples(path: Path, n_prompts: int, k: int, seed: int) -> int:
 
 def make_judge(folder: Path) -> None:
     from pairrm_helpers import random_pairrm
-    from sppoflow.preference.pairrm import save_pairrm
+    from sppoflow.score.judges.pairrm import save_pairrm
 
     model, tokenizer = random_pairrm()
     save_pairrm(model, tokenizer, folder, layout="hf")
@@ -93,8 +93,8 @@ def child_samples(args) -> None:
 def child_score(args) -> None:
     import torch
 
-    from sppoflow.preference import JudgeSettings, build_judge, pairrm
-    from sppoflow.scoring import score_file
+    from sppoflow.score.judges import JudgeSettings, build_judge, pairrm
+    from sppoflow.score.preferences import score_file
 
     torch.set_num_threads(args.threads)
     # the judge's budgets, scaled from PairRM's 1224 + 2 x 412 = 2048 to --judge-length
@@ -115,7 +115,7 @@ def child_score(args) -> None:
 
 def child_aggregate(args) -> None:
     """What scripts/aggregate.py does, timed from reading the files to writing the tables."""
-    from sppoflow.aggregate import AggregateSettings, aggregate
+    from sppoflow.aggregate.win_rates import AggregateSettings, aggregate
     from sppoflow.tables import (
         PAIRS,
         PREFERENCES,

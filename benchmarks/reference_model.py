@@ -39,14 +39,14 @@ def measure(variant: str, args) -> dict:
     import torch
     from transformers import TrainerCallback
 
-    from sppoflow.logprobs import response_logps
-    from sppoflow.models import load_policy
+    from sppoflow.models.loading import load_policy
+    from sppoflow.models.logprobs import response_logps
     from sppoflow.tables import PAIRS, RESPONSE_WIN_RATES, SAMPLES, read_table
-    from sppoflow.training.data import Collator, build_examples
-    from sppoflow.training.reference import autocast_context, load_or_compute_references
-    from sppoflow.training.round import resolve_precision
-    from sppoflow.training.settings import TrainSettings
-    from sppoflow.training.trainer import SPPOTrainer, training_arguments
+    from sppoflow.train.data import Collator, build_examples
+    from sppoflow.train.reference import autocast_context, load_or_compute_references
+    from sppoflow.train.round import resolve_precision
+    from sppoflow.train.settings import TrainSettings
+    from sppoflow.train.trainer import SPPOTrainer, training_arguments
 
     torch.set_num_threads(args.threads)
     recorded = json.loads((args.run / "iter1" / "model" / "sppo_training.json").read_text())

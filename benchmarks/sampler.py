@@ -33,8 +33,8 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from sppoflow.job_records import RATE_LINE
-from sppoflow.prompts import clean, read_source
+from sppoflow.prompts.pool import clean, read_source
+from sppoflow.runtime.job_records import RATE_LINE
 
 ROOT = Path(__file__).resolve().parents[1]
 PROMPTS = ROOT / "config" / "prompts" / "instructions.jsonl"

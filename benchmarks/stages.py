@@ -23,7 +23,7 @@ from pathlib import Path
 import pandas as pd
 
 from sppoflow.errors import UserError
-from sppoflow.job_records import read_benchmarks, read_throughput, throughput
+from sppoflow.runtime.job_records import read_benchmarks, read_throughput, throughput
 
 
 def per_stage(jobs: pd.DataFrame) -> pd.DataFrame:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import _bootstrap  # noqa: F401
 
-from sppoflow.aggregate import AggregateSettings, aggregate
+from sppoflow.aggregate.win_rates import AggregateSettings, aggregate
 from sppoflow.cli import add_settings, parser_for, run_stage, settings_from
 from sppoflow.tables import (
     PAIRS,

@@ -14,7 +14,7 @@ import argparse
 import _bootstrap  # noqa: F401
 
 from sppoflow.cli import parser_for, run_stage
-from sppoflow.models import import_policy
+from sppoflow.models.loading import import_policy
 
 
 def main(args) -> None:

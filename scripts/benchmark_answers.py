@@ -18,25 +18,26 @@ import time
 
 import _bootstrap  # noqa: F401
 
-from sppoflow.benchmark_answers import (
+from sppoflow.cli import add_settings, parser_for, run_stage, settings_from
+from sppoflow.evaluate.benchmark_answers import (
     AnswerSettings,
     answer_questions,
     context_length,
     conversation_budget,
 )
-from sppoflow.benchmarks import BENCHMARKS, read_questions
-from sppoflow.cli import add_settings, parser_for, run_stage, settings_from
-from sppoflow.devices import resolve_device, resolve_dtype
-from sppoflow.generation import SamplingSettings, generate
-from sppoflow.models import load_policy
+from sppoflow.evaluate.question_sets import BENCHMARKS, read_questions
+from sppoflow.models.loading import load_policy
+from sppoflow.runtime.devices import resolve_device, resolve_dtype
+from sppoflow.runtime.throughput import log_rate
+from sppoflow.sample.settings import SamplingSettings
+from sppoflow.sample.transformers_backend import generate
 from sppoflow.tables import BENCHMARK_ANSWERS, write_table
-from sppoflow.throughput import log_rate
 
 
 def turn_generator(args, settings: SamplingSettings, questions):
     """(a function answering one turn's prompts at given settings, what the rate counts)."""
     if settings.backend == "vllm":
-        from sppoflow.vllm_generation import VllmEngine, policy_tokenizer
+        from sppoflow.sample.vllm_backend import VllmEngine, policy_tokenizer
 
         tokenizer = policy_tokenizer(args.model)
         budget = conversation_budget(

@@ -24,15 +24,10 @@ from dataclasses import replace
 import _bootstrap  # noqa: F401
 
 from sppoflow.cli import parser_for, run_stage, settings_from
-from sppoflow.evaluation import (
-    add_judge_arguments,
-    judge_all,
-    judges_from,
-    objective_measures,
-    summarise,
-)
-from sppoflow.preference import JudgeSettings
-from sppoflow.round_metrics import Objective, round_metrics_text, write_round_metrics
+from sppoflow.evaluate.judging import add_judge_arguments, judge_all, judges_from, summarise
+from sppoflow.evaluate.round_metrics import Objective, round_metrics_text, write_round_metrics
+from sppoflow.evaluate.text_measures import objective_measures
+from sppoflow.score.judges import JudgeSettings
 from sppoflow.tables import EVAL_JUDGEMENTS, SAMPLES, read_table, write_table
 
 

@@ -26,10 +26,14 @@ from pathlib import Path
 
 import _bootstrap  # noqa: F401
 
-from sppoflow.benchmark_exports import LM_EVAL_DTYPES, write_answers, write_lm_eval_script
-from sppoflow.benchmarks import BENCHMARKS
 from sppoflow.cli import run_stage
-from sppoflow.exports import write_alpaca_eval, write_database
+from sppoflow.evaluate.question_sets import BENCHMARKS
+from sppoflow.report.answer_exports import (
+    LM_EVAL_DTYPES,
+    write_answers,
+    write_lm_eval_script,
+)
+from sppoflow.report.exports import write_alpaca_eval, write_database
 
 
 def alpaca(args) -> None:

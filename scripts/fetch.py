@@ -17,7 +17,7 @@ import _bootstrap  # noqa: F401
 
 from sppoflow.atomic import write_text_atomically
 from sppoflow.cli import parser_for, run_stage
-from sppoflow.hub import fetch
+from sppoflow.models.hub import fetch
 
 
 def main(args) -> None:

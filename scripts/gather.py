@@ -18,8 +18,8 @@ import pandas as pd
 from sppoflow import provenance
 from sppoflow.cli import parser_for, run_stage
 from sppoflow.errors import UserError
-from sppoflow.scoring import PREFERENCE_KEYS
-from sppoflow.shards import gather, missing_keys
+from sppoflow.runtime.shards import gather, missing_keys
+from sppoflow.score.preferences import PREFERENCE_KEYS
 from sppoflow.tables import PREFERENCES, PROMPTS, SAMPLES, read_table, write_table
 
 

@@ -19,9 +19,9 @@ import pandas as pd
 
 from sppoflow.cli import parser_for, run_stage, settings_from
 from sppoflow.errors import UserError
-from sppoflow.evaluation import add_judge_arguments, judge_all, judges_from, verdicts
-from sppoflow.preference import JudgeSettings
-from sppoflow.round_metrics import HeadToHead, Pair, head_to_head_text, write_head_to_head
+from sppoflow.evaluate.judging import add_judge_arguments, judge_all, judges_from, verdicts
+from sppoflow.evaluate.round_metrics import HeadToHead, Pair, head_to_head_text, write_head_to_head
+from sppoflow.score.judges import JudgeSettings
 from sppoflow.tables import EVAL_JUDGEMENTS, SAMPLES, read_table, write_table
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import _bootstrap  # noqa: F401
 
-from sppoflow.environments import make_venv
+from sppoflow.runtime.environments import make_venv
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,6 +1,7 @@
 #!/usr/bin/env python
 """What a planned run will cost before it is submitted: rounds and jobs, the GPU-hours of each
-stage and round, and each job's peak GPU memory against the GPU it asks for (sppoflow.plan_cost).
+stage and round, and each job's peak GPU memory against the GPU it asks for
+(sppoflow.workflow.plan_cost).
 
 The config is read as Snakemake reads it (--configfile files merged in order, --config
 key=value on top; config/config.yaml when no file is given). Rates come from a finished run's
@@ -22,8 +23,8 @@ from pathlib import Path
 import _bootstrap  # noqa: F401
 
 from sppoflow.cli import run_stage
-from sppoflow.config import load_configs
-from sppoflow.plan_cost import plan_cost, plan_lines
+from sppoflow.config.loading import load_configs
+from sppoflow.workflow.plan_cost import plan_cost, plan_lines
 
 
 def main(args) -> None:

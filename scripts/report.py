@@ -25,11 +25,11 @@ from pathlib import Path
 
 import _bootstrap  # noqa: F401
 
-from sppoflow import report, report_pages
 from sppoflow.cli import run_stage
 from sppoflow.errors import UserError
-from sppoflow.job_records import read_benchmarks, read_throughput, throughput
-from sppoflow.round_metrics import read_head_to_head, read_round_metrics
+from sppoflow.evaluate.round_metrics import read_head_to_head, read_round_metrics
+from sppoflow.report import figures, pages
+from sppoflow.runtime.job_records import read_benchmarks, read_throughput, throughput
 
 SUMMARY_FILES = ("win_rates.png", "win_rates.html", "length.png", "judge_rewards.png",
                  "examples.html", "config.html")  # fmt: skip
@@ -37,8 +37,8 @@ SUMMARY_FILES = ("win_rates.png", "win_rates.html", "length.png", "judge_rewards
 
 def round_figures(args) -> None:
     title = args.title or f"Round {args.round}"
-    report.training_curves(Path(args.train_log), title, Path(args.training))
-    report.win_rate_estimates(Path(args.pairs), Path(args.stats), title, Path(args.estimates))
+    figures.training_curves(Path(args.train_log), title, Path(args.training))
+    figures.win_rate_estimates(Path(args.pairs), Path(args.stats), title, Path(args.estimates))
 
 
 def summary_figures(args) -> None:
@@ -56,28 +56,28 @@ def summary_figures(args) -> None:
         )
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    report.win_rates(metrics, out / "win_rates.png")
-    report_pages.win_rate_page(metrics, out / "win_rates.html")
+    figures.win_rates(metrics, out / "win_rates.png")
+    pages.win_rate_page(metrics, out / "win_rates.html")
     if args.head_to_head:
-        report_pages.head_to_head(read_head_to_head(args.head_to_head), out / "head_to_head.html")
-    report.lengths(metrics, out / "length.png")
+        pages.head_to_head(read_head_to_head(args.head_to_head), out / "head_to_head.html")
+    figures.lengths(metrics, out / "length.png")
     judgements = [Path(p) for p in args.judgements]
-    report.judge_rewards_figure(judgements, rounds, out / "judge_rewards.png")
+    figures.judge_rewards_figure(judgements, rounds, out / "judge_rewards.png")
     responses = [Path(p) for p in args.responses]
-    report_pages.examples(responses[0], responses[1:], rounds, out / "examples.html")
+    pages.examples(responses[0], responses[1:], rounds, out / "examples.html")
     config = json.loads(args.config_json) if args.config_json else {}
     training = {}
     for round_number, model in zip(rounds, args.models or [], strict=False):
         summary = Path(model) / "sppo_training.json"
         if summary.is_file():
             training[round_number] = json.loads(summary.read_text())
-    report_pages.config_page(config, out / "config.html", training)
+    pages.config_page(config, out / "config.html", training)
 
 
 def throughput_table(args) -> None:
     run = Path(args.results)
     table = throughput(read_throughput(run), read_benchmarks(run))
-    report_pages.throughput_page(table, Path(args.out))
+    pages.throughput_page(table, Path(args.out))
 
 
 def build_parser():

@@ -20,13 +20,14 @@ import time
 import _bootstrap  # noqa: F401
 
 from sppoflow.cli import add_settings, add_shard_arguments, parser_for, run_stage, settings_from
-from sppoflow.devices import resolve_device, resolve_dtype
 from sppoflow.errors import UserError
-from sppoflow.generation import SamplingSettings, generate
-from sppoflow.models import load_policy
-from sppoflow.shards import check_shard
+from sppoflow.models.loading import load_policy
+from sppoflow.runtime.devices import resolve_device, resolve_dtype
+from sppoflow.runtime.shards import check_shard
+from sppoflow.runtime.throughput import log_rate
+from sppoflow.sample.settings import SamplingSettings
+from sppoflow.sample.transformers_backend import generate
 from sppoflow.tables import PROMPTS, SAMPLES, read_table, write_table
-from sppoflow.throughput import log_rate
 
 
 def main(args) -> None:
@@ -37,7 +38,7 @@ def main(args) -> None:
     prompts = read_table(args.prompts, PROMPTS)
     shard = {"shard": args.shard, "shards": args.shards}
     if settings.backend == "vllm":
-        from sppoflow.vllm_generation import generate_vllm
+        from sppoflow.sample.vllm_backend import generate_vllm
 
         start = time.perf_counter()
         samples = generate_vllm(args.model, prompts, settings, args.system_prompt, **shard)

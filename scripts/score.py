@@ -20,9 +20,9 @@ import _bootstrap  # noqa: F401
 
 from sppoflow.cli import add_settings, add_shard_arguments, parser_for, run_stage, settings_from
 from sppoflow.errors import UserError
-from sppoflow.preference import JudgeSettings, build_judge
-from sppoflow.scoring import run_fingerprint, score_file
-from sppoflow.shards import check_shard
+from sppoflow.runtime.shards import check_shard
+from sppoflow.score.judges import JudgeSettings, build_judge
+from sppoflow.score.preferences import run_fingerprint, score_file
 
 
 def main(args) -> None:

@@ -17,7 +17,7 @@ import _bootstrap  # noqa: F401
 
 from sppoflow.atomic import write_text_atomically
 from sppoflow.cli import parser_for, run_stage
-from sppoflow.summary import summarise_rounds
+from sppoflow.report.summary import summarise_rounds
 
 
 def main(args) -> None:

@@ -27,10 +27,10 @@ from pathlib import Path
 import _bootstrap  # noqa: F401
 
 from sppoflow.cli import add_settings, parser_for, run_stage, settings_from
-from sppoflow.training.data import RoundTables
-from sppoflow.training.resume import TrainingStopped
-from sppoflow.training.round import train_round
-from sppoflow.training.settings import TrainSettings
+from sppoflow.train.data import RoundTables
+from sppoflow.train.resume import TrainingStopped
+from sppoflow.train.round import train_round
+from sppoflow.train.settings import TrainSettings
 
 
 def main(args) -> None:

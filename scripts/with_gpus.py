@@ -7,7 +7,8 @@ CUDA_VISIBLE_DEVICES set to them. Under SLURM (CUDA_VISIBLE_DEVICES already set)
 GPUs the command runs unchanged; N = 0 hides every GPU. With --process-per-gpu the command is
 a Python script, started once per GPU through `accelerate launch` when N > 1. With --nodes M
 (M > 1) this is one node's launcher of a SLURM job step over M nodes (srun, one task per node):
-N GPUs here, N x M processes in all, meeting at the job's first node (sppoflow.multi_node). The
+N GPUs here, N x M processes in all, meeting at the job's first node
+(sppoflow.runtime.multi_node). The
 wrapper waits for the command when it is signalled (SIGTERM at a time limit), so that the
 trainer can save.
 
@@ -28,8 +29,12 @@ import sys
 import _bootstrap  # noqa: F401
 
 from sppoflow.errors import UserError
-from sppoflow.gpu_slots import launcher_environment, process_per_gpu, run_with_gpus
-from sppoflow.multi_node import accelerate_launch, network_environment, rendezvous_from_slurm
+from sppoflow.runtime.gpu_slots import launcher_environment, process_per_gpu, run_with_gpus
+from sppoflow.runtime.multi_node import (
+    accelerate_launch,
+    network_environment,
+    rendezvous_from_slurm,
+)
 
 
 def main() -> None:

@@ -14,8 +14,7 @@ import types
 from pathlib import Path
 
 import pytest
-
-from conftest import BIN
+from helpers import BIN
 
 # Small question files in each tool's published layout
 MT_BENCH_QUESTIONS = [

@@ -47,7 +47,7 @@ import torch  # noqa: E402
 import transformers.modeling_utils  # noqa: E402
 from transformers.tokenization_utils_tokenizers import TokenizersBackend  # noqa: E402
 
-import sppoflow.training.round  # noqa: E402, F401  (imported before the fork, not in each run)
+import sppoflow.train.round  # noqa: E402, F401  (imported before the fork, not in each run)
 
 WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_TRUNC
 # what the rerun says about what it found

@@ -13,7 +13,7 @@ import torch
 from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import DebertaV2Config, PreTrainedTokenizerFast
 
-from sppoflow.preference.pairrm import PREFIXES, PairRMModel, save_pairrm
+from sppoflow.score.judges.pairrm import PREFIXES, PairRMModel, save_pairrm
 
 N_BASE_TOKENS = 128001
 SPECIALS = {"[PAD]": 0, "[CLS]": 1, "[SEP]": 2, "[UNK]": 3}

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sppoflow.aggregate import AggregateSettings, aggregate
+from sppoflow.aggregate.win_rates import AggregateSettings, aggregate
 from sppoflow.errors import UserError
 
 # Prompt "a": K = 3 with a position-biased pairwise judge (L is not antisymmetric).

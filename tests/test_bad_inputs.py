@@ -11,19 +11,19 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 import yaml
-from test_judge_backends import tiny_reward_model
+from helpers import ROOT, error_line, run_script
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from conftest import ROOT, error_line, run_script
-from sppoflow.aggregate import AggregateSettings, aggregate
+from sppoflow.aggregate.win_rates import AggregateSettings, aggregate
 from sppoflow.atomic import folder_written_whole
 from sppoflow.errors import UserError
-from sppoflow.preference.base import check_finite
-from sppoflow.prompts import PoolSettings, build_pool
+from sppoflow.prompts.pool import PoolSettings, build_pool
+from sppoflow.score.judges.base import check_finite
 from sppoflow.tables import SAMPLES, write_table
-from sppoflow.training.data import build_examples
-from sppoflow.training.round import check_schedule
-from sppoflow.training.settings import TrainSettings
+from sppoflow.train.data import build_examples
+from sppoflow.train.round import check_schedule
+from sppoflow.train.settings import TrainSettings
+from tiny_model import tiny_reward_model
 
 
 def samples_table(tokenizer, responses: dict[str, list[str]]) -> pd.DataFrame:

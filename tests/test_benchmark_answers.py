@@ -16,12 +16,14 @@ from benchmark_tools import (
     MT_BENCH_QUESTIONS,
     write_jsonl,
 )
-from sppoflow.benchmark_answers import (
+from sppoflow.config.validation import validate
+from sppoflow.errors import UserError
+from sppoflow.evaluate.benchmark_answers import (
     answer_questions,
     conversation_budget,
     conversation_so_far,
 )
-from sppoflow.benchmarks import (
+from sppoflow.evaluate.question_sets import (
     ARENA_HARD,
     MT_BENCH,
     QUESTION_ID,
@@ -29,10 +31,9 @@ from sppoflow.benchmarks import (
     Question,
     read_questions,
 )
-from sppoflow.chat import encode_conversations
-from sppoflow.config import validate
-from sppoflow.errors import UserError
-from sppoflow.generation import SamplingSettings, generate
+from sppoflow.models.chat import encode_conversations
+from sppoflow.sample.settings import SamplingSettings
+from sppoflow.sample.transformers_backend import generate
 from sppoflow.tables import BENCHMARK_ANSWERS
 
 
@@ -178,7 +179,7 @@ def test_turn_two_is_generated_from_the_templated_conversation_on_the_tiny_model
 
 
 def test_the_vllm_backend_answers_every_turn_from_one_engine(fake_vllm, tiny_model_dir):
-    from sppoflow.vllm_generation import VllmEngine, policy_tokenizer
+    from sppoflow.sample.vllm_backend import VllmEngine, policy_tokenizer
 
     questions = read_questions_from(MT_BENCH_QUESTIONS)
     tokenizer = policy_tokenizer(str(tiny_model_dir))
@@ -243,7 +244,7 @@ def test_a_bad_benchmark_setting_is_one_line_naming_the_key(
 
 
 def test_the_plan_counts_the_benchmark_answers_of_every_round(question_files):
-    from sppoflow.plan_cost import plan_cost
+    from sppoflow.workflow.plan_cost import plan_cost
 
     config = validate({"rounds": 2, "evaluate": {"benchmarks": {
         "mt_bench": str(question_files[MT_BENCH]), "arena_hard": str(question_files[ARENA_HARD]),

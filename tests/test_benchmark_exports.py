@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from helpers import run_script
 
 from benchmark_tools import (
     ARENA_HARD_2024_QUESTIONS,
@@ -24,10 +25,9 @@ from benchmark_tools import (
     read_arena_hard_answers,
     write_jsonl,
 )
-from conftest import run_script
-from sppoflow.benchmark_exports import write_answers, write_lm_eval_script
-from sppoflow.benchmarks import ARENA_HARD, MT_BENCH
 from sppoflow.errors import UserError
+from sppoflow.evaluate.question_sets import ARENA_HARD, MT_BENCH
+from sppoflow.report.answer_exports import write_answers, write_lm_eval_script
 from sppoflow.tables import BENCHMARK_ANSWERS, write_table
 
 

@@ -8,8 +8,7 @@ import subprocess
 import sys
 
 import pytest
-
-from conftest import ROOT, run_side_by_side
+from helpers import ROOT, run_side_by_side
 
 BENCHMARKS = ROOT / "benchmarks"  # importable: pytest's pythonpath (pyproject.toml)
 
@@ -52,7 +51,7 @@ def test_every_model_stage_logs_its_throughput_and_stages_prints_it(tiny_run):
     bit); the generated and judged counts are those of the stage's output."""
     import pandas as pd
 
-    from sppoflow.job_records import read_benchmarks, read_throughput, throughput
+    from sppoflow.runtime.job_records import read_benchmarks, read_throughput, throughput
 
     folder, config = tiny_run
     results = folder / "results"

@@ -4,7 +4,7 @@ import copy
 
 import pytest
 
-from sppoflow.chat import encode_prompts, render_prompt
+from sppoflow.models.chat import encode_prompts, render_prompt
 
 NONE_PROMPT = "None of my friends like hiking. Is None a good default in Python?"
 

@@ -5,8 +5,7 @@ import subprocess
 import sys
 
 import pytest
-
-from conftest import SCRIPTS, error_line, run_script, script_parser
+from helpers import SCRIPTS, error_line, run_script, script_parser
 
 STAGES = ["base_model", "prompts", "sample", "score", "aggregate", "train", "evaluate", "summary"]
 STAGES += ["fetch", "gather", "head_to_head", "plan_cost"]

@@ -10,8 +10,7 @@ from types import SimpleNamespace
 
 import pytest
 import yaml
-
-from conftest import ROOT, snakemake
+from helpers import ROOT, snakemake
 
 PAPER = ROOT / "config" / "paper" / "mistral-7b-instruct-v0.2.yaml"
 GPU_RULES = {"sample", "score", "train", "eval_generate", "evaluate"}
@@ -170,7 +169,7 @@ def test_the_paper_plans_shards_go_to_slurm_as_job_arrays(tmp_path):
 
 
 def test_runtime_grows_with_each_retry():
-    from sppoflow.placement import runtime_for
+    from sppoflow.runtime.placement import runtime_for
 
     minutes = runtime_for(720)
     assert [minutes(None, attempt) for attempt in (1, 2, 3)] == [720, 1440, 2160]
@@ -372,7 +371,7 @@ def test_one_rule_gets_a_partition_of_its_own_through_set_resources(tmp_path):
 
 def test_paths_the_slurm_plugin_cannot_pass_are_found():
     from sppoflow.errors import UserError
-    from sppoflow.placement import check_sbatch_paths, sbatch_unsafe_path
+    from sppoflow.runtime.placement import check_sbatch_paths, sbatch_unsafe_path
 
     fine = ["/home/me/My Projects (v2)/sppo", "results/iter1/model"]
     assert sbatch_unsafe_path(fine) is None

@@ -5,17 +5,17 @@ from pathlib import Path
 
 import pytest
 import yaml
+from bad_configs import BAD_CONFIGS
 
-from conftest import BAD_CONFIGS
-from sppoflow.aggregate import AggregateSettings
-from sppoflow.benchmark_answers import AnswerSettings
-from sppoflow.config import validate
+from sppoflow.aggregate.win_rates import AggregateSettings
+from sppoflow.config.validation import validate
 from sppoflow.errors import UserError
-from sppoflow.generation import SamplingSettings
-from sppoflow.preference import JudgeSettings
-from sppoflow.prompts import PoolSettings
+from sppoflow.evaluate.benchmark_answers import AnswerSettings
+from sppoflow.prompts.pool import PoolSettings
+from sppoflow.sample.settings import SamplingSettings
 from sppoflow.schema import load_schema, nested_fields
-from sppoflow.training.settings import TrainSettings
+from sppoflow.score.judges import JudgeSettings
+from sppoflow.train.settings import TrainSettings
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -1,13 +1,13 @@
-"""The transformers backend's own decoding loop (sppoflow.decoding) against transformers'
+"""The transformers backend's own decoding loop (sppoflow.sample.decoding) against transformers'
 ``generate`` and against the textbook definition of nucleus sampling."""
 
 import pytest
 import torch
 
-from sppoflow import decoding
-from sppoflow.chat import encode_prompts
-from sppoflow.generation import cut_at_stop
-from sppoflow.preference.batching import pad
+from sppoflow.models.batching import pad
+from sppoflow.models.chat import encode_prompts
+from sppoflow.sample import decoding
+from sppoflow.sample.records import cut_at_stop
 
 PROMPTS = ["Hi?", "Describe how a bicycle gear system works, carefully.", "Is None a value?"]
 
@@ -265,10 +265,9 @@ def test_these_tests_run_against_the_newest_transformers_the_project_allows(pack
     from importlib.metadata import version
 
     import tomllib
+    from helpers import ROOT
     from packaging.requirements import Requirement
     from packaging.version import Version
-
-    from conftest import ROOT
 
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     [allowed] = [r for r in map(Requirement, project["dependencies"]) if r.name == "transformers"]

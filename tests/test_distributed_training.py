@@ -19,10 +19,10 @@ from typing import NamedTuple
 import pandas as pd
 import pytest
 import torch
+from helpers import ROOT
 from safetensors.torch import load_file
 
-from conftest import ROOT
-from sppoflow.training.resume import COMPLETE
+from sppoflow.train.resume import COMPLETE
 from training_data import TRAIN_FLAGS, write_round_tables
 from training_hold import NEVER, TrainingHold, wait_for_line
 
@@ -261,7 +261,7 @@ def test_a_sharded_round_saves_on_sigterm_resumes_and_matches_one_process(
     (which builds its shared-memory op with the C++ compiler on first use). The config says
     bf16 and the round trains in fp32: train.precision decides, so the run can match the
     1-process one."""
-    from sppoflow.models import load_policy
+    from sppoflow.models.loading import load_policy
 
     if engine.startswith("deepspeed") and shutil.which("c++") is None:
         pytest.skip("DeepSpeed's CPU accelerator builds its shared-memory op: no C++ compiler")

@@ -9,9 +9,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers import ROOT
 from markdown.extensions.toc import slugify
-
-from conftest import ROOT
 
 DOCS = ROOT / "docs"
 PAGES = [ROOT / "README.md", *sorted(DOCS.glob("*.md"))]

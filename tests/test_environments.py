@@ -8,58 +8,11 @@ PyPI, which downloads package metadata and installs nothing.
 """
 
 import json
-import os
 import shutil
-import subprocess
 import sys
-import tempfile
-from pathlib import Path
 
 import pytest
-
-from conftest import ROOT, package_index_problem
-from sppoflow.environments import env_spec
-
-ENVS = sorted((ROOT / "envs").glob("*.yaml"))
-
-
-def resolve(env_file, folder):
-    """Start pip's dry run of an env's pip section (the envs resolve side by side: each waits
-    on the index, not on the CPU); returns (process, report path), or a reason to skip."""
-    python, packages = env_spec(env_file)
-    here = f"{sys.version_info.major}.{sys.version_info.minor}"
-    if python != here:
-        return f"{env_file.name} is for Python {python}; this is Python {here}"
-    requirements = folder / f"{env_file.stem}.txt"
-    requirements.write_text("\n".join(packages) + "\n")
-    report = folder / f"{env_file.stem}.json"
-    log = (folder / f"{env_file.stem}.log").open("w")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed", "--quiet",
-         "--report", str(report), "-r", str(requirements)],
-        # to a file, not a pipe: nobody reads it until the test, and a full pipe stops pip
-        stdout=subprocess.DEVNULL, stderr=log,
-        env={**os.environ, "PIP_CONSTRAINT": ""},  # not this machine's pip constraints
-    )  # fmt: skip
-    log.close()  # pip has its own copy
-    return process, report, packages
-
-
-# The dry runs, started as soon as pytest has collected this module's tests
-# (tests/conftest.py), so that they wait on the index while the first tests run.
-STARTED: dict = {}
-
-
-def start_resolving() -> None:
-    if STARTED:
-        return
-    problem = package_index_problem()
-    if problem:
-        STARTED["unreachable"] = problem
-        return
-    folder = Path(tempfile.mkdtemp(prefix="sppo-envs-"))
-    STARTED["folder"] = folder
-    STARTED.update({env.stem: resolve(env, folder) for env in ENVS})
+from env_resolutions import ENVS, STARTED, start_resolving
 
 
 @pytest.fixture(scope="module")
@@ -102,7 +55,7 @@ def test_environment_resolves(env_file, resolutions):
 def test_make_venv_runs_the_post_deploy_script_inside_and_remakes_only_on_change(tmp_path):
     """The venv twin of Snakemake's conda envs (scripts/make_venv.py), offline: an env with
     no pip packages, whose post-deploy script records the python it ran with."""
-    from sppoflow.environments import make_venv, venv_is_current
+    from sppoflow.runtime.environments import make_venv, venv_is_current
 
     here = f"{sys.version_info.major}.{sys.version_info.minor}"
     env_file = tmp_path / "tiny.yaml"

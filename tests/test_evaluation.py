@@ -4,19 +4,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sppoflow import evaluation
 from sppoflow.errors import UserError
-from sppoflow.evaluation import (
-    judge_against,
-    judges_from,
-    mean_with_ci,
-    objective_measures,
-    outcomes,
-    prompt_overlap,
-    repetition,
-    summarise,
-)
-from sppoflow.preference import JudgeSettings, PointwisePreferenceModel
+from sppoflow.evaluate import judging
+from sppoflow.evaluate.judging import judge_against, judges_from, summarise
+from sppoflow.evaluate.statistics import mean_with_ci, outcomes
+from sppoflow.evaluate.text_measures import objective_measures, prompt_overlap, repetition
+from sppoflow.score.judges import JudgeSettings, PointwisePreferenceModel
 from sppoflow.tables import EVAL_JUDGEMENTS
 
 
@@ -107,11 +100,11 @@ def test_objective_measures_by_hand():
 
 def test_every_judge_judges_every_opponent_and_the_first_leads(monkeypatch):
     built = {"length": LengthScorer(temperature=1.0), "brevity": BrevityScorer(temperature=1.0)}
-    monkeypatch.setattr(evaluation, "build_judge", lambda settings: built[settings.model])
+    monkeypatch.setattr(judging, "build_judge", lambda settings: built[settings.model])
     judges = {"training": JudgeSettings(model="length"), "second": JudgeSettings(model="brevity")}
     ours = responses(["long answer about cats", "x"])
     opponents = {"base": responses(["short", "a longer base answer"]), "previous": ours}
-    rows = evaluation.judge_all(judges, ours, opponents)
+    rows = judging.judge_all(judges, ours, opponents)
     assert len(rows) == 2 * 2 * 2
     metrics = summarise(rows, 2, {"training": "relevance", "second": "reward_model"}, "dpo")
     # the two judges disagree: the gap a second judge is there to show

@@ -2,8 +2,10 @@
 
 import pandas as pd
 
-from sppoflow.generation import SamplingSettings, cut_at_stop, generate
-from sppoflow.preference.batching import length_sorted_batches, pad
+from sppoflow.models.batching import length_sorted_batches, pad
+from sppoflow.sample.records import cut_at_stop
+from sppoflow.sample.settings import SamplingSettings
+from sppoflow.sample.transformers_backend import generate
 from sppoflow.tables import SAMPLES
 
 PROMPTS = pd.DataFrame(

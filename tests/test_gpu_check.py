@@ -11,8 +11,7 @@ import sys
 import zipfile
 
 import pytest
-
-from conftest import ROOT
+from helpers import ROOT
 
 CHECK = ROOT / "benchmarks" / "gpu_check.py"
 sys.path.insert(0, str(ROOT / "benchmarks"))

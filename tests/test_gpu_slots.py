@@ -5,10 +5,10 @@ import subprocess
 import sys
 
 import pytest
+from helpers import ROOT
 
-from conftest import ROOT
 from sppoflow.errors import UserError
-from sppoflow.gpu_slots import claimed_gpus, process_per_gpu
+from sppoflow.runtime.gpu_slots import claimed_gpus, process_per_gpu
 from training_hold import NEVER
 
 SCRIPT = str(ROOT / "scripts" / "with_gpus.py")

@@ -9,7 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import ROOT, SCRIPTS, fake_hub_cache
+from helpers import ROOT, SCRIPTS, fake_hub_cache
+
 from pairrm_helpers import save_both_layouts
 
 

@@ -5,14 +5,14 @@ import pandas as pd
 import pytest
 
 from sppoflow.errors import UserError
-from sppoflow.preference import (
+from sppoflow.score.judges import (
     JudgeSettings,
     PairwisePreferenceModel,
     PointwisePreferenceModel,
     build_judge,
     sigmoid,
 )
-from sppoflow.scoring import score_samples
+from sppoflow.score.preferences import score_samples
 
 
 @pytest.fixture(scope="module")

@@ -9,23 +9,15 @@ import torch
 from transformers import LlamaForSequenceClassification
 
 from sppoflow.errors import UserError
-from sppoflow.preference import JudgeSettings, build_judge, sigmoid
-from sppoflow.preference.llm_judge import fill
-from tiny_model import build_tiny_llama, tiny_llama_config
+from sppoflow.score.judges import JudgeSettings, build_judge, sigmoid
+from sppoflow.score.judges.llm_judge import fill
+from tiny_model import build_tiny_llama, tiny_reward_model
 
 PROMPTS = ["How do I boil an egg?", "Name a prime number {x}."]
 RESPONSES = [
     ["Put it in boiling water for nine minutes.", "Eggs.", "Boil water, add the egg, wait."],
     ["Seven.", "Four is {not} prime, but 7 is.", "2"],
 ]
-
-
-def tiny_reward_model(folder, tokenizer, num_labels=1):
-    torch.manual_seed(0)
-    config = tiny_llama_config(tokenizer, num_labels=num_labels)
-    LlamaForSequenceClassification(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from sppoflow.length_control import length_controlled_win_rate
+from sppoflow.evaluate.length_control import length_controlled_win_rate
 
 
 def synthetic(n, longer_share, strength, seed=0):

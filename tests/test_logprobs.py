@@ -4,7 +4,7 @@ import pytest
 import torch
 from transformers import Gemma2Config, Gemma2ForCausalLM, LlamaConfig, LlamaForCausalLM
 
-from sppoflow.logprobs import (
+from sppoflow.models.logprobs import (
     OutputLayerMismatch,
     response_logps,
     rows_per_chunk,
@@ -97,8 +97,8 @@ def test_an_output_layer_it_cannot_rebuild_is_refused():
 
 
 def test_a_lora_model_gives_the_same_values():
-    from sppoflow.lora import add_lora_adapters
-    from sppoflow.training.settings import TrainSettings
+    from sppoflow.train.lora import add_lora_adapters
+    from sppoflow.train.settings import TrainSettings
 
     lora = TrainSettings(lora=True, lora_r=4, lora_target_modules=["q_proj", "v_proj"])
     model = add_lora_adapters(llama(), lora)

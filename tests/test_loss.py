@@ -6,11 +6,11 @@ import math
 import pytest
 import torch
 
-from sppoflow.logprobs import sequence_logps
-from sppoflow.training.methods import implicit_reward
-from sppoflow.training.methods.dpo import dpo_loss
-from sppoflow.training.methods.ipo import ipo_loss
-from sppoflow.training.methods.sppo import pair_targets, sppo_general_loss, sppo_pair_loss
+from sppoflow.models.logprobs import sequence_logps
+from sppoflow.train.methods import implicit_reward
+from sppoflow.train.methods.dpo import dpo_loss
+from sppoflow.train.methods.ipo import ipo_loss
+from sppoflow.train.methods.sppo import pair_targets, sppo_general_loss, sppo_pair_loss
 
 ETA = 10.0
 # l_w = 0.3, l_l = -0.2, p_w = 0.8, p_l = 0.3, q = 0.7

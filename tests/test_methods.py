@@ -10,10 +10,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+from helpers import ROOT, TINY_CONFIG, planned_jobs, snakemake
 
-from conftest import ROOT, TINY_CONFIG, snakemake
 from sppoflow.tables import EVAL_JUDGEMENTS, PAIRS, SAMPLES, read_table
-from test_workflow import planned_jobs
 
 METHODS = ("sppo", "dpo", "ipo")
 
@@ -82,7 +81,7 @@ def tiny_methods_run(tmp_path_factory, tiny_model_dir):
 
 
 def test_two_methods_two_rounds_on_the_tiny_model(tiny_methods_run):
-    from sppoflow.exports import query
+    from sppoflow.report.exports import query
 
     results = tiny_methods_run / "results"
     shared = read_table(results / "iter1/samples.parquet", SAMPLES)

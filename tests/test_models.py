@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import SCRIPTS, fake_hub_cache
 
-from conftest import SCRIPTS, fake_hub_cache
 from sppoflow.errors import UserError
-from sppoflow.models import import_policy, load_policy, resolve_source
+from sppoflow.models.loading import import_policy, load_policy, resolve_source
 
 
 def test_embedded_source_is_found():
@@ -110,7 +110,7 @@ def test_hub_id_loads_through_the_hub_code_path_offline(tiny_model_dir, tmp_path
 def test_a_bf16_source_stays_bf16_on_disk(tiny_model_dir, tmp_path):
     from safetensors import safe_open
 
-    from sppoflow.models import folder_dtype, load_causal_lm
+    from sppoflow.models.loading import folder_dtype, load_causal_lm
 
     model = load_causal_lm(resolve_source(str(tiny_model_dir)), torch.bfloat16)
     model.save_pretrained(tmp_path / "bf16")
@@ -131,7 +131,7 @@ def test_a_bf16_source_stays_bf16_on_disk(tiny_model_dir, tmp_path):
 def test_cast_saved_weights_rounds_to_nearest_and_updates_the_config(tiny_model_dir, tmp_path):
     from safetensors.torch import load_file
 
-    from sppoflow.models import cast_saved_weights, folder_dtype, load_causal_lm
+    from sppoflow.models.loading import cast_saved_weights, folder_dtype, load_causal_lm
 
     folder = tmp_path / "model"
     model, _ = load_policy(tiny_model_dir)
@@ -163,8 +163,8 @@ def test_on_a_gpu_the_weights_load_straight_onto_it(tiny_model_dir, monkeypatch)
     """No GPU here: from_pretrained is replaced by a recorder, and CUDA is said to exist."""
     from transformers import AutoModelForCausalLM
 
-    from sppoflow.training.round import process_device
-    from sppoflow.training.settings import TrainSettings
+    from sppoflow.train.round import process_device
+    from sppoflow.train.settings import TrainSettings
 
     calls = []
     real = AutoModelForCausalLM.from_pretrained

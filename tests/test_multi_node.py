@@ -6,18 +6,18 @@ import subprocess
 import sys
 
 import pytest
+from helpers import ROOT
 
-from conftest import ROOT
 from sppoflow.errors import UserError
-from sppoflow.job_errors import explaining_line
-from sppoflow.multi_node import (
+from sppoflow.runtime.job_errors import explaining_line
+from sppoflow.runtime.multi_node import (
     Rendezvous,
     accelerate_launch,
     interface_towards,
     network_environment,
     rendezvous_from_slurm,
 )
-from sppoflow.placement import check_overrides, placement
+from sppoflow.runtime.placement import check_overrides, placement
 
 # what srun sets in the task of the second node of job 4242, started from 10.1.2.3
 SECOND_NODE = {

@@ -9,20 +9,20 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from helpers import SCRIPTS, fake_hub_cache
 
-from conftest import SCRIPTS, fake_hub_cache
 from pairrm_helpers import LARGE, deberta_v3_config, save_both_layouts
-from sppoflow.aggregate import AggregateSettings, aggregate
+from sppoflow.aggregate.win_rates import AggregateSettings, aggregate
 from sppoflow.errors import UserError
-from sppoflow.preference import JudgeSettings, build_judge
-from sppoflow.preference.pairrm import (
+from sppoflow.score.judges import JudgeSettings, build_judge
+from sppoflow.score.judges.pairrm import (
     MAX_LENGTH,
     SOURCE_MAX_LENGTH,
     PairEncoder,
     PairRMModel,
     load_pairrm,
 )
-from sppoflow.scoring import score_samples
+from sppoflow.score.preferences import score_samples
 
 
 @pytest.fixture(scope="module")

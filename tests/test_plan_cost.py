@@ -1,4 +1,5 @@
-"""The cost of a plan before it is submitted (sppoflow.plan_cost, scripts/plan_cost.py): jobs,
+"""The cost of a plan before it is submitted (sppoflow.workflow.plan_cost,
+scripts/plan_cost.py): jobs,
 GPU-hours against the cost model's formulas, measured rates from a run's records, memory
 against the requested GPU, and the warning the workflow prints before anything runs."""
 
@@ -8,11 +9,13 @@ import json
 
 import pytest
 import yaml
+from helpers import ROOT, run_script, snakemake
 
-from conftest import ROOT, run_script, snakemake
-from sppoflow.config import load_configs, validate
+from sppoflow.config.loading import load_configs
+from sppoflow.config.validation import validate
 from sppoflow.errors import UserError
-from sppoflow.plan_cost import KNOWN_SHAPES, Shape, plan_cost, plan_lines
+from sppoflow.workflow.memory_model import KNOWN_SHAPES, Shape
+from sppoflow.workflow.plan_cost import plan_cost, plan_lines
 
 PAPER = ROOT / "config" / "paper"
 MISTRAL = yaml.safe_load((PAPER / "mistral-7b-instruct-v0.2.yaml").read_text())

@@ -7,7 +7,13 @@ import pandas as pd
 import pytest
 
 from sppoflow.errors import UserError
-from sppoflow.prompts import PoolSettings, build_pool, prompt_id, read_source, round_prompts
+from sppoflow.prompts.pool import (
+    PoolSettings,
+    build_pool,
+    prompt_id,
+    read_source,
+    round_prompts,
+)
 
 ROOT_PROMPTS = "config/prompts/instructions.jsonl"
 

@@ -2,8 +2,9 @@
 
 import re
 
-from conftest import ROOT
-from sppoflow.config_reference import reference
+from helpers import ROOT
+
+from sppoflow.workflow.config_reference import reference
 
 README = (ROOT / "README.md").read_text()
 
@@ -27,7 +28,9 @@ def test_ci_runs_exactly_the_second_command():
 
 def test_the_config_reference_is_the_schemas():
     written = (ROOT / "config" / "README.md").read_text()
-    assert written == reference(), "run: python -m sppoflow.config_reference > config/README.md"
+    assert written == reference(), (
+        "run: python -m sppoflow.workflow.config_reference > config/README.md"
+    )
     for key in ("train.lora.r", "resources.train.gpu", "cpu_threads", "policy.trust_remote_code"):
         assert f"| `{key}` |" in written
     assert "config/README.md" in README

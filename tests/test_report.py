@@ -8,19 +8,19 @@ from dataclasses import replace
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import ROOT
 from PIL import Image
 
-from conftest import ROOT
-from sppoflow import report, report_pages
 from sppoflow.errors import UserError
-from sppoflow.evaluation import summarise
-from sppoflow.round_metrics import (
+from sppoflow.evaluate.judging import summarise
+from sppoflow.evaluate.round_metrics import (
     HeadToHead,
     Objective,
     Pair,
     ResponseMeasures,
     write_round_metrics,
 )
+from sppoflow.report import figures, pages
 from sppoflow.tables import EVAL_JUDGEMENTS, SAMPLES, write_table
 
 N = 40
@@ -82,7 +82,7 @@ def test_judge_rewards_draws_both_judge_kinds(tmp_path, pairwise):
         write_table(judgements(pairwise, round_number), path, EVAL_JUDGEMENTS)
         paths.append(path)
     png = tmp_path / "judge.png"
-    report.judge_rewards_figure(paths, [1, 2], png)
+    figures.judge_rewards_figure(paths, [1, 2], png)
     with Image.open(png) as image:
         width, height = image.size
     # the pairwise figure has a third panel: how often swapping the pair flips the verdict
@@ -94,16 +94,16 @@ def test_win_rate_table_and_plots_from_evaluation_metrics(tmp_path):
         summarise(judgements(True, r, longer_by=10 * r), r, {"training": "pairrm"}, "sppo")
         for r in (1, 2, 3)
     ]
-    table = report_pages.win_rate_table(metrics)
+    table = pages.win_rate_table(metrics)
     assert len(table) == 6
     assert table["against"].tolist()[:4] == ["base model", "round 0", "base model", "round 1"]
     first = metrics[0].primary.base
     assert table.loc[0, "win rate"] == first.win_rate
     assert table.loc[0, "length-controlled"] == first.lc_win_rate
     assert table.loc[0, "wins / ties / losses"] == f"{first.wins} / 0 / {first.losses}"
-    report.win_rates(metrics, tmp_path / "w.png")
-    report_pages.win_rate_page(metrics, tmp_path / "w.html")
-    report.lengths(metrics, tmp_path / "l.png")
+    figures.win_rates(metrics, tmp_path / "w.png")
+    pages.win_rate_page(metrics, tmp_path / "w.html")
+    figures.lengths(metrics, tmp_path / "l.png")
     page = (tmp_path / "w.html").read_text()
     assert "<table" in page and "length-controlled" in page and "round 2" in page
     for name in ("w.png", "l.png"):
@@ -131,25 +131,25 @@ def test_methods_and_judges_side_by_side(tmp_path):
             metrics.append(replace(m, objective=objective))
     assert metrics[0].primary_name == "training" and metrics[0].primary.backend == "relevance"
     assert list(metrics[0].judges) == ["training", "second"]
-    table = report_pages.win_rate_table(metrics)
+    table = pages.win_rate_table(metrics)
     assert len(table) == 2 * 2 * 2 * 2
     assert set(table["method"]) == {"sppo", "dpo"} and set(table["judge"]) == {
         "training (relevance)",
         "second (pairrm)",
     }
-    objective_rows = report_pages.objective_table(metrics)
+    objective_rows = pages.objective_table(metrics)
     assert objective_rows["method"].tolist() == ["base model", "sppo", "sppo", "dpo", "dpo"]
     assert objective_rows["mean tokens"].tolist() == [30.0, 40.0, 40.0, 40.0, 40.0]
-    report.win_rates(metrics, tmp_path / "w.png")
-    report_pages.win_rate_page(metrics, tmp_path / "w.html")
-    report.lengths(metrics, tmp_path / "l.png")
+    figures.win_rates(metrics, tmp_path / "w.png")
+    pages.win_rate_page(metrics, tmp_path / "w.html")
+    figures.lengths(metrics, tmp_path / "l.png")
     with Image.open(tmp_path / "w.png") as image:
         assert image.size[0] > 1200  # one panel per judge
     page = (tmp_path / "w.html").read_text()
     assert "Measures that need no judge" in page and "repetition loops" in page
     verdicts = {"training": metrics[1].against("base"), "second": metrics[1].against("previous")}
     h2h = HeadToHead(round=2, methods=("sppo", "dpo"), pairs=(Pair("sppo", "dpo", verdicts),))
-    report_pages.head_to_head(h2h, tmp_path / "h2h.html")
+    pages.head_to_head(h2h, tmp_path / "h2h.html")
     page = (tmp_path / "h2h.html").read_text()
     assert page.count("<td>sppo</td>") == 2 and page.count("<td>dpo</td>") == 2
     assert f"{metrics[1].against('base').win_rate:.3f}" in page
@@ -160,7 +160,7 @@ def test_examples_escape_html_and_align_rounds(tmp_path):
     write_table(responses("base answer"), base, SAMPLES)
     write_table(responses("round answer <script>").iloc[::-1], later, SAMPLES)
     out = tmp_path / "examples.html"
-    report_pages.examples(base, [later], [1], out, n=3)
+    pages.examples(base, [later], [1], out, n=3)
     page = out.read_text()
     assert page.count("<tr>") == 1 + 3
     assert "&lt;b&gt;bold?&lt;/b&gt;" in page and "<script>" not in page
@@ -186,7 +186,7 @@ def test_training_curves_and_estimates(tmp_path):
         }
     )
     log.to_csv(tmp_path / "log.csv", index=False)
-    report.training_curves(tmp_path / "log.csv", "Round 1", tmp_path / "t.png")
+    figures.training_curves(tmp_path / "log.csv", "Round 1", tmp_path / "t.png")
     assert (tmp_path / "t.png").stat().st_size > 10_000
     # a baseline's log: no per-response targets, a margin target (IPO), reward accuracy
     log = log.assign(
@@ -197,7 +197,7 @@ def test_training_curves_and_estimates(tmp_path):
         reward_accuracy=np.linspace(0, 1, 8),
     )
     log.to_csv(tmp_path / "ipo.csv", index=False)
-    report.training_curves(tmp_path / "ipo.csv", "ipo, round 1", tmp_path / "ipo.png")
+    figures.training_curves(tmp_path / "ipo.csv", "ipo, round 1", tmp_path / "ipo.png")
     with Image.open(tmp_path / "ipo.png") as image:
         assert image.size[1] > 600  # two rows of panels
 
@@ -206,7 +206,7 @@ def test_bad_judgements_file_is_named(tmp_path):
     broken = tmp_path / "judgements.parquet"
     pd.DataFrame({"prompt_id": ["p0"]}).to_parquet(broken)
     with pytest.raises(UserError, match=r"judgements\.parquet"):
-        report.judge_rewards_figure([broken], [1], tmp_path / "j.png")
+        figures.judge_rewards_figure([broken], [1], tmp_path / "j.png")
 
 
 def test_report_script_needs_one_file_per_round(tmp_path):
@@ -226,7 +226,7 @@ def test_report_script_needs_one_file_per_round(tmp_path):
 def test_config_page_shows_the_config_and_each_environments_versions(tmp_path):
     out = tmp_path / "config.html"
     training = {1: {"versions": {"torch": "9.9.9", "deepspeed": "0.1"}}, 2: {}}
-    report_pages.config_page({"rounds": 2, "judge": {"backend": "pairrm"}}, out, training)
+    pages.config_page({"rounds": 2, "judge": {"backend": "pairrm"}}, out, training)
     page = out.read_text()
     assert "backend: pairrm" in page and "rounds: 2" in page
     assert "<th>report job</th><th>round 1 training</th><th>round 2 training</th>" in page

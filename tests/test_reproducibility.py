@@ -5,9 +5,9 @@ what made it, readable from DuckDB."""
 from pathlib import Path
 
 import pytest
+from helpers import DATABASE, output_hashes, snakemake, tiny_workdir
 
-from conftest import DATABASE, output_hashes, snakemake, tiny_workdir
-from sppoflow.exports import query
+from sppoflow.report.exports import query
 
 
 @pytest.fixture(scope="module")

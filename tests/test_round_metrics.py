@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 
 from sppoflow.errors import UserError
-from sppoflow.evaluation import mean_with_ci, summarise, verdicts
-from sppoflow.length_control import length_controlled_win_rate
-from sppoflow.round_metrics import (
+from sppoflow.evaluate.judging import summarise, verdicts
+from sppoflow.evaluate.length_control import length_controlled_win_rate
+from sppoflow.evaluate.round_metrics import (
     HeadToHead,
     Objective,
     Pair,
@@ -22,6 +22,7 @@ from sppoflow.round_metrics import (
     write_head_to_head,
     write_round_metrics,
 )
+from sppoflow.evaluate.statistics import mean_with_ci
 
 N = 12
 JUDGES = {"training": "pairrm", "second": "reward_model"}

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from helpers import planned_jobs, snakemake
 
 from benchmark_tools import (
     ARENA_HARD_QUESTIONS,
@@ -18,9 +19,7 @@ from benchmark_tools import (
     read_arena_hard_answers,
     write_jsonl,
 )
-from conftest import snakemake
 from sppoflow.tables import BENCHMARK_ANSWERS, SAMPLES, read_table
-from test_workflow import planned_jobs
 
 REPORT_ITEMS = {  # category -> labels of its items (the per-round ones once per round)
     "1. Did it work": [
@@ -77,7 +76,7 @@ def test_report_holds_every_item(tiny_run, tiny_report):
 
 
 def test_exports_for_alpaca_eval_and_duckdb(tiny_run):
-    from sppoflow.exports import query
+    from sppoflow.report.exports import query
 
     folder, _ = tiny_run
     results = folder / "results"

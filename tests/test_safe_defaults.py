@@ -10,13 +10,13 @@ import duckdb
 import pandas as pd
 import pytest
 import torch
+from helpers import ROOT
 
-from conftest import ROOT
-from sppoflow.aggregate import register
-from sppoflow.config import validate
+from sppoflow.aggregate.win_rates import register
+from sppoflow.config.validation import validate
 from sppoflow.errors import UserError
-from sppoflow.exports import write_database
-from sppoflow.models import import_policy, load_policy
+from sppoflow.models.loading import import_policy, load_policy
+from sppoflow.report.exports import write_database
 
 
 def copy_model(source: Path, target: Path) -> Path:
@@ -68,8 +68,8 @@ def test_a_bin_file_loads_only_as_tensors(tmp_path, tiny_model_dir):
 
 
 def test_training_never_pushes_to_a_hub():
-    from sppoflow.training.settings import TrainSettings
-    from sppoflow.training.trainer import training_arguments
+    from sppoflow.train.settings import TrainSettings
+    from sppoflow.train.trainer import training_arguments
 
     args = training_arguments(TrainSettings(), Path("/tmp/state"), torch.device("cpu"), "fp32")
     assert args.push_to_hub is False

@@ -4,9 +4,9 @@ import dataclasses
 
 import pytest
 
-from sppoflow.config import validate
+from sppoflow.config.validation import validate
 from sppoflow.schema import config_key, config_section, declared, section_values, setting
-from sppoflow.training.settings import TrainSettings
+from sppoflow.train.settings import TrainSettings
 
 
 def test_a_field_is_the_setting_of_its_name_in_the_class_section():

@@ -4,8 +4,8 @@ import pandas as pd
 import pytest
 
 from sppoflow.errors import UserError
-from sppoflow.preference import JudgeSettings, build_judge
-from sppoflow.scoring import score_file
+from sppoflow.score.judges import JudgeSettings, build_judge
+from sppoflow.score.preferences import score_file
 from sppoflow.tables import SAMPLES
 
 WORDS = [

@@ -7,13 +7,14 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import SCRIPTS
 
-from conftest import SCRIPTS
 from sppoflow.errors import UserError
-from sppoflow.generation import SamplingSettings, generate
-from sppoflow.preference import JudgeSettings, build_judge
-from sppoflow.scoring import score_samples
-from sppoflow.shards import check_shard, take_shard
+from sppoflow.runtime.shards import check_shard, take_shard
+from sppoflow.sample.settings import SamplingSettings
+from sppoflow.sample.transformers_backend import generate
+from sppoflow.score.judges import JudgeSettings, build_judge
+from sppoflow.score.preferences import score_samples
 from sppoflow.tables import PREFERENCES, PROMPTS, SAMPLES, write_table
 
 PROMPTS_TABLE = pd.DataFrame(

@@ -23,16 +23,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+from helpers import BIN, ROOT, assert_same_weights, output_hashes, snakemake, tiny_workdir, weights
 
-from conftest import (
-    BIN,
-    ROOT,
-    assert_same_weights,
-    output_hashes,
-    snakemake,
-    tiny_workdir,
-    weights,
-)
 from odd_folder import nothing_ran, odd_clone
 from training_hold import TrainingHold, wait_for_line
 

@@ -11,14 +11,15 @@ from types import SimpleNamespace
 
 import pytest
 import yaml
+from helpers import ROOT, script_parser
 
-from conftest import ROOT, script_parser
+from sppoflow import layout
 from sppoflow.cli import settings_from
-from sppoflow.config import run_only_settings, validate
-from sppoflow.generation import SamplingSettings
-from sppoflow.preference import JudgeSettings
-from sppoflow.training.settings import TrainSettings
-from sppoflow.workflow import layout
+from sppoflow.config.run_only import run_only_settings
+from sppoflow.config.validation import validate
+from sppoflow.sample.settings import SamplingSettings
+from sppoflow.score.judges import JudgeSettings
+from sppoflow.train.settings import TrainSettings
 from sppoflow.workflow.stage_args import StageArgs, Unrecorded, flags, round_seed
 
 DEFAULT = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
@@ -155,7 +156,7 @@ def test_benchmark_answers_get_the_evaluations_generation_settings():
     """The evaluation's generation settings reach the stage's own parser; with the
     benchmarks' own temperatures, evaluate's temperature and top-p stay out of what decides a
     rerun, and the benchmarks' settings never reach eval_generate."""
-    from sppoflow.benchmark_answers import AnswerSettings
+    from sppoflow.evaluate.benchmark_answers import AnswerSettings
 
     args = StageArgs(benchmark_config(), run_group="demo")
     required = "--benchmark mt_bench --model m --questions q --out o"

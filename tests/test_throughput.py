@@ -1,15 +1,15 @@
-"""The rates the stages log (sppoflow.throughput) and benchmarks/stages.py reads back."""
+"""The rates the stages log (sppoflow.runtime.throughput) and benchmarks/stages.py reads back."""
 
 import logging
 
 import pytest
 import torch
 
-from sppoflow import throughput
+from sppoflow.runtime import throughput
 
 
 def test_a_logged_rate_is_read_back_by_the_stages_table(caplog):
-    from sppoflow.job_records import RATE_LINE
+    from sppoflow.runtime.job_records import RATE_LINE
 
     with caplog.at_level(logging.INFO, logger="sppoflow.throughput"):
         per_second = throughput.log_rate(
@@ -55,7 +55,7 @@ def test_the_peak_is_the_named_gpus_and_mfu_follows(monkeypatch, name, tflops):
 def test_the_stages_table_sums_shards_and_sets_work_against_job_time():
     import pandas as pd
 
-    from sppoflow.job_records import throughput as table
+    from sppoflow.runtime.job_records import throughput as table
 
     keys = {"stage": ["sample", "sample"], "method": ["shared"] * 2, "round": [1, 1]}
     rates = pd.DataFrame(

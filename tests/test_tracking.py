@@ -8,24 +8,24 @@ import sys
 
 import pandas as pd
 import pytest
+from helpers import SCRIPTS
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from conftest import SCRIPTS
-from sppoflow import tracking
 from sppoflow.cli import add_settings, settings_from
 from sppoflow.errors import UserError
-from sppoflow.models import load_policy
-from sppoflow.tracking import (
+from sppoflow.models.loading import load_policy
+from sppoflow.train import tracking
+from sppoflow.train.data import build_examples
+from sppoflow.train.resume import fingerprint
+from sppoflow.train.round import train
+from sppoflow.train.settings import TrainSettings
+from sppoflow.train.tracking import (
     environment,
     prepare_tracking_dir,
     report_targets,
     tracking_environment,
 )
-from sppoflow.training.data import build_examples
-from sppoflow.training.resume import fingerprint
-from sppoflow.training.round import train
-from sppoflow.training.settings import TrainSettings
-from sppoflow.training.trainer import SPPOTrainer
+from sppoflow.train.trainer import SPPOTrainer
 from training_data import round_tables, settings
 
 SPPO_METRICS = ("logratio_winner", "logratio_loser", "target_winner", "target_loser")

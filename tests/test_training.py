@@ -7,20 +7,20 @@ import shutil
 import pandas as pd
 import pytest
 import torch
+from helpers import assert_same_weights, weights
 
-from conftest import assert_same_weights, weights
 from sppoflow.errors import UserError
-from sppoflow.models import load_policy
-from sppoflow.training.data import build_examples
-from sppoflow.training.resume import (
+from sppoflow.models.loading import load_policy
+from sppoflow.train.data import build_examples
+from sppoflow.train.resume import (
     COMPLETE,
     LOG_COLUMNS,
     TrainingStopped,
     last_complete_checkpoint,
     prepare_state_dir,
 )
-from sppoflow.training.round import train
-from sppoflow.training.trainer import SPPOTrainer
+from sppoflow.train.round import train
+from sppoflow.train.trainer import SPPOTrainer
 from training_data import N_PROMPTS, round_tables, settings
 
 
@@ -314,7 +314,7 @@ def test_lora_adapters_are_added_without_a_deprecation_warning_reaching_the_user
     (peft's call, filtered): no FutureWarning or DeprecationWarning reaches the user."""
     import warnings
 
-    from sppoflow.lora import add_lora_adapters
+    from sppoflow.train.lora import add_lora_adapters
 
     model, _ = load_policy(tiny_model_dir)
     for checkpointing in (False, True):
@@ -355,7 +355,7 @@ def test_the_trained_model_is_saved_in_save_dtype(tmp_path, tiny_model_dir, embe
 def test_save_dtype_auto_keeps_the_starting_models_precision(
     tmp_path, tiny_model_dir, embedded_tokenizer
 ):
-    from sppoflow.models import cast_saved_weights, folder_dtype
+    from sppoflow.models.loading import cast_saved_weights, folder_dtype
 
     start = tmp_path / "start"
     shutil.copytree(tiny_model_dir, start)

@@ -11,8 +11,8 @@ import torch
 
 from sppoflow.errors import UserError
 from sppoflow.schema import load_schema
-from sppoflow.training.methods import LOSSES, REGISTRY, TRAIN_ON, Batch, docs_table, method_named
-from sppoflow.training.settings import TrainSettings
+from sppoflow.train.methods import LOSSES, REGISTRY, TRAIN_ON, Batch, docs_table, method_named
+from sppoflow.train.settings import TrainSettings
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -68,7 +68,7 @@ def test_each_method_logs_the_winner_and_loser_of_every_pair(name):
 
 def test_checking_a_config_does_not_import_torch():
     code = (
-        "import sys; from sppoflow.config import validate; "
+        "import sys; from sppoflow.config.validation import validate; "
         "validate({'train': {'loss': 'dpo', 'dpo_beta': 0.1}}); "
         "assert 'torch' not in sys.modules, 'torch imported'"
     )

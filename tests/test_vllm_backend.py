@@ -9,10 +9,10 @@ import sys
 
 import pandas as pd
 import pytest
+from helpers import ROOT
 
-from conftest import ROOT
 from sppoflow.errors import UserError
-from sppoflow.generation import SamplingSettings
+from sppoflow.sample.settings import SamplingSettings
 from sppoflow.tables import SAMPLES, write_table
 
 FAKE = ROOT / "tests" / "fake_vllm"
@@ -25,7 +25,7 @@ PROMPTS = pd.DataFrame(
 
 
 def run(model_dir, prompts=PROMPTS, **overrides):
-    from sppoflow.vllm_generation import generate_vllm
+    from sppoflow.sample.vllm_backend import generate_vllm
 
     settings = SamplingSettings(**{"backend": "vllm", "k": 3, "max_new_tokens": 8, **overrides})
     return generate_vllm(str(model_dir), prompts, settings)
@@ -49,8 +49,8 @@ def test_an_engine_near_its_context_gives_the_room_left_and_refuses_what_cannot_
 ):
     """A multi-turn benchmark's engine is started with the model's context at most: a
     conversation near its end gets the tokens that are left, one past it a one-line error."""
-    from sppoflow.chat import encode_rows
-    from sppoflow.vllm_generation import VllmEngine, policy_tokenizer
+    from sppoflow.models.chat import encode_rows
+    from sppoflow.sample.vllm_backend import VllmEngine, policy_tokenizer
 
     settings = SamplingSettings(backend="vllm", k=3, max_new_tokens=40)
     tokenizer = policy_tokenizer(str(tiny_model_dir))
@@ -64,7 +64,7 @@ def test_an_engine_near_its_context_gives_the_room_left_and_refuses_what_cannot_
 
 
 def test_scheduler_options_keep_seeded_requests_whole_on_cpus():
-    from sppoflow.vllm_generation import CPU_STEP_TOKENS, scheduler_options
+    from sppoflow.sample.vllm_backend import CPU_STEP_TOKENS, scheduler_options
 
     assert scheduler_options(cpu=False, longest=4096) == {}  # CUDA generators rewind
     assert scheduler_options(cpu=True, longest=100) == {
@@ -133,8 +133,8 @@ def test_real_vllm_matches_the_contract_and_transformers_greedy(tmp_path, embedd
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from sppoflow.generation import generate
-    from sppoflow.models import load_policy
+    from sppoflow.models.loading import load_policy
+    from sppoflow.sample.transformers_backend import generate
 
     torch.manual_seed(0)
     config = LlamaConfig(vocab_size=len(embedded_tokenizer), hidden_size=128,

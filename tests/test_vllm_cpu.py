@@ -15,10 +15,10 @@ import sys
 
 import pandas as pd
 import pytest
+from helpers import ROOT, package_index_problem
 
-from conftest import ROOT, package_index_problem
-from sppoflow.chat import encode_prompts
-from sppoflow.environments import env_spec, make_venv, venv_is_current
+from sppoflow.models.chat import encode_prompts
+from sppoflow.runtime.environments import env_spec, make_venv, venv_is_current
 from sppoflow.tables import SAMPLES, read_table
 from tiny_model import build_stopping_llama
 

@@ -10,9 +10,10 @@ from collections import Counter
 import pandas as pd
 import pytest
 import yaml
+from bad_configs import BAD_CONFIGS
+from helpers import BIN, ROOT, planned_jobs, snakemake
 
 from benchmark_tools import MT_BENCH_QUESTIONS, write_jsonl
-from conftest import BAD_CONFIGS, BIN, ROOT, snakemake
 from sppoflow.tables import (
     EVAL_JUDGEMENTS,
     PAIRS,
@@ -23,21 +24,6 @@ from sppoflow.tables import (
     SAMPLES,
     read_table,
 )
-
-
-def planned_jobs(output):
-    """(rule, inputs, outputs) for each job of a dry run's report."""
-    jobs = []
-    for block in re.split(r"\n(?=(?:local)?rule \w+:)", output):
-        head = re.match(r"(?:local)?rule (\w+):", block)
-        if not head:
-            continue
-        files = {}
-        for key in ("input", "output"):
-            found = re.search(rf"^\s+{key}: (.*)$", block, re.M)
-            files[key] = found.group(1).split(", ") if found else []
-        jobs.append((head.group(1), files["input"], files["output"]))
-    return jobs
 
 
 @pytest.fixture
@@ -52,7 +38,7 @@ def test_planning_the_workflow_does_not_import_torch(default_workdir):
     run = snakemake(default_workdir, "-n", env={"PYTHONPROFILEIMPORTTIME": "1"})
     assert run.returncode == 0, run.stderr
     imported = {line.rsplit("|", 1)[-1].strip() for line in run.stderr.splitlines()}
-    assert "sppoflow.training.settings" in imported  # the check ran, in this process
+    assert "sppoflow.train.settings" in imported  # the check ran, in this process
     assert not imported & {"torch", "transformers"}
 
 

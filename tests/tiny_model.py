@@ -89,9 +89,21 @@ def build_stopping_llama(folder: Path, tokenizer, stop_logit: float = 7.0, seed:
 
 
 def embedded_tokenizer():
-    from sppoflow.models import resolve_source, source_tokenizer
+    from sppoflow.models.loading import resolve_source, source_tokenizer
 
     return source_tokenizer(resolve_source("embedded:smollm2-135m-instruct"))
+
+
+def tiny_reward_model(folder, tokenizer, num_labels=1):
+    """A tiny Llama with a classification head (a reward model), saved with ``tokenizer``."""
+    import torch
+    from transformers import LlamaForSequenceClassification
+
+    torch.manual_seed(0)
+    config = tiny_llama_config(tokenizer, num_labels=num_labels)
+    LlamaForSequenceClassification(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
 
 
 if __name__ == "__main__":

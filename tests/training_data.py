@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from sppoflow.aggregate import AggregateSettings, aggregate
+from sppoflow.aggregate.win_rates import AggregateSettings, aggregate
 from sppoflow.tables import PAIRS, RESPONSE_WIN_RATES, SAMPLES, write_table
-from sppoflow.training.settings import TrainSettings
+from sppoflow.train.settings import TrainSettings
 
 N_PROMPTS = 6
 

@@ -20,8 +20,8 @@ sys.path.insert(0, str(ROOT / "src"))
 import pandas as pd  # noqa: E402
 import vllm  # noqa: E402
 
-from sppoflow.generation import SamplingSettings  # noqa: E402
-from sppoflow.vllm_generation import generate_vllm  # noqa: E402
+from sppoflow.sample.settings import SamplingSettings  # noqa: E402
+from sppoflow.sample.vllm_backend import generate_vllm  # noqa: E402
 
 START_ENGINE = vllm.LLM
 

@@ -109,7 +109,8 @@ def parser_for(description: str) -> argparse.ArgumentParser:
 
 
 def add_shard_arguments(parser: argparse.ArgumentParser, unit: str) -> None:
-    """--shard/--shards: this job does shard s of N of the stage's work (see sppoflow.shards)."""
+    """--shard/--shards: this job does shard s of N of the stage's work (see
+    sppoflow.runtime.shards)."""
     group = parser.add_argument_group("data-parallel shards")
     group.add_argument(
         "--shard", type=int, default=0, help="this job's shard, 0..shards-1 (default: 0)"

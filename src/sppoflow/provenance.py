@@ -43,6 +43,12 @@ def config_json(config: dict) -> str:
     return json.dumps(config, sort_keys=True, separators=(",", ":"), default=str)
 
 
+def job_environment(recorded_config: dict) -> dict[str, str]:
+    """What every job records with its outputs, passed in its environment: the config (less
+    its run-only settings) and the project's commit."""
+    return {CONFIG_VARIABLE: config_json(recorded_config), COMMIT_VARIABLE: git_commit() or ""}
+
+
 @cache
 def git_commit(root: Path = PROJECT_ROOT) -> str | None:
     """The project's commit, with "-dirty" when tracked files differ from it; None outside a

@@ -32,7 +32,7 @@ def _script() -> str:
 
 
 class _HeldTraining(importlib.abc.MetaPathFinder):
-    """Patches sppoflow.training.trainer once it is imported: the first micro-batch of the
+    """Patches sppoflow.train.trainer once it is imported: the first micro-batch of the
     held step waits for the release."""
 
     def __init__(self, folder: str, step: int) -> None:
@@ -40,7 +40,7 @@ class _HeldTraining(importlib.abc.MetaPathFinder):
         self.step = step
 
     def find_spec(self, name, path, target=None):
-        if name != "sppoflow.training.trainer":
+        if name != "sppoflow.train.trainer":
             return None
         sys.meta_path.remove(self)
         spec = importlib.util.find_spec(name)

@@ -38,7 +38,7 @@ rule benchmark_answers:
 # The file's name is the model's (<method>-iter<t>), as both tools name a model after its file.
 rule export_benchmark_answers:
     input:
-        answers=round_benchmark_answers,
+        answers=FILES.round_benchmark_answers,
         questions=question_file,
     output:
         "results/export/{benchmark}/model_answer/{name}-iter{it}.jsonl",

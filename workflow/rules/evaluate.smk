@@ -10,9 +10,9 @@ use rule sample as eval_generate with:
     output:
         stage_output("results/{chain}iter{it}/eval/responses.parquet", "eval_responses"),
     log:
-        job_file("results/{chain}iter{it}/logs/eval_generate.log"),
+        FILES.job_file("results/{chain}iter{it}/logs/eval_generate.log"),
     benchmark:
-        job_file("results/{chain}iter{it}/benchmarks/eval_generate.tsv")
+        FILES.job_file("results/{chain}iter{it}/benchmarks/eval_generate.tsv")
     conda:
         generation_env("evaluate")
     resources:
@@ -46,7 +46,7 @@ rule evaluate:
     input:
         responses="results/{chain}iter{it}/eval/responses.parquet",
         base="results/iter0/eval/responses.parquet",
-        previous=previous_eval_responses,
+        previous=FILES.previous_eval_responses,
         judges=ARGS.evaluation_judge_records(),
     output:
         judgements="results/{chain}iter{it}/eval/judgements.parquet",
@@ -82,7 +82,7 @@ if SIDE_BY_SIDE:
 
     rule head_to_head:
         input:
-            responses=method_files(
+            responses=FILES.method_files(
                 "results/{chain}iter{it}/eval/responses.parquet", [ROUNDS[-1]]
             ),
             judges=ARGS.evaluation_judge_records(),

@@ -4,7 +4,7 @@
 
 rule prompt_pool:
     input:
-        local_prompt_files,
+        FILES.local_prompt_files,
     output:
         pool="results/prompts/pool.parquet",
         eval="results/prompts/eval.parquet",

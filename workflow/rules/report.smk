@@ -5,21 +5,21 @@
 rule round_figures:
     input:
         log="results/{chain}iter{it}/train_log.csv",
-        pairs=sampled("pairs.parquet"),
-        stats=sampled("aggregate_stats.parquet"),
+        pairs=FILES.sampled("pairs.parquet"),
+        stats=FILES.sampled("aggregate_stats.parquet"),
     output:
         training=report(
             "results/{chain}iter{it}/report/training.png",
             caption="../report/training.rst",
             category="2. Training",
-            subcategory=method_label,
+            subcategory=FILES.method_label,
             labels={"figure": "training curves"},
         ),
         estimates=report(
             "results/{chain}iter{it}/report/win_rate_estimates.png",
             caption="../report/win_rate_estimates.rst",
             category="2. Training",
-            subcategory=method_label,
+            subcategory=FILES.method_label,
             labels={"figure": "estimated win rates p_w, p_l"},
         ),
     log:
@@ -36,7 +36,7 @@ rule round_figures:
         mem_mb=2000,
         runtime=10,
     params:
-        title=method_label,
+        title=FILES.method_label,
         script=script("report"),
     shell:
         "python {params.script:q} round --round {wildcards.it} --title {params.title:q}"
@@ -47,14 +47,14 @@ rule round_figures:
 
 rule report_figures:
     input:
-        metrics=method_files("results/{chain}iter{it}/eval/metrics.json"),
-        judgements=method_files("results/{chain}iter{it}/eval/judgements.parquet"),
+        metrics=FILES.method_files("results/{chain}iter{it}/eval/metrics.json"),
+        judgements=FILES.method_files("results/{chain}iter{it}/eval/judgements.parquet"),
         responses=[
             "results/iter0/eval/responses.parquet",
-            *method_files("results/{chain}iter{it}/eval/responses.parquet"),
+            *FILES.method_files("results/{chain}iter{it}/eval/responses.parquet"),
         ],
-        models=method_files("results/{chain}iter{it}/model"),
-        head_to_head=head_to_head_metrics(),
+        models=FILES.method_files("results/{chain}iter{it}/model"),
+        head_to_head=FILES.head_to_head_metrics(),
     output:
         **head_to_head_report(),
         win_rates=report(
@@ -107,7 +107,7 @@ rule report_figures:
     params:
         script=script("report"),
         config=ARGS.report_config,
-        head_to_head=head_to_head_flag,
+        head_to_head=FILES.head_to_head_flag,
     shell:
         "python {params.script:q} summary --metrics {input.metrics:q}"
         " --judgements {input.judgements:q} --responses {input.responses:q} --models {input.models:q}"
@@ -119,9 +119,9 @@ rule report_figures:
 # (sample, score, train, eval_generate) is done; a timing record, so under benchmarks/.
 rule throughput_table:
     input:
-        method_files("results/{chain}iter{it}/model"),
+        FILES.method_files("results/{chain}iter{it}/model"),
         "results/iter0/eval/responses.parquet",
-        method_files("results/{chain}iter{it}/eval/responses.parquet"),
+        FILES.method_files("results/{chain}iter{it}/eval/responses.parquet"),
     output:
         report(
             "results/benchmarks/throughput.html",
@@ -172,9 +172,9 @@ rule export_alpaca_eval:
 
 rule duckdb_views:
     input:
-        method_files("results/{chain}iter{it}/eval/judgements.parquet"),
-        method_files("results/{chain}iter{it}/train_log.csv"),
-        head_to_head_metrics(),
+        FILES.method_files("results/{chain}iter{it}/eval/judgements.parquet"),
+        FILES.method_files("results/{chain}iter{it}/train_log.csv"),
+        FILES.head_to_head_metrics(),
     output:
         "results/sppo.duckdb",
     log:

@@ -4,14 +4,14 @@
 
 rule sample:
     input:
-        model=previous_model,
+        model=FILES.previous_model,
         prompts="results/prompts/train_iter{it}.parquet",
     output:
         stage_output("results/{chain}iter{it}/samples.parquet", "samples"),
     log:
-        job_file("results/{chain}iter{it}/logs/sample.log"),
+        FILES.job_file("results/{chain}iter{it}/logs/sample.log"),
     benchmark:
-        job_file("results/{chain}iter{it}/benchmarks/sample.tsv")
+        FILES.job_file("results/{chain}iter{it}/benchmarks/sample.tsv")
     conda:
         generation_env("sample")
     threads: 8
@@ -20,7 +20,7 @@ rule sample:
     params:
         cpu_threads=ARGS.cpu_threads,
         args=ARGS.sample,
-        shard=shard_flags,
+        shard=FILES.shard_flags,
         python=ARGS.generation_python,
         script=script("sample"),
     shell:

@@ -11,9 +11,9 @@ rule score:
     output:
         stage_output("results/{chain}iter{it}/preferences.parquet", "preferences"),
     log:
-        job_file("results/{chain}iter{it}/logs/score.log"),
+        FILES.job_file("results/{chain}iter{it}/logs/score.log"),
     benchmark:
-        job_file("results/{chain}iter{it}/benchmarks/score.tsv")
+        FILES.job_file("results/{chain}iter{it}/benchmarks/score.tsv")
     conda:
         "../../envs/torch.yaml"
     threads: 8
@@ -23,7 +23,7 @@ rule score:
         cpu_threads=ARGS.cpu_threads,
         args=ARGS.judge,
         run_only=ARGS.judge_run_only,
-        shard=shard_flags,
+        shard=FILES.shard_flags,
         script=script("score"),
     shell:
         on_gpus(

@@ -3,10 +3,10 @@
 
 rule summary:
     input:
-        metrics=method_files("results/{chain}iter{it}/eval/metrics.json"),
-        stats=method_stats(),
-        logs=method_files("results/{chain}iter{it}/train_log.csv"),
-        judgements=method_files("results/{chain}iter{it}/eval/judgements.parquet"),
+        metrics=FILES.method_files("results/{chain}iter{it}/eval/metrics.json"),
+        stats=FILES.method_stats(),
+        logs=FILES.method_files("results/{chain}iter{it}/train_log.csv"),
+        judgements=FILES.method_files("results/{chain}iter{it}/eval/judgements.parquet"),
     output:
         metrics="results/summary/metrics.tsv",
         judge_rewards="results/summary/judge_rewards.tsv",

@@ -3,7 +3,7 @@
 # On SIGTERM (a SLURM time limit) the trainer saves a checkpoint there (on_gpus, common.smk).
 # A job with several GPUs runs one process per GPU through accelerate launch
 # (train.accelerate_config: DDP, DeepSpeed ZeRO-3 or FSDP); with resources.train.nodes above 1,
-# one accelerate launch per node under srun (on_gpus, common.smk; sppoflow.multi_node).
+# one accelerate launch per node under srun (on_gpus, common.smk; sppoflow.runtime.multi_node).
 # {chain} is "" for a single method and "methods/<name>/" for each of several side by side;
 # round 1 of every method trains on the shared samples of the base model (common.smk).
 # TensorBoard / W&B files go to results/tracking/{chain}iter{it} (train.report_to), also not an output:
@@ -12,10 +12,10 @@
 
 rule train:
     input:
-        model=previous_model,
-        samples=sampled("samples.parquet"),
-        pairs=sampled("pairs.parquet"),
-        win_rates=sampled("response_win_rates.parquet"),
+        model=FILES.previous_model,
+        samples=FILES.sampled("samples.parquet"),
+        pairs=FILES.sampled("pairs.parquet"),
+        win_rates=FILES.sampled("response_win_rates.parquet"),
     output:
         model=directory("results/{chain}iter{it}/model"),
         log="results/{chain}iter{it}/train_log.csv",

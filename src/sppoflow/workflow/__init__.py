@@ -1,3 +1,3 @@
-"""What the Snakefile asks of the library: the flags each rule passes its stage script
-(``stage_args``) and where a run's outputs live (``layout``). The rule files keep only
-Snakemake's own business: inputs, outputs, resources and the shell line."""
+"""What the Snakefile asks of the library: each rule's flags (``stage_args``), the plan's
+cost (``plan_cost``) and the config reference (``config_reference``). Nothing in the
+library imports this package."""

@@ -18,10 +18,12 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
-from sppoflow.config import TRAINING_JUDGE, recorded_config, shipped_file, split_run_only
-from sppoflow.methods import methods
+from sppoflow import layout
+from sppoflow.config.chains import methods
+from sppoflow.config.paths import shipped_file
+from sppoflow.config.run_only import recorded_config, split_run_only
 from sppoflow.schema import nested_fields
-from sppoflow.workflow import layout
+from sppoflow.score import TRAINING_JUDGE
 
 # sample.* settings that are the engine's (engine_flags) or the interpreter's, not the stage's
 ENGINE_KEYS = ("backend", "gpu_memory_utilization")
