@@ -9,16 +9,16 @@ from sppoflow.evaluate import judging
 from sppoflow.evaluate.judging import judge_against, judges_from, summarise
 from sppoflow.evaluate.statistics import mean_with_ci, outcomes
 from sppoflow.evaluate.text_measures import objective_measures, prompt_overlap, repetition
-from sppoflow.score.judges import JudgeSettings, PointwisePreferenceModel
+from sppoflow.score.judges import JudgeSettings, PointwiseJudge
 from sppoflow.tables import EVAL_JUDGEMENTS
 
 
-class LengthScorer(PointwisePreferenceModel):
+class LengthScorer(PointwiseJudge):
     def scores(self, prompts, responses):
         return [np.array([len(r) for r in group], dtype=float) for group in responses]
 
 
-class BrevityScorer(PointwisePreferenceModel):
+class BrevityScorer(PointwiseJudge):
     def scores(self, prompts, responses):
         return [-np.array([len(r) for r in group], dtype=float) for group in responses]
 

@@ -7,8 +7,8 @@ import pytest
 from sppoflow.errors import UserError
 from sppoflow.score.judges import (
     JudgeSettings,
-    PairwisePreferenceModel,
-    PointwisePreferenceModel,
+    PairwiseJudge,
+    PointwiseJudge,
     build_judge,
     sigmoid,
 )
@@ -91,12 +91,12 @@ def test_unknown_backend_is_refused():
         build_judge(JudgeSettings(backend="oracle"))
 
 
-class LengthScorer(PointwisePreferenceModel):
+class LengthScorer(PointwiseJudge):
     def scores(self, prompts, responses):
         return [np.array([len(r) for r in group], dtype=float) for group in responses]
 
 
-class FirstPositionJudge(PairwisePreferenceModel):
+class FirstPositionJudge(PairwiseJudge):
     """Prefers whatever comes first, a little more when it is longer: position-biased."""
 
     def pair_logits(self, prompts, first, second):

@@ -22,11 +22,11 @@ from sppoflow.evaluate.length_control import length_controlled_win_rate
 from sppoflow.evaluate.round_metrics import JudgeVerdicts, RoundMetrics, Verdicts
 from sppoflow.evaluate.statistics import mean_with_ci, outcomes
 from sppoflow.evaluate.text_measures import prompt_overlap, repetition
-from sppoflow.score.judges import JudgeSettings, PreferenceModel, build_judge
+from sppoflow.score.judges import Judge, JudgeSettings, build_judge
 
 
 def judge_against(
-    judge: PreferenceModel,
+    judge: Judge,
     ours: pd.DataFrame,
     theirs: pd.DataFrame,
     opponent: str,

@@ -33,7 +33,7 @@ from sppoflow.errors import UserError
 from sppoflow.runtime.run_state import keep_for_run
 from sppoflow.runtime.shards import check_shard
 from sppoflow.runtime.throughput import log_rate
-from sppoflow.score.judges import PreferenceModel, sigmoid
+from sppoflow.score.judges import Judge, sigmoid
 from sppoflow.tables import (
     PREFERENCES,
     SAMPLES,
@@ -47,7 +47,7 @@ TEXT_COLUMNS = ("prompt_id", "response_idx", "prompt", "response")
 DUCKDB_MEMORY = "512MB"  # a chunk needs a few MB; beyond this DuckDB spills to the parts folder
 
 
-def judge_chunk(judge: PreferenceModel, groups: list[tuple[str, pd.DataFrame]]) -> pd.DataFrame:
+def judge_chunk(judge: Judge, groups: list[tuple[str, pd.DataFrame]]) -> pd.DataFrame:
     """PREFERENCES rows for the prompts of one chunk."""
     empty = sum(int((g["response"].str.strip() == "").sum()) for _, g in groups)
     if empty:
@@ -167,7 +167,7 @@ def parts_folder(out: Path, run_id: str) -> Path:
 
 
 def score_file(
-    judge: PreferenceModel,
+    judge: Judge,
     samples: Path | str,
     out: Path | str,
     prompts_per_chunk: int = 256,
@@ -229,7 +229,7 @@ def join_parts(paths: list[Path], out: Path) -> int:
 
 
 def score_samples(
-    judge: PreferenceModel,
+    judge: Judge,
     samples: pd.DataFrame,
     prompts_per_chunk: int = 256,
     shard: int = 0,

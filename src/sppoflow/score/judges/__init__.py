@@ -13,9 +13,9 @@ from sppoflow.errors import UserError, check_choice
 from sppoflow.schema import config_section, declared
 from sppoflow.score.judges.base import (
     Comparison,
-    PairwisePreferenceModel,
-    PointwisePreferenceModel,
-    PreferenceModel,
+    Judge,
+    PairwiseJudge,
+    PointwiseJudge,
     sigmoid,
 )
 
@@ -29,10 +29,10 @@ BACKENDS = {
 __all__ = [
     "BACKENDS",
     "Comparison",
+    "Judge",
     "JudgeSettings",
-    "PairwisePreferenceModel",
-    "PointwisePreferenceModel",
-    "PreferenceModel",
+    "PairwiseJudge",
+    "PointwiseJudge",
     "build_judge",
     "sigmoid",
 ]
@@ -56,7 +56,7 @@ class JudgeSettings:
     trust_remote_code: bool = declared()
 
 
-def build_judge(settings: JudgeSettings) -> PreferenceModel:
+def build_judge(settings: JudgeSettings) -> Judge:
     """The judge named by ``settings.backend``; unknown names are a one-line error."""
     from sppoflow.models.hub import local_folder
     from sppoflow.runtime.devices import resolve_device, resolve_dtype

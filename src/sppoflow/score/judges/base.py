@@ -48,7 +48,7 @@ class Comparison:
     flipped: np.ndarray | None = None  # pairwise judges: verdict changes with the order
 
 
-class PreferenceModel(ABC):
+class Judge(ABC):
     """Base class of every judge the score and evaluate stages can use."""
 
     name: str = "preference model"
@@ -66,7 +66,7 @@ class PreferenceModel(ABC):
         """P(first > second | x) per prompt."""
 
 
-class PointwisePreferenceModel(PreferenceModel):
+class PointwiseJudge(Judge):
     """A scorer r(x, y); preferences are sigmoid((r_i - r_j) / temperature)."""
 
     def __init__(self, temperature: float = 1.0) -> None:
@@ -100,7 +100,7 @@ class PointwisePreferenceModel(PreferenceModel):
         return Comparison(sigmoid((reward_a - reward_b) / self.temperature), reward_a, reward_b)
 
 
-class PairwisePreferenceModel(PreferenceModel):
+class PairwiseJudge(Judge):
     """A model of ordered pairs; every pair is asked in both orders."""
 
     @abstractmethod

@@ -20,7 +20,7 @@ from transformers import AutoModelForCausalLM
 from sppoflow.errors import UserError
 from sppoflow.models.batching import length_sorted_batches, pad
 from sppoflow.models.chat import render_prompt
-from sppoflow.score.judges.base import PairwisePreferenceModel, TransformersJudge
+from sppoflow.score.judges.base import PairwiseJudge, TransformersJudge
 
 DEFAULT_MAX_LENGTH = 4096
 PLACEHOLDERS = ("{instruction}", "{response_a}", "{response_b}")
@@ -67,7 +67,7 @@ def fill(template: str, instruction: str, response_a: str, response_b: str) -> s
     return "".join(out)
 
 
-class LLMJudge(PairwisePreferenceModel, TransformersJudge):
+class LLMJudge(PairwiseJudge, TransformersJudge):
     name = "llm_judge"
     default_max_length = DEFAULT_MAX_LENGTH
 

@@ -8,7 +8,7 @@ with the source at most 1224 tokens and each candidate at most (2048 - len(sourc
 special tokens included, everything cut on the right. The last hidden states at the three prefix
 tokens (h_s, h_1, h_2) feed a head, score(c) = head([h_s; h_c]), and the pair's logit is
 score(y1) - score(y2): sigmoid(logit) = P(y1 > y2 | x). The model is position-biased, so the
-workflow asks both orders (see ``PairwisePreferenceModel``).
+workflow asks both orders (see ``PairwiseJudge``).
 
 Two layouts hold the same weights (``pretrained_model.*`` for the backbone, ``head_layer.*``):
 ``llm-blender/PairRM-hf`` (a DeBERTa-v2 config with the prefix ids, tokenizer included) and
@@ -32,7 +32,7 @@ from transformers import DebertaV2Config, DebertaV2Model
 from sppoflow.errors import UserError
 from sppoflow.models.batching import length_sorted_batches, pad
 from sppoflow.models.safe_loading import load_tokenizer
-from sppoflow.score.judges.base import PairwisePreferenceModel
+from sppoflow.score.judges.base import PairwiseJudge
 
 log = logging.getLogger(__name__)
 
@@ -135,7 +135,7 @@ class PairEncoder:
 # -- the judge -------------------------------------------------------------------------------
 
 
-class PairRMJudge(PairwisePreferenceModel):
+class PairRMJudge(PairwiseJudge):
     name = "pairrm"
 
     def __init__(

@@ -16,14 +16,14 @@ import torch
 from transformers import AutoModel
 
 from sppoflow.models.batching import length_sorted_batches, pad
-from sppoflow.score.judges.base import PointwisePreferenceModel, TransformersJudge
+from sppoflow.score.judges.base import PointwiseJudge, TransformersJudge
 
 DEFAULT_TEMPERATURE = 0.05
 DEFAULT_MAX_LENGTH = 256
 CPU_MAX_BATCH_TOKENS = 4096  # a 22M-parameter encoder needs batches to use a CPU well
 
 
-class RelevanceJudge(PointwisePreferenceModel, TransformersJudge):
+class RelevanceJudge(PointwiseJudge, TransformersJudge):
     name = "relevance"
     default_max_length = DEFAULT_MAX_LENGTH
 

@@ -17,13 +17,13 @@ from transformers import AutoModelForSequenceClassification
 
 from sppoflow.errors import UserError
 from sppoflow.models.batching import length_sorted_batches, pad
-from sppoflow.score.judges.base import PointwisePreferenceModel, TransformersJudge
+from sppoflow.score.judges.base import PointwiseJudge, TransformersJudge
 
 DEFAULT_TEMPERATURE = 1.0
 DEFAULT_MAX_LENGTH = 2048
 
 
-class RewardModelJudge(PointwisePreferenceModel, TransformersJudge):
+class RewardModelJudge(PointwiseJudge, TransformersJudge):
     name = "reward_model"
     default_max_length = DEFAULT_MAX_LENGTH
 
