@@ -239,7 +239,7 @@ def sampling(report: Report, size: Size, device, tokenizer, scratch: Path) -> No
 
 def workflow_round(report: Report, device, tokenizer, scratch: Path) -> None:
     import yaml
-    from stages import per_stage, read_benchmarks
+    from stages import per_stage, read_timings
 
     import pairrm_helpers
     from sppoflow.score.judges.pairrm import save_pairrm
@@ -281,7 +281,7 @@ def workflow_round(report: Report, device, tokenizer, scratch: Path) -> None:
     wall = time.perf_counter() - start
     if done.returncode:
         raise RuntimeError(f"snakemake exited {done.returncode}:\n{done.stderr[-3000:]}")
-    jobs = read_benchmarks(folder / "results")
+    jobs = read_timings(folder / "results")
     report.line(f"  {len(jobs)} jobs, {wall:.0f} s wall; per stage:")
     for text in per_stage(jobs).round(2).to_string().splitlines():
         report.line(f"    {text}")

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Where a run's time and memory went, per stage, from the benchmark files Snakemake wrote.
 
-Every rule has a `benchmark:` file (results/iter{t}/benchmarks/<stage>.tsv, shard files
+Every rule has a `benchmark:` file (results/iter{t}/timings/<stage>.tsv, shard files
 <stage>_shard{s}.tsv): wall-clock seconds, peak RSS and CPU time of the job. This prints them
 per stage and round, with each stage's share of the run's summed job time, and the rates
 the jobs logged (results/iter{t}/logs/): generated tokens/s of sample and eval_generate,
@@ -23,7 +23,7 @@ from pathlib import Path
 import pandas as pd
 
 from sppoflow.errors import UserError
-from sppoflow.runtime.job_records import read_benchmarks, read_throughput, throughput
+from sppoflow.runtime.job_records import read_throughput, read_timings, throughput
 
 
 def per_stage(jobs: pd.DataFrame) -> pd.DataFrame:
@@ -64,7 +64,7 @@ def main() -> None:
     parser.add_argument("--run", type=Path, default=Path("results"), help="a run's results")
     args = parser.parse_args()
     try:
-        jobs = read_benchmarks(args.run)
+        jobs = read_timings(args.run)
     except UserError as error:
         raise SystemExit(f"error: {error}") from None
     by_round = jobs.dropna(subset=["round"]).pivot_table(

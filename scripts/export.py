@@ -2,8 +2,8 @@
 """export stage: the run's results for tools outside the workflow.
 
   alpaca   a round's evaluation responses in AlpacaEval's format (instruction, output, generator)
-  answers  a round's benchmark answers (scripts/benchmark_answers.py) in the file the
-           benchmark's tool reads: arena-hard-auto's or FastChat's model_answer/<model>.jsonl,
+  answers  a round's question-set answers (scripts/question_set_answers.py) in the file the
+           question set's tool reads: arena-hard-auto's or FastChat's model_answer/<model>.jsonl,
            the model named after the file
   lm-eval  a bash script that runs lm-evaluation-harness on a round's model (paths relative to
            the run folder, the current one)
@@ -13,7 +13,7 @@
 Examples:
     python scripts/export.py alpaca --responses results/iter3/eval/responses.parquet \\
         --generator sppo-iter3 --out results/export/alpaca_eval_iter3.json
-    python scripts/export.py answers --benchmark mt_bench --questions mt_bench/question.jsonl \\
+    python scripts/export.py answers --question-set mt_bench --questions mt_bench/question.jsonl \\
         --answers results/iter3/eval/mt_bench_answers.parquet \\
         --out results/export/mt_bench/model_answer/sppo-iter3.jsonl
     python scripts/export.py lm-eval --model results/iter3/model --name sppo-iter3 \\
@@ -27,7 +27,7 @@ from pathlib import Path
 import _bootstrap  # noqa: F401
 
 from sppoflow.cli import run_stage
-from sppoflow.evaluate.question_sets import BENCHMARKS
+from sppoflow.evaluate.question_sets import QUESTION_SETS
 from sppoflow.report.answer_exports import (
     LM_EVAL_DTYPES,
     write_answers,
@@ -43,7 +43,7 @@ def alpaca(args) -> None:
 def answers(args) -> None:
     out = Path(args.out)
     n = write_answers(
-        args.benchmark, Path(args.questions), Path(args.answers), out, args.system_prompt
+        args.question_set, Path(args.questions), Path(args.answers), out, args.system_prompt
     )
     print(f"{out}: {n} answers of {out.stem}")
 
@@ -75,10 +75,10 @@ def build_parser():
     one.add_argument("--generator", required=True, help="name of the model in the file")
     one.add_argument("--out", required=True, help="JSON file to write")
     one.set_defaults(run=alpaca)
-    answered = commands.add_parser("answers", help="benchmark answers for the benchmark's tool")
-    answered.add_argument("--benchmark", required=True, choices=BENCHMARKS)
-    answered.add_argument("--questions", required=True, help="the benchmark's question file")
-    answered.add_argument("--answers", required=True, help="benchmark answers parquet")
+    answered = commands.add_parser("answers", help="question-set answers for the set's tool")
+    answered.add_argument("--question-set", required=True, choices=QUESTION_SETS)
+    answered.add_argument("--questions", required=True, help="the question set's question file")
+    answered.add_argument("--answers", required=True, help="question-set answers parquet")
     answered.add_argument("--system-prompt", default=None, help="system message, if any")
     answered.add_argument("--out", required=True, help="<model>.jsonl to write")
     answered.set_defaults(run=answers)

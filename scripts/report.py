@@ -2,7 +2,7 @@
 """report stage: the figures and tables `snakemake --report` shows.
 
   round    one round's training curves and the distribution of its estimated win rates
-  throughput  the stages' rates, from the jobs' logs and benchmark files (timing records)
+  throughput  the stages' rates, from the jobs' logs and timing files (timing records)
   summary  win rates per round (and method; plot and table), response length and the
            length-controlled win rate, what the judge rewards, example responses, the config
            and versions; with --head-to-head, the methods' final rounds against each other
@@ -16,7 +16,7 @@ Examples:
         --judgements results/iter*/eval/judgements.parquet \\
         --responses results/iter*/eval/responses.parquet --models results/iter[1-9]*/model \\
         --out-dir results/report
-    python scripts/report.py throughput --run results --out results/benchmarks/throughput.html
+    python scripts/report.py throughput --run results --out results/timings/throughput.html
 """
 
 import argparse
@@ -29,7 +29,7 @@ from sppoflow.cli import run_stage
 from sppoflow.errors import UserError
 from sppoflow.evaluate.round_metrics import read_head_to_head, read_round_metrics
 from sppoflow.report import figures, pages
-from sppoflow.runtime.job_records import read_benchmarks, read_throughput, throughput
+from sppoflow.runtime.job_records import read_throughput, read_timings, throughput
 
 SUMMARY_FILES = ("win_rates.png", "win_rates.html", "length.png", "judge_rewards.png",
                  "examples.html", "config.html")  # fmt: skip
@@ -76,7 +76,7 @@ def summary_figures(args) -> None:
 
 def throughput_table(args) -> None:
     run = Path(args.results)
-    table = throughput(read_throughput(run), read_benchmarks(run))
+    table = throughput(read_throughput(run), read_timings(run))
     pages.throughput_page(table, Path(args.out))
 
 

@@ -149,7 +149,7 @@ def assert_same_weights(a: Path, b: Path) -> None:
 
 
 # Files under results/ that record when or how fast, not what: left out of the comparison.
-TIMING = ("/logs/", "/benchmarks/", "results/tracking/")
+TIMING = ("/logs/", "/timings/", "results/tracking/")
 
 
 DATABASE = "results/sppo.duckdb"

@@ -32,10 +32,10 @@ def test_every_benchmark_explains_itself(script, helps):
 
 
 def test_stages_reads_the_benchmark_files_of_a_run(tiny_run):
-    from stages import per_stage, read_benchmarks
+    from stages import per_stage, read_timings
 
     folder, config = tiny_run
-    jobs = read_benchmarks(folder / "results")
+    jobs = read_timings(folder / "results")
     rounds = config["rounds"]
     train = jobs[jobs.stage == "train"]
     assert sorted(train["round"]) == list(range(1, rounds + 1))
@@ -51,7 +51,7 @@ def test_every_model_stage_logs_its_throughput_and_stages_prints_it(tiny_run):
     bit); the generated and judged counts are those of the stage's output."""
     import pandas as pd
 
-    from sppoflow.runtime.job_records import read_benchmarks, read_throughput, throughput
+    from sppoflow.runtime.job_records import read_throughput, read_timings, throughput
 
     folder, config = tiny_run
     results = folder / "results"
@@ -69,7 +69,7 @@ def test_every_model_stage_logs_its_throughput_and_stages_prints_it(tiny_run):
         )  # no known peak on a CPU
     responses = pd.read_parquet(results / "iter0" / "eval" / "responses.parquet")
     assert rates.loc[("eval_generate", 0), "amount"] == responses.response_tokens.sum()
-    table = throughput(read_throughput(results), read_benchmarks(results))
+    table = throughput(read_throughput(results), read_timings(results))
     assert (table.per_s > table.per_job_s).all()  # the job's load and start come on top
     done = subprocess.run(
         [sys.executable, str(BENCHMARKS / "stages.py"), "--run", str(results)],

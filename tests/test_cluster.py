@@ -17,8 +17,8 @@ GPU_RULES = {"sample", "score", "train", "eval_generate", "evaluate"}
 LOCAL_RULES = {"fetch_model", "prompt_pool", "round_prompts", "aggregate"}
 LOCAL_RULES |= {"summary", "round_figures", "report_figures", "export_alpaca_eval", "duckdb_views"}
 LOCAL_RULES |= {"throughput_table"}
-# local rules of evaluate.benchmarks, which the paper configs leave off
-BENCHMARK_EXPORTS = {"export_benchmark_answers", "export_lm_eval"}
+# local rules of evaluate.question_sets, which the paper configs leave off
+QUESTION_SET_EXPORTS = {"export_question_set_answers", "export_lm_eval"}
 GATHER_RULES = {"gather_samples", "gather_preferences", "gather_eval_responses"}
 SLURM_ENV = {"SPPO_SLURM_ACCOUNT": "sppo-lab", "SPPO_SLURM_PARTITION": "cpu",
              "SPPO_SLURM_GPU_PARTITION": "gpu", "SPPO_SLURM_GPU_MODEL": "h100"}  # fmt: skip
@@ -103,7 +103,7 @@ def test_slurm_profile_asks_for_gpus_only_where_the_model_runs(tmp_path):
     assert "--gpus" not in call and "--mem " in call and "-p cpu" in call
     for rule in LOCAL_RULES | GATHER_RULES:  # run on the submit host: no slurm placement
         assert all("slurm_partition" not in job for job in planned[rule]), rule
-    assert local_rules(tmp_path, {"shards": 8}) == LOCAL_RULES | GATHER_RULES | BENCHMARK_EXPORTS
+    assert local_rules(tmp_path, {"shards": 8}) == LOCAL_RULES | GATHER_RULES | QUESTION_SET_EXPORTS
     assert len(planned["train"]) == 3 and len(planned["sample"]) == 3 * 8
     # training starts one process per GPU through accelerate, with the shipped ZeRO-3 config
     assert re.search(
@@ -248,14 +248,14 @@ def test_each_rule_gets_its_environment(tmp_path, backend, gpus, generation):
         "round_prompts": "data.yaml",
         "sample": generation,
         "eval_generate": generation,
-        "benchmark_answers": generation,
+        "question_set_answers": generation,
         "score": "torch.yaml",
         "evaluate": "torch.yaml",
         "train": "train.yaml",
         "aggregate": "data.yaml",
         "summary": "data.yaml",
         **dict.fromkeys(["round_figures", "report_figures", "export_alpaca_eval"], "data.yaml"),
-        **dict.fromkeys(["export_benchmark_answers", "export_lm_eval"], "data.yaml"),
+        **dict.fromkeys(["export_question_set_answers", "export_lm_eval"], "data.yaml"),
         "duckdb_views": "data.yaml",
         "throughput_table": "data.yaml",
         "fetch_model": "data.yaml",

@@ -10,7 +10,7 @@ from bad_configs import BAD_CONFIGS
 from sppoflow.aggregate.win_rates import AggregateSettings
 from sppoflow.config.validation import validate
 from sppoflow.errors import UserError
-from sppoflow.evaluate.benchmark_answers import AnswerSettings
+from sppoflow.evaluate.question_set_answers import AnswerSettings
 from sppoflow.prompts.pool import PoolSettings
 from sppoflow.sample.settings import SamplingSettings
 from sppoflow.schema import load_schema, nested_fields
@@ -41,7 +41,7 @@ def test_shipped_config_is_valid_and_complete():
             "evaluate",
             SamplingSettings,
             # the evaluation's judges are the evaluate stage's, not the generation's; its
-            # benchmarks are the benchmark_answers stage's and the exports'
+            # question_sets are the question_set_answers stage's and the exports'
             {
                 "k",
                 "backend",
@@ -49,7 +49,7 @@ def test_shipped_config_is_valid_and_complete():
                 "tensor_parallel_size",
                 "training_judge",
                 "judges",
-                "benchmarks",
+                "question_sets",
             },
         ),
         ("judge", JudgeSettings, set()),
@@ -94,6 +94,10 @@ def test_schema_and_stage_settings_agree(section, settings_type, skip):
         ({"train": {"pairs": "all"}}, "train.pairs was renamed to train.train_on"),
         ({"judge": {"tau": 0.05}}, "judge.tau was renamed to judge.temperature"),
         (
+            {"evaluate": {"benchmarks": {"mt_bench": "question.jsonl"}}},
+            "evaluate.benchmarks was renamed to evaluate.question_sets",
+        ),
+        (
             {"resources": {"train": {"nodes": 2, "gpu": 0}}},
             "resources.train.nodes is 2: a train job over several nodes runs one process per GPU",
         ),
@@ -115,10 +119,10 @@ def test_bad_config_is_one_line_naming_the_key(config, message):
     assert "\n" not in str(error.value)
 
 
-def test_the_benchmark_answers_settings_are_the_schemas():
-    """evaluate.benchmarks: the question files and tasks name the jobs' inputs and exports;
-    sampling is the benchmark_answers stage's one setting of its own."""
-    schema = load_schema()["properties"]["evaluate"]["properties"]["benchmarks"]["properties"]
+def test_the_question_set_answers_settings_are_the_schemas():
+    """evaluate.question_sets: the question files and tasks name the jobs' inputs and exports;
+    sampling is the question_set_answers stage's one setting of its own."""
+    schema = load_schema()["properties"]["evaluate"]["properties"]["question_sets"]["properties"]
     fields = {f.name: f.default for f in dataclasses.fields(AnswerSettings)}
     assert fields == {"sampling": schema["sampling"]["default"]}
     assert set(schema) == {"arena_hard", "mt_bench", "lm_eval_tasks", "sampling"}

@@ -23,7 +23,7 @@ def test_the_workflow_runs_from_a_folder_whose_name_is_not_a_command(interrupted
 
 @pytest.mark.parametrize("profile", ["default", "slurm"])
 def test_every_planned_shell_line_quotes_the_folder(tmp_path, tiny_model_dir, profile):
-    """The dry run of every rule the config can plan (shards, methods side by side, benchmark
+    """The dry run of every rule the config can plan (shards, methods side by side, question-set
     answers, a train job over two nodes under the slurm profile) prints its shell lines."""
     clone = odd_clone(tmp_path, tiny_model_dir)
     config = yaml.safe_load((clone / "tiny.yaml").read_text())
@@ -32,7 +32,7 @@ def test_every_planned_shell_line_quotes_the_folder(tmp_path, tiny_model_dir, pr
     questions.write_text('{"question_id": 1, "category": "x", "turns": ["Hi?", "Why?"]}\n')
     dpo = {"name": "dpo", "train": {"loss": "dpo", "dpo_beta": 0.1}}
     config["methods"] = [{"name": "sppo"}, dpo]
-    config["evaluate"]["benchmarks"] = {"mt_bench": str(questions)}
+    config["evaluate"]["question_sets"] = {"mt_bench": str(questions)}
     if profile == "slurm":
         config["resources"] = {"train": {"nodes": 2, "gpu": 1}}
     (clone / "planned.yaml").write_text(yaml.safe_dump(config))

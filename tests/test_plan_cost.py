@@ -86,16 +86,16 @@ def test_a_plan_that_cannot_fit_is_one_warning_line():
 
 def test_measured_rates_come_from_a_runs_job_records(tmp_path):
     run = tmp_path / "results"
-    logs, benchmarks = run / "iter1" / "logs", run / "iter1" / "benchmarks"
+    logs, timings = run / "iter1" / "logs", run / "iter1" / "timings"
     logs.mkdir(parents=True)
-    benchmarks.mkdir()
+    timings.mkdir()
     (logs / "sample.log").write_text(
         "2026-12-06 INFO sppoflow.throughput: sample: 20000 generated tokens in 40.0 s: "
         "500.0 tokens/s (transformers on cpu, the model's load not counted)\n"
     )
     header = "s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time\n"
-    (benchmarks / "sample.tsv").write_text(header + "50.0\t0:00:50\t1000\t0\t0\t0\t0\t0\t0\t90\n")
-    (benchmarks / "evaluate.tsv").write_text(header + "6.0\t0:00:06\t600\t0\t0\t0\t0\t0\t0\t9\n")
+    (timings / "sample.tsv").write_text(header + "50.0\t0:00:50\t1000\t0\t0\t0\t0\t0\t0\t90\n")
+    (timings / "evaluate.tsv").write_text(header + "6.0\t0:00:06\t600\t0\t0\t0\t0\t0\t0\t9\n")
     config = validate({"rounds": 1})
     stages = by_stage(plan_cost(config, run, {}))
     [sample] = stages["sample"]

@@ -1,6 +1,6 @@
 """What a run leaves for people and tools: the tiny run's HTML report (every item, rendered in
 headless Chromium) and its exports (AlpacaEval files, the DuckDB views, the answers for common
-benchmarks read back by the benchmarks' tools)."""
+question sets read back by the question sets' tools)."""
 
 import json
 import os
@@ -12,14 +12,14 @@ import pytest
 import yaml
 from helpers import planned_jobs, snakemake
 
-from benchmark_tools import (
+from question_set_tools import (
     ARENA_HARD_QUESTIONS,
     MT_BENCH_QUESTIONS,
     fastchat_loader,
     read_arena_hard_answers,
     write_jsonl,
 )
-from sppoflow.tables import BENCHMARK_ANSWERS, SAMPLES, read_table
+from sppoflow.tables import QUESTION_SET_ANSWERS, SAMPLES, read_table
 
 REPORT_ITEMS = {  # category -> labels of its items (the per-round ones once per round)
     "1. Did it work": [
@@ -67,7 +67,7 @@ def test_report_holds_every_item(tiny_run, tiny_report):
     versions = (results / "report/config.html").read_text()
     assert "transformers" in versions and "snakemake" in versions and "k: 3" in versions
     assert "round 2 training" in versions  # the trainer's environment, from sppo_training.json
-    rates = (results / "benchmarks/throughput.html").read_text()
+    rates = (results / "timings/throughput.html").read_text()
     for stage in ("sample", "score", "train", "eval_generate"):
         assert f"<td>{stage}</td>" in rates
     assert "generated tokens" in rates and "MFU unknown on this device" in rates
@@ -111,7 +111,7 @@ def test_exports_for_alpaca_eval_and_duckdb(tiny_run):
         os.chdir(cwd)
 
 
-def test_benchmark_answers_of_each_round_are_read_back_by_the_tools(
+def test_question_set_answers_of_each_round_are_read_back_by_the_tools(
     tiny_run, run_snakemake, tmp_path
 ):
     """The tiny run, with small question files of MT-Bench and Arena-Hard and lm-eval's
@@ -125,7 +125,7 @@ def test_benchmark_answers_of_each_round_are_read_back_by_the_tools(
     write_jsonl(run / "data" / "mt_bench.jsonl", MT_BENCH_QUESTIONS)
     write_jsonl(run / "data" / "arena_hard.jsonl", ARENA_HARD_QUESTIONS)
     config = yaml.safe_load((run / "config" / "config.yaml").read_text())
-    config["evaluate"]["benchmarks"] = {
+    config["evaluate"]["question_sets"] = {
         "mt_bench": "data/mt_bench.jsonl",
         "arena_hard": "data/arena_hard.jsonl",
         "lm_eval_tasks": ["leaderboard"],
@@ -134,8 +134,8 @@ def test_benchmark_answers_of_each_round_are_read_back_by_the_tools(
     plan = run_snakemake(run, "-n")
     assert plan.returncode == 0, plan.stderr[-3000:]
     assert Counter(rule for rule, _, _ in planned_jobs(plan.stdout + plan.stderr)) == {
-        "benchmark_answers": 6,  # rounds 0, 1, 2 of both benchmarks
-        "export_benchmark_answers": 6,
+        "question_set_answers": 6,  # rounds 0, 1, 2 of both question sets
+        "export_question_set_answers": 6,
         "export_lm_eval": 3,
         "report_figures": 1,
         "all": 1,
@@ -152,7 +152,7 @@ def test_benchmark_answers_of_each_round_are_read_back_by_the_tools(
     for model, answers in loaded.items():
         assert set(answers) == {81, 82, 83}  # the question file's ids, integers
         table = read_table(results / f"iter{model[-1]}/eval/mt_bench_answers.parquet",
-                           BENCHMARK_ANSWERS)  # fmt: skip
+                           QUESTION_SET_ANSWERS)  # fmt: skip
         for question_id, answer in answers.items():
             turns = table[table.question_id == str(question_id)].sort_values("turn")
             assert answer["choices"][0]["turns"] == turns["response"].tolist()

@@ -146,22 +146,22 @@ def test_layout_of_rounds_and_shards():
     assert layout.job_file("a/logs/sample.log", 4) == "a/logs/sample.{shard}-of-4.log"
 
 
-def benchmark_config(**benchmarks) -> dict:
-    evaluate = {**DEFAULT.get("evaluate", {}), "benchmarks": {"lm_eval_tasks": ["leaderboard"]}}
-    evaluate["benchmarks"].update(benchmarks)
+def question_set_config(**question_sets) -> dict:
+    evaluate = {**DEFAULT.get("evaluate", {}), "question_sets": {"lm_eval_tasks": ["leaderboard"]}}
+    evaluate["question_sets"].update(question_sets)
     return validate({**DEFAULT, "evaluate": evaluate})
 
 
-def test_benchmark_answers_get_the_evaluations_generation_settings():
+def test_question_set_answers_get_the_evaluations_generation_settings():
     """The evaluation's generation settings reach the stage's own parser; with the
-    benchmarks' own temperatures, evaluate's temperature and top-p stay out of what decides a
-    rerun, and the benchmarks' settings never reach eval_generate."""
-    from sppoflow.evaluate.benchmark_answers import AnswerSettings
+    question sets' own temperatures, evaluate's temperature and top-p stay out of what decides a
+    rerun, and the question sets' settings never reach eval_generate."""
+    from sppoflow.evaluate.question_set_answers import AnswerSettings
 
-    args = StageArgs(benchmark_config(), run_group="demo")
-    required = "--benchmark mt_bench --model m --questions q --out o"
-    parser = script_parser("benchmark_answers")
-    text = args.benchmark_answers(job(2))
+    args = StageArgs(question_set_config(), run_group="demo")
+    required = "--question-set mt_bench --model m --questions q --out o"
+    parser = script_parser("question_set_answers")
+    text = args.question_set_answers(job(2))
     namespace = parser.parse_args(shlex.split(f"{required} {text}"))
     evaluate = args.config["evaluate"]
     generation = settings_from(SamplingSettings, namespace)
@@ -170,17 +170,17 @@ def test_benchmark_answers_get_the_evaluations_generation_settings():
     assert generation.backend == args.config["sample"]["backend"]
     assert settings_from(AnswerSettings, namespace).sampling == "conventional"
     assert "--temperature" not in text and "--top-p" not in text
-    assert "benchmarks" not in args.eval_generate(job(2))
+    assert "question_sets" not in args.eval_generate(job(2))
     assert args.eval_generate(job(2)) == StageArgs(validate(DEFAULT)).eval_generate(job(2))
-    args = StageArgs(benchmark_config(sampling="evaluate"), run_group="demo")
-    text = args.benchmark_answers(job(2))
+    args = StageArgs(question_set_config(sampling="evaluate"), run_group="demo")
+    text = args.question_set_answers(job(2))
     namespace = parser.parse_args(shlex.split(f"{required} {text}"))
     assert settings_from(SamplingSettings, namespace).temperature == evaluate["temperature"]
     assert settings_from(AnswerSettings, namespace).sampling == "evaluate"
 
 
 def test_the_lm_eval_export_gets_the_rounds_model_tasks_and_precision():
-    config = benchmark_config(lm_eval_tasks=["leaderboard_ifeval", "leaderboard_bbh"])
+    config = question_set_config(lm_eval_tasks=["leaderboard_ifeval", "leaderboard_bbh"])
     config["policy"]["system_prompt"] = "Be brief."
     args = StageArgs(config, run_group="demo")
     required = "lm-eval --model results/iter3/model --out o.sh"
@@ -197,6 +197,6 @@ def test_the_lm_eval_export_gets_the_rounds_model_tasks_and_precision():
         "results/export/mt_bench/model_answer/dpo-iter2.jsonl"  # every model in one folder
     )
     assert layout.lm_eval_file("", 0) == "results/export/lm_eval_iter0.sh"
-    assert layout.benchmark_answers(dpo.chain, 0, "arena_hard") == (
+    assert layout.question_set_answers(dpo.chain, 0, "arena_hard") == (
         "results/iter0/eval/arena_hard_answers.parquet"
     )

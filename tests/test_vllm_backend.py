@@ -47,7 +47,7 @@ def test_a_stop_token_the_engine_leaves_out_is_put_back(fake_vllm, tiny_model_di
 def test_an_engine_near_its_context_gives_the_room_left_and_refuses_what_cannot_fit(
     fake_vllm, tiny_model_dir
 ):
-    """A multi-turn benchmark's engine is started with the model's context at most: a
+    """A multi-turn question set's engine is started with the model's context at most: a
     conversation near its end gets the tokens that are left, one past it a one-line error."""
     from sppoflow.models.chat import encode_rows
     from sppoflow.sample.vllm_backend import VllmEngine, policy_tokenizer

@@ -13,7 +13,7 @@ import yaml
 from bad_configs import BAD_CONFIGS
 from helpers import BIN, ROOT, planned_jobs, snakemake
 
-from benchmark_tools import MT_BENCH_QUESTIONS, write_jsonl
+from question_set_tools import MT_BENCH_QUESTIONS, write_jsonl
 from sppoflow.tables import (
     EVAL_JUDGEMENTS,
     PAIRS,
@@ -126,37 +126,38 @@ def test_vllm_jobs_run_the_python_of_the_vllm_environment(default_workdir):
         assert "--vllm-python" not in line
 
 
-def test_benchmark_answers_are_planned_for_every_round_of_every_method(default_workdir):
-    """evaluate.benchmarks set: each round's model (round 0 once) answers each benchmark on
+def test_question_set_answers_are_planned_for_every_round_of_every_method(default_workdir):
+    """evaluate.question_sets set: each round's model (round 0 once) answers each question set on
     the evaluation's GPUs, with the vLLM environment's python where the backend is vLLM, and
     the exports are local; a question file that is not there stops the plan."""
     write_jsonl(default_workdir / "mt.jsonl", MT_BENCH_QUESTIONS)
     python = default_workdir / "vllm-venv" / "bin" / "python"
     python.parent.mkdir(parents=True)
     python.symlink_to(sys.executable)
-    benchmarks = "{benchmarks: {mt_bench: mt.jsonl, lm_eval_tasks: [leaderboard]}}"
+    question_sets = "{question_sets: {mt_bench: mt.jsonl, lm_eval_tasks: [leaderboard]}}"
     sample = f"sample={{backend: vllm, vllm_python: {python}}}"
     run = snakemake(default_workdir, "-n", "-p", "--configfile", str(ROOT / "config/compare.yaml"),
-                    "--config", "rounds=2", f"evaluate={benchmarks}", sample)  # fmt: skip
+                    "--config", "rounds=2", f"evaluate={question_sets}", sample)  # fmt: skip
     assert run.returncode == 0, run.stderr
     jobs = planned_jobs(run.stdout + run.stderr)
     counts = Counter(rule for rule, _, _ in jobs)
     # rounds 0 (the base model, once) and 1, 2 of each of the 3 methods
-    assert counts["benchmark_answers"] == counts["export_benchmark_answers"] == 7
+    assert counts["question_set_answers"] == counts["export_question_set_answers"] == 7
     assert counts["export_lm_eval"] == 7
     outputs = {out for rule, _, outs in jobs for out in outs if rule.startswith("export_")}
     assert "results/export/mt_bench/model_answer/base-iter0.jsonl" in outputs
     assert "results/export/mt_bench/model_answer/dpo-iter2.jsonl" in outputs  # one folder
     assert "results/export/methods/ipo/lm_eval_iter1.sh" in outputs
     lines = [
-        line for line in (run.stdout + run.stderr).splitlines() if "benchmark_answers.py" in line
+        line for line in (run.stdout + run.stderr).splitlines() if "question_set_answers.py" in line
     ]
     assert len(lines) == 7 and all(f"-- {python} " in line for line in lines)
     assert all("--sampling conventional" in line and "--temperature" not in line for line in lines)
-    missing = snakemake(default_workdir, "-n", "--config", "evaluate={benchmarks: {mt_bench: x}}")
+    broken = "evaluate={question_sets: {mt_bench: x}}"
+    missing = snakemake(default_workdir, "-n", "--config", broken)
     assert missing.returncode != 0
     assert (
-        "config error: evaluate.benchmarks.mt_bench: x does not exist"
+        "config error: evaluate.question_sets.mt_bench: x does not exist"
         in missing.stdout + missing.stderr
     )
 
@@ -181,8 +182,8 @@ def test_rule_files_are_snakefmt_clean():
 
 
 def test_every_rule_that_runs_a_job_times_it():
-    """benchmark: on every rule (but the target rule all), so the stages benchmark can read
-    each job's time."""
+    """benchmark: on every rule (but the target rule all), so that the timing table
+    (benchmarks/stages.py) can read each job's time."""
     text = "".join(p.read_text() for p in sorted((ROOT / "workflow").rglob("*.smk")))
     rules = re.split(r"(?m)^[ \t]*rule (?=\w+:)", text)[1:]
     untimed = [r.split(":")[0] for r in rules if "benchmark:" not in r]
@@ -228,7 +229,7 @@ def test_two_rounds_on_a_tiny_model_then_nothing_to_do_then_one_more_round(tiny_
             assert m["n_prompts"] == 6
         for rule in ("sample", "score", "aggregate", "train", "eval_generate", "evaluate"):
             assert (d / f"logs/{rule}.log").is_file()
-            assert (d / f"benchmarks/{rule}.tsv").is_file()
+            assert (d / f"timings/{rule}.tsv").is_file()
     read_table(results / "iter0/eval/responses.parquet", SAMPLES)
     summary = pd.read_csv(results / "summary/metrics.tsv", sep="\t")
     assert summary["round"].tolist() == [1, 2]

@@ -35,17 +35,17 @@ def sampling_dir(chain: str, it: int | str) -> str:
     return SHARED_SAMPLING if int(it) == 1 else round_dir(chain, it)
 
 
-def benchmark_answers(chain: str, it: int | str, benchmark: str) -> str:
-    """A round's answers to a benchmark's questions (sppoflow.evaluate.benchmark_answers)."""
-    return f"{round_dir(chain, it)}/eval/{benchmark}_answers.parquet"
+def question_set_answers(chain: str, it: int | str, question_set: str) -> str:
+    """A round's answers to a question set's questions (sppoflow.evaluate.question_set_answers)."""
+    return f"{round_dir(chain, it)}/eval/{question_set}_answers.parquet"
 
 
-def answer_file(benchmark: str, model: str) -> str:
-    """A round's answers in the benchmark tool's own layout: <folder>/model_answer/<model>.jsonl,
-    as arena-hard-auto and FastChat's llm_judge keep them under data/<bench>/. Every model's
-    file is in the one folder (methods side by side too: the names differ), since each tool
-    compares the models it finds there."""
-    return f"{EXPORT}/{benchmark}/model_answer/{model}.jsonl"
+def answer_file(question_set: str, model: str) -> str:
+    """A round's answers in the layout of the question set's tool,
+    <folder>/model_answer/<model>.jsonl, as arena-hard-auto and FastChat's llm_judge keep them
+    under data/<bench>/. Every model's file is in the one folder (methods side by side too: the
+    names differ), since each tool compares the models it finds there."""
+    return f"{EXPORT}/{question_set}/model_answer/{model}.jsonl"
 
 
 def lm_eval_file(chain: str, it: int | str) -> str:
@@ -70,7 +70,7 @@ def shard_file(name: str, shards: int) -> str:
 
 
 def job_file(path: str, shards: int) -> str:
-    """A log or benchmark path of a job that may be one shard of several."""
+    """A log or timing path of a job that may be one shard of several."""
     if shards == 1:
         return path
     stem, extension = path.rsplit(".", 1)

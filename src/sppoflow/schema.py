@@ -83,7 +83,7 @@ def key_path(section: dict, name: str) -> tuple[str, ...]:
 
 def config_section(*section: str, **dataclass_options: Any):
     """Make the class a dataclass whose :func:`declared` fields are the settings of config
-    section ``section`` (e.g. "train", or "evaluate", "benchmarks"): each one's default,
+    section ``section`` (e.g. "train", or "evaluate", "question_sets"): each one's default,
     help and choices come from the schema, and its metadata holds its key path."""
 
     def decorate(cls: type[T]) -> type[T]:

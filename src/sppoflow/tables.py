@@ -147,10 +147,10 @@ EVAL_JUDGEMENTS = Table(
 )
 
 
-BENCHMARK_ANSWERS = Table(
-    "benchmark answers",
+QUESTION_SET_ANSWERS = Table(
+    "question-set answers",
     {
-        "question_id": "the question's id in the benchmark's question file, as text",
+        "question_id": "the question's id in the question set's question file, as text",
         "category": "the question's category in that file",
         "turn": "1, 2, ...: the user turn this row answers",
         "prompt": "that turn's user message",

@@ -9,7 +9,7 @@ rule aggregate:
     log:
         "results/{chain}iter{it}/logs/aggregate.log",
     benchmark:
-        "results/{chain}iter{it}/benchmarks/aggregate.tsv"
+        "results/{chain}iter{it}/timings/aggregate.tsv"
     localrule: True
     conda:
         "../../envs/data.yaml"

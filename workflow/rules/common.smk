@@ -16,7 +16,7 @@ from sppoflow import layout
 from sppoflow.config.run_only import recorded_config
 from sppoflow.config.validation import validate as validate_config
 from sppoflow.errors import UserError
-from sppoflow.evaluate.question_sets import BENCHMARKS
+from sppoflow.evaluate.question_sets import QUESTION_SETS
 from sppoflow.models.hub import remember_launch_settings
 from sppoflow.provenance import job_environment
 from sppoflow.runtime import environments
@@ -158,16 +158,18 @@ def shard_files(name):
     )
 
 
-# -- answers for common benchmarks (evaluate.benchmarks) -------------------------------------
+# -- answers for Arena-Hard's and MT-Bench's question sets (evaluate.question_sets) -------------------------------------
 
-BENCHMARK_NAMES = "|".join(BENCHMARKS)
+QUESTION_SET_NAMES = "|".join(QUESTION_SETS)
 
 
 def question_file(wildcards):
-    """The benchmark's question file (evaluate.benchmarks.<benchmark>)."""
-    path = config["evaluate"]["benchmarks"][wildcards.benchmark]
+    """The question set's question file (evaluate.question_sets.<question_set>)."""
+    path = config["evaluate"]["question_sets"][wildcards.question_set]
     if not path:
-        raise WorkflowError(f"evaluate.benchmarks.{wildcards.benchmark} is not set")
+        raise WorkflowError(
+            f"evaluate.question_sets.{wildcards.question_set} is not set"
+        )
     return str(Path(path).expanduser())
 
 

@@ -12,7 +12,7 @@ use rule sample as eval_generate with:
     log:
         FILES.job_file("results/{chain}iter{it}/logs/eval_generate.log"),
     benchmark:
-        FILES.job_file("results/{chain}iter{it}/benchmarks/eval_generate.tsv")
+        FILES.job_file("results/{chain}iter{it}/timings/eval_generate.tsv")
     conda:
         generation_env("evaluate")
     resources:
@@ -33,7 +33,7 @@ if SHARDS > 1:
         log:
             "results/{chain}iter{it}/logs/gather_eval_responses.log",
         benchmark:
-            "results/{chain}iter{it}/benchmarks/gather_eval_responses.tsv"
+            "results/{chain}iter{it}/timings/gather_eval_responses.tsv"
         localrule: True
         resources:
             mem_mb=4000,
@@ -54,7 +54,7 @@ rule evaluate:
     log:
         "results/{chain}iter{it}/logs/evaluate.log",
     benchmark:
-        "results/{chain}iter{it}/benchmarks/evaluate.tsv"
+        "results/{chain}iter{it}/timings/evaluate.tsv"
     wildcard_constraints:
         it=r"[1-9]\d*",
     conda:
@@ -92,7 +92,7 @@ if SIDE_BY_SIDE:
         log:
             "results/methods/head_to_head/logs/head_to_head.log",
         benchmark:
-            "results/methods/head_to_head/benchmarks/head_to_head.tsv"
+            "results/methods/head_to_head/timings/head_to_head.tsv"
         conda:
             "../../envs/torch.yaml"
         threads: 8

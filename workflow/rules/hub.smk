@@ -9,7 +9,7 @@ rule fetch_model:
     log:
         "results/hub/logs/fetch_{role}.log",
     benchmark:
-        "results/hub/benchmarks/fetch_{role}.tsv"
+        "results/hub/timings/fetch_{role}.tsv"
     wildcard_constraints:
         role=r"policy|judge|eval_judge_[A-Za-z][A-Za-z0-9_.-]*",
     localrule: True

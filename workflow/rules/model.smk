@@ -6,7 +6,7 @@ rule base_model:
     log:
         "results/iter0/logs/base_model.log",
     benchmark:
-        "results/iter0/benchmarks/base_model.tsv"
+        "results/iter0/timings/base_model.tsv"
     conda:
         "../../envs/torch.yaml"
     threads: 4

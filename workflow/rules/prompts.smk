@@ -11,7 +11,7 @@ rule prompt_pool:
     log:
         "results/prompts/logs/prompt_pool.log",
     benchmark:
-        "results/prompts/benchmarks/prompt_pool.tsv"
+        "results/prompts/timings/prompt_pool.tsv"
     localrule: True
     conda:
         "../../envs/data.yaml"
@@ -36,7 +36,7 @@ rule round_prompts:
     log:
         "results/prompts/logs/round_prompts_iter{it}.log",
     benchmark:
-        "results/prompts/benchmarks/round_prompts_iter{it}.tsv"
+        "results/prompts/timings/round_prompts_iter{it}.tsv"
     localrule: True
     conda:
         "../../envs/data.yaml"

@@ -25,7 +25,7 @@ rule round_figures:
     log:
         "results/{chain}iter{it}/logs/round_figures.log",
     benchmark:
-        "results/{chain}iter{it}/benchmarks/round_figures.tsv"
+        "results/{chain}iter{it}/timings/round_figures.tsv"
     wildcard_constraints:
         it=r"[1-9]\d*",
     localrule: True
@@ -96,7 +96,7 @@ rule report_figures:
     log:
         "results/report/logs/report_figures.log",
     benchmark:
-        "results/report/benchmarks/report_figures.tsv"
+        "results/report/timings/report_figures.tsv"
     localrule: True
     conda:
         "../../envs/data.yaml"
@@ -115,8 +115,8 @@ rule report_figures:
         " > {log:q} 2>&1"
 
 
-# The stages' rates, read from the jobs' logs and benchmark files once every rate-logging job
-# (sample, score, train, eval_generate) is done; a timing record, so under benchmarks/.
+# The stages' rates, read from the jobs' logs and timing files once every rate-logging job
+# (sample, score, train, eval_generate) is done; a timing record, so under timings/.
 rule throughput_table:
     input:
         FILES.method_files("results/{chain}iter{it}/model"),
@@ -124,7 +124,7 @@ rule throughput_table:
         FILES.method_files("results/{chain}iter{it}/eval/responses.parquet"),
     output:
         report(
-            "results/benchmarks/throughput.html",
+            "results/timings/throughput.html",
             caption="../report/throughput.rst",
             category="5. Run",
             labels={"figure": "throughput per stage"},
@@ -132,7 +132,7 @@ rule throughput_table:
     log:
         "results/report/logs/throughput_table.log",
     benchmark:
-        "results/report/benchmarks/throughput_table.tsv"
+        "results/report/timings/throughput_table.tsv"
     localrule: True
     conda:
         "../../envs/data.yaml"
@@ -154,7 +154,7 @@ rule export_alpaca_eval:
     log:
         "results/export/logs/{chain}alpaca_eval_iter{it}.log",
     benchmark:
-        "results/export/benchmarks/{chain}alpaca_eval_iter{it}.tsv"
+        "results/export/timings/{chain}alpaca_eval_iter{it}.tsv"
     localrule: True
     conda:
         "../../envs/data.yaml"
@@ -180,7 +180,7 @@ rule duckdb_views:
     log:
         "results/export/logs/duckdb.log",
     benchmark:
-        "results/export/benchmarks/duckdb.tsv"
+        "results/export/timings/duckdb.tsv"
     localrule: True
     conda:
         "../../envs/data.yaml"

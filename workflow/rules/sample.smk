@@ -11,7 +11,7 @@ rule sample:
     log:
         FILES.job_file("results/{chain}iter{it}/logs/sample.log"),
     benchmark:
-        FILES.job_file("results/{chain}iter{it}/benchmarks/sample.tsv")
+        FILES.job_file("results/{chain}iter{it}/timings/sample.tsv")
     conda:
         generation_env("sample")
     threads: 8
@@ -43,7 +43,7 @@ if SHARDS > 1:
         log:
             "results/{chain}iter{it}/logs/gather_samples.log",
         benchmark:
-            "results/{chain}iter{it}/benchmarks/gather_samples.tsv"
+            "results/{chain}iter{it}/timings/gather_samples.tsv"
         localrule: True
         conda:
             "../../envs/data.yaml"

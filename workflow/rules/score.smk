@@ -13,7 +13,7 @@ rule score:
     log:
         FILES.job_file("results/{chain}iter{it}/logs/score.log"),
     benchmark:
-        FILES.job_file("results/{chain}iter{it}/benchmarks/score.tsv")
+        FILES.job_file("results/{chain}iter{it}/timings/score.tsv")
     conda:
         "../../envs/torch.yaml"
     threads: 8
@@ -44,7 +44,7 @@ if SHARDS > 1:
         log:
             "results/{chain}iter{it}/logs/gather_preferences.log",
         benchmark:
-            "results/{chain}iter{it}/benchmarks/gather_preferences.tsv"
+            "results/{chain}iter{it}/timings/gather_preferences.tsv"
         localrule: True
         params:
             table="preferences",

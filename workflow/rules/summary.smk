@@ -13,7 +13,7 @@ rule summary:
     log:
         "results/summary/logs/summary.log",
     benchmark:
-        "results/summary/benchmarks/summary.tsv"
+        "results/summary/timings/summary.tsv"
     localrule: True
     conda:
         "../../envs/data.yaml"

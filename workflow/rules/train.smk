@@ -22,7 +22,7 @@ rule train:
     log:
         "results/{chain}iter{it}/logs/train.log",
     benchmark:
-        "results/{chain}iter{it}/benchmarks/train.tsv"
+        "results/{chain}iter{it}/timings/train.tsv"
     wildcard_constraints:
         it=r"[1-9]\d*",
     conda:

@@ -25,12 +25,12 @@ PROMPT_FILE_TYPES = (".jsonl", ".json", ".csv", ".parquet")
 def local_references(config: dict) -> list[tuple[str, str, str]]:
     """(key, value, kind) of every config value that may name a local path; kind is "model"
     (or embedded, or a hub id), "source" (a prompt file or folder, or a hub dataset id),
-    "file", or a benchmark's name (its question file, sppoflow.evaluate.question_sets)."""
-    from sppoflow.evaluate.question_sets import BENCHMARKS
+    "file", or a question set's name (its question file, sppoflow.evaluate.question_sets)."""
+    from sppoflow.evaluate.question_sets import QUESTION_SETS
 
     policy, judge, prompts = config["policy"], config["judge"], config["prompts"]
     judges = config["evaluate"]["judges"]
-    benchmarks = config["evaluate"]["benchmarks"]
+    question_sets = config["evaluate"]["question_sets"]
     found = [
         ("policy.model", policy["model"], "model"),
         ("judge.model", judge["model"], "model"),
@@ -41,7 +41,7 @@ def local_references(config: dict) -> list[tuple[str, str, str]]:
         ("prompts.source", prompts["source"], "source"),
         ("prompts.eval_source", prompts["eval_source"], "source"),
         *[(f"prompts.per_round.{n}", s, "source") for n, s in enumerate(prompts["per_round"])],
-        *[(f"evaluate.benchmarks.{b}", benchmarks[b], b) for b in BENCHMARKS],
+        *[(f"evaluate.question_sets.{b}", question_sets[b], b) for b in QUESTION_SETS],
     ]
     return [(key, value, kind) for key, value, kind in found if value]
 
@@ -49,19 +49,19 @@ def local_references(config: dict) -> list[tuple[str, str, str]]:
 def check_local_paths(config: dict) -> None:
     """A local path that does not exist fails here, before any job starts (hub ids and
     embedded names are left to the jobs that fetch them)."""
-    from sppoflow.evaluate.question_sets import BENCHMARKS, check_question_file
+    from sppoflow.evaluate.question_sets import QUESTION_SETS, check_question_file
     from sppoflow.models.sources import is_hub_id, missing_local_path
 
     for key, value, kind in local_references(config):
         if Path(value).expanduser().exists():
             if kind == "source":
                 check_prompt_column(Path(value).expanduser(), config["prompts"]["column"], key)
-            elif kind in BENCHMARKS:
+            elif kind in QUESTION_SETS:
                 check_question_file(Path(value).expanduser(), kind, key)
             continue
         is_file = Path(value).suffix.lower() in PROMPT_FILE_TYPES
         if (
-            kind in ("file", *BENCHMARKS)
+            kind in ("file", *QUESTION_SETS)
             or (kind == "source" and (is_file or not is_hub_id(value)))
             or (kind == "model" and missing_local_path(value))
         ):

@@ -46,13 +46,14 @@ RENAMED = {
     ("train", "beta"): "train.dpo_beta (DPO's beta; SPPO's beta is 1/train.eta)",
     ("train", "pairs"): "train.train_on",
     ("judge", "tau"): "judge.temperature",
+    ("evaluate", "benchmarks"): "evaluate.question_sets",
 }
 
 
 def check_renamed(config: Mapping[str, Any]) -> None:
     """A renamed key fails with its new name, wherever the section's keys are given: the
-    section itself, a method's train settings, an evaluation judge."""
-    places = [(section, section, config.get(section)) for section in ("train", "judge")]
+    section itself, a method's train settings, an evaluation judge, evaluate's sections."""
+    places = [(s, s, config.get(s)) for s in ("train", "judge", "evaluate")]
     for n, method in enumerate(config.get("methods") or []):
         places.append(("train", f"methods.{n}.train", (method or {}).get("train")))
     for n, judge in enumerate((config.get("evaluate") or {}).get("judges") or []):

@@ -1,4 +1,4 @@
-"""The question files of common benchmarks, as their own tools publish them.
+"""The question files of Arena-Hard's and MT-Bench's question sets, as their own tools publish them.
 
 - Arena-Hard (github.com/lmarena/arena-hard-auto), ``data/<bench>/question.jsonl``: one
   question a line. Since arena-hard-auto's v2.0 release (2025) a question is
@@ -24,7 +24,7 @@ from sppoflow.errors import UserError
 
 ARENA_HARD = "arena_hard"
 MT_BENCH = "mt_bench"
-BENCHMARKS = (ARENA_HARD, MT_BENCH)
+QUESTION_SETS = (ARENA_HARD, MT_BENCH)
 
 # The question layouts: arena-hard-auto's current one and its 2024 one (which MT-Bench shares)
 UID = "uid"
@@ -58,21 +58,21 @@ class Question:
     turns: tuple[str, ...]  # the user's messages, one a turn
 
 
-def question_layout(benchmark: str, record: dict[str, Any]) -> str | None:
+def question_layout(question_set: str, record: dict[str, Any]) -> str | None:
     """Which layout a question line has (UID or QUESTION_ID), None if neither."""
-    if benchmark == ARENA_HARD and UID in record and isinstance(record.get("prompt"), str):
+    if question_set == ARENA_HARD and UID in record and isinstance(record.get("prompt"), str):
         return UID
     turns = record.get("turns")
     if QUESTION_ID in record and isinstance(turns, list) and turns:
         plain = all(isinstance(t, str) for t in turns)
         contents = all(isinstance(t, dict) and isinstance(t.get("content"), str) for t in turns)
-        if (benchmark == MT_BENCH and plain) or (benchmark == ARENA_HARD and contents):
+        if (question_set == MT_BENCH and plain) or (question_set == ARENA_HARD and contents):
             return QUESTION_ID
     return None
 
 
-def expected_fields(benchmark: str) -> str:
-    if benchmark == MT_BENCH:
+def expected_fields(question_set: str) -> str:
+    if question_set == MT_BENCH:
         return "question_id and turns (a list of strings)"
     return "uid and prompt, or question_id and turns (a list of {content})"
 
@@ -85,14 +85,15 @@ def _question(layout: str, record: dict[str, Any]) -> Question:
     return Question(record[QUESTION_ID], str(record.get("category", "")), texts)
 
 
-def read_questions(path: Path | str, benchmark: str) -> tuple[str, list[Question]]:
-    """(layout, questions) of a benchmark's question file, in the file's order; every line
+def read_questions(path: Path | str, question_set: str) -> tuple[str, list[Question]]:
+    """(layout, questions) of a question set's question file, in the file's order; every line
     must have the first line's layout, and every id must be unique."""
     path = Path(path)
-    if benchmark not in BENCHMARKS:
-        raise UserError(f"unknown benchmark '{benchmark}' (choose {', '.join(BENCHMARKS)})")
+    if question_set not in QUESTION_SETS:
+        choices = ", ".join(QUESTION_SETS)
+        raise UserError(f"unknown question set '{question_set}' (choose {choices})")
     if not path.is_file():
-        raise UserError(f"{path}: question file not found ({WHERE_FROM[benchmark]})")
+        raise UserError(f"{path}: question file not found ({WHERE_FROM[question_set]})")
     layout, questions = None, []
     try:
         text = path.read_text(encoding="utf-8")
@@ -105,11 +106,11 @@ def read_questions(path: Path | str, benchmark: str) -> tuple[str, list[Question
             record = json.loads(line)
         except json.JSONDecodeError as error:
             raise UserError(f"{path}, line {number}: not JSON ({error})") from None
-        found = question_layout(benchmark, record) if isinstance(record, dict) else None
+        found = question_layout(question_set, record) if isinstance(record, dict) else None
         if found is None or (layout is not None and found != layout):
             raise UserError(
-                f"{path}, line {number}: not a {benchmark} question: expected "
-                f"{expected_fields(benchmark) if layout is None else layout + ' like line 1'}"
+                f"{path}, line {number}: not a {question_set} question: expected "
+                f"{expected_fields(question_set) if layout is None else layout + ' like line 1'}"
             )
         layout = found
         questions.append(_question(layout, record))
@@ -123,20 +124,20 @@ def read_questions(path: Path | str, benchmark: str) -> tuple[str, list[Question
     return layout, questions
 
 
-def check_question_file(path: Path, benchmark: str, key: str) -> None:
+def check_question_file(path: Path, question_set: str, key: str) -> None:
     """A config's question file, read whole (80 to 750 questions) before any job runs."""
     if not path.is_file():
-        raise UserError(f"config error: {key}: {path} is not a file ({WHERE_FROM[benchmark]})")
+        raise UserError(f"config error: {key}: {path} is not a file ({WHERE_FROM[question_set]})")
     try:
-        read_questions(path, benchmark)
+        read_questions(path, question_set)
     except UserError as error:
         raise UserError(f"config error: {key}: {error}") from None
 
 
-def conventional_temperature(benchmark: str, question: Question) -> float:
-    """The temperature the benchmark's own answer scripts sample a question at: FastChat's
+def conventional_temperature(question_set: str, question: Question) -> float:
+    """The temperature the question set's own answer scripts sample a question at: FastChat's
     per-category table for MT-Bench; greedy for Arena-Hard, whose answer config
     (config/gen_answer_config.yaml of its 2024 releases) sets temperature 0.0."""
-    if benchmark == MT_BENCH:
+    if question_set == MT_BENCH:
         return MT_BENCH_TEMPERATURES.get(question.category, MT_BENCH_OTHER_TEMPERATURE)
     return 0.0

@@ -5,7 +5,7 @@ template already writes BOS where the model expects it, and letting the tokenize
 is how BOS gets doubled. The user's text goes in as data, never through string surgery, so a
 prompt containing "None" (or anything else) arrives intact.
 
-A prompt is one user message; a conversation (a multi-turn benchmark's later turns) is the
+A prompt is one user message; a conversation (a multi-turn question set's later turns) is the
 messages so far, ending with the user's, and goes through the same template.
 """
 

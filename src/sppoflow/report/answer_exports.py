@@ -1,4 +1,4 @@
-"""A round's benchmark answers in the files each benchmark's own tool reads, and its
+"""A round's question-set answers in the files each question set's own tool reads, and its
 lm-evaluation-harness command.
 
 - MT-Bench (FastChat's ``fastchat/llm_judge``, read by ``common.load_model_answers``): a JSON
@@ -36,7 +36,7 @@ import pandas as pd
 from sppoflow.atomic import write_text_atomically
 from sppoflow.errors import UserError
 from sppoflow.evaluate.question_sets import ARENA_HARD, UID, Question, read_questions
-from sppoflow.tables import BENCHMARK_ANSWERS, read_table
+from sppoflow.tables import QUESTION_SET_ANSWERS, read_table
 
 TSTAMP = 0.0
 ANSWER_ID_LENGTH = 22  # as long as the tools' shortuuid ids
@@ -132,7 +132,7 @@ def arena_hard_records(
 
 
 def write_answers(
-    benchmark: str,
+    question_set: str,
     questions_path: Path,
     answers_path: Path,
     out: Path,
@@ -140,10 +140,10 @@ def write_answers(
 ) -> int:
     """The answers file of one round, named after its model (``out``'s stem, as the tools
     name a model after its file); returns the number of questions."""
-    layout, questions = read_questions(questions_path, benchmark)
-    answers = turns_of(questions, read_table(answers_path, BENCHMARK_ANSWERS), str(answers_path))
+    layout, questions = read_questions(questions_path, question_set)
+    answers = turns_of(questions, read_table(answers_path, QUESTION_SET_ANSWERS), str(answers_path))
     model = out.stem
-    if benchmark == ARENA_HARD:
+    if question_set == ARENA_HARD:
         records = arena_hard_records(layout, questions, answers, model, system_prompt)
     else:
         records = mt_bench_records(questions, answers, model)
@@ -214,7 +214,7 @@ def lm_eval_script(
     return (
         "#!/usr/bin/env bash\n"
         f"# lm-evaluation-harness on {name}: tasks {', '.join(tasks)}, written by the SPPO\n"
-        "# workflow (evaluate.benchmarks.lm_eval_tasks; leaderboard is the Open LLM\n"
+        "# workflow (evaluate.question_sets.lm_eval_tasks; leaderboard is the Open LLM\n"
         "# Leaderboard v2). Run it on a GPU machine with lm_eval 0.4.3 or later and the\n"
         "# tasks' datasets within reach (GPQA is gated: that machine's hub login); more\n"
         f"# lm_eval flags go after it. Results: {output}/.\n"

@@ -1,4 +1,4 @@
-"""What a run's jobs recorded about their own speed: the benchmark file Snakemake writes for
+"""What a run's jobs recorded about their own speed: the timing file Snakemake writes for
 every job (wall seconds, peak RSS, CPU time) and the rates the stages log
 (sppoflow.runtime.throughput).
 Both are timing records, kept out of the outputs that a rerun repeats bit for bit; the per-stage
@@ -27,7 +27,7 @@ RATE_LINE = re.compile(
 
 
 def job_name(path: Path, run: Path) -> dict:
-    """Stage, method and round of a job's log or benchmark file."""
+    """Stage, method and round of a job's log or timing file."""
     relative = str(path.relative_to(run))
     found, method = ROUND.search(relative), METHOD.search(relative)
     return {
@@ -37,10 +37,10 @@ def job_name(path: Path, run: Path) -> dict:
     }
 
 
-def read_benchmarks(run: Path) -> pd.DataFrame:
+def read_timings(run: Path) -> pd.DataFrame:
     """One row per job: stage, round (None outside rounds), seconds, max_rss (MiB), cpu_time."""
     rows = []
-    for path in sorted(run.glob("**/benchmarks/*.tsv")):
+    for path in sorted(run.glob("**/timings/*.tsv")):
         table = pd.read_csv(path, sep="\t")
         if table.empty:
             continue
@@ -54,7 +54,7 @@ def read_benchmarks(run: Path) -> pd.DataFrame:
             }
         )
     if not rows:
-        raise UserError(f"no benchmark files under {run}: run the workflow first")
+        raise UserError(f"no timing files under {run}: run the workflow first")
     return pd.DataFrame(rows)
 
 

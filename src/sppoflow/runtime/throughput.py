@@ -3,7 +3,7 @@
 Generated tokens/s for sample and eval_generate, judged pairs/s for score, trained tokens/s for
 train, with the model utilisation (MFU) where the device's peak is known. The rates here count
 the stage's own work (generating, judging, the training steps); a job's wall time, which adds
-loading the model and the engine's start, is in its Snakemake benchmark file.
+loading the model and the engine's start, is in its Snakemake timing file (benchmark: directive).
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ template is rendered once by ``sppoflow.models.chat`` and vLLM gets token ids, s
 second BOS. Each prompt is one request for all K samples, with a seed derived from the
 prompt id: a prompt's samples do not depend on which other prompts share the engine. One
 engine (:class:`VllmEngine`) serves every call of a stage, such as each turn of a multi-turn
-benchmark.
+question set.
 """
 
 from __future__ import annotations
@@ -124,7 +124,7 @@ def kept_tokens(output, stops: set[int]) -> tuple[list[int], str]:
 
 class VllmEngine:
     """One vLLM engine on a model folder, for as many generate calls as a stage needs (a
-    multi-turn benchmark asks one turn at a time): its requests may be up to ``max_model_len``
+    multi-turn question set asks one turn at a time): its requests may be up to ``max_model_len``
     tokens, prompt and response together."""
 
     def __init__(

@@ -2,7 +2,7 @@
 stage and round, and each job's peak GPU memory against the GPU it asks for.
 
 A stage's time is its work (tokens generated, pairs judged, tokens trained) over a rate: the
-rate a finished run measured on this machine or cluster, from its jobs' logs and benchmark
+rate a finished run measured on this machine or cluster, from its jobs' logs and timing
 files (sppoflow.runtime.job_records: the work over the jobs' whole wall time), where that
 run has one
 for the stage; else the cost model's assumption, a FLOP count at a stated share (MFU) of the
@@ -113,16 +113,16 @@ def round_prompts(config: dict, run: Path | None) -> tuple[int, str]:
 
 
 def measured(run: Path | None) -> dict[str, tuple[str, float, str]]:
-    """{stage: (kind, value, where)} from a finished run's job logs and benchmark files: the
+    """{stage: (kind, value, where)} from a finished run's job logs and timing files: the
     work per job-second where the stage logs its rate ("rate"), else its jobs' mean wall
     seconds ("seconds"); empty where there is no run."""
     if run is None or not run.is_dir():
         return {}
     from sppoflow.errors import UserError
-    from sppoflow.runtime.job_records import read_benchmarks, read_throughput, throughput
+    from sppoflow.runtime.job_records import read_throughput, read_timings, throughput
 
     try:
-        jobs = read_benchmarks(run)
+        jobs = read_timings(run)
     except UserError:
         return {}
     where = f"measured in {run}"
@@ -137,14 +137,14 @@ def measured(run: Path | None) -> dict[str, tuple[str, float, str]]:
     return found
 
 
-def benchmark_turns(config: dict) -> dict[str, int]:
-    """The turns to answer of each configured benchmark (evaluate.benchmarks): every turn of
+def question_set_turns(config: dict) -> dict[str, int]:
+    """The turns to answer of each configured question set (evaluate.question_sets): every turn of
     its question file's questions."""
-    from sppoflow.evaluate.question_sets import BENCHMARKS, read_questions
+    from sppoflow.evaluate.question_sets import QUESTION_SETS, read_questions
 
     turns = {}
-    for name in BENCHMARKS:
-        path = config["evaluate"]["benchmarks"][name]
+    for name in QUESTION_SETS:
+        path = config["evaluate"]["question_sets"][name]
         if path:  # read and checked when the config was validated
             _, questions = read_questions(Path(path).expanduser(), name)
             turns[name] = sum(len(q.turns) for q in questions)
@@ -252,7 +252,7 @@ def plan_cost(config: dict, run: Path | None = None, environ: dict | None = None
     base = Stage("base_model", 0, 1, 0, 1, "model")
     timed(base)
     generate("eval_generate", 0, shards, n_eval, 1, resources["evaluate"])
-    answered = benchmark_turns(config)
+    answered = question_set_turns(config)
     for name, turns in answered.items():
         generate(f"{name}_answers", 0, 1, turns, 1, resources["evaluate"])
     for rnd in range(1, config["rounds"] + 1):

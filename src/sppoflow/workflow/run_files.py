@@ -1,5 +1,5 @@
 """The files the rules name: each method's rounds, a round's inputs from the round before,
-the shards of a sharded stage, the benchmark answers, and the report's labels.
+the shards of a sharded stage, the question-set answers, and the report's labels.
 
 :class:`RunFiles` is the input side of the rules as plain Python: Snakemake calls its methods
 with a job's wildcards (anything with ``it`` and ``chain`` attributes), so each is testable
@@ -16,7 +16,7 @@ from typing import Any
 from sppoflow import layout
 from sppoflow.config.chains import method_of_chain
 from sppoflow.config.paths import PROMPT_FILE_TYPES
-from sppoflow.evaluate.question_sets import BENCHMARKS
+from sppoflow.evaluate.question_sets import QUESTION_SETS
 from sppoflow.workflow.stage_args import StageArgs, Wildcards
 
 
@@ -72,29 +72,29 @@ class RunFiles:
     # -- shards (config shards): sample, score and eval_generate -------------------------
 
     def job_file(self, path: str) -> str:
-        """A job's log or benchmark file, one per shard when the stage is sharded."""
+        """A job's log or timing file, one per shard when the stage is sharded."""
         return layout.job_file(path, self.shards)
 
     def shard_flags(self, wildcards: Any) -> str:
         return "" if self.shards == 1 else f"--shard {wildcards.shard} --shards {self.shards}"
 
-    # -- answers for the question sets (evaluate.benchmarks) -----------------------------
+    # -- answers for the question sets (evaluate.question_sets) -----------------------------
 
-    def round_benchmark_answers(self, wildcards: Any) -> str:
+    def round_question_set_answers(self, wildcards: Any) -> str:
         """The answers table of the round whose model an answer file is named after."""
         chain = self.args.chain_of_model(wildcards.name)
-        return layout.benchmark_answers(chain, wildcards.it, wildcards.benchmark)
+        return layout.question_set_answers(chain, wildcards.it, wildcards.question_set)
 
-    def benchmark_exports(self) -> list[str]:
+    def question_set_exports(self) -> list[str]:
         """The default target's share: every round's answers for each configured question set
         (round 0's once) and its lm-eval command."""
-        benchmarks = self.config["evaluate"]["benchmarks"]
+        question_sets = self.config["evaluate"]["question_sets"]
         rounds = [("", 0)] + [(m.chain, it) for m in self.args.methods for it in self.rounds]
         files = []
         for chain, it in rounds:
             model = self.args.model_name(chain, it)
-            files += [layout.answer_file(b, model) for b in BENCHMARKS if benchmarks[b]]
-            if benchmarks["lm_eval_tasks"]:
+            files += [layout.answer_file(b, model) for b in QUESTION_SETS if question_sets[b]]
+            if question_sets["lm_eval_tasks"]:
                 files.append(layout.lm_eval_file(chain, it))
         return files
 

@@ -27,8 +27,8 @@ from sppoflow.score import TRAINING_JUDGE
 
 # sample.* settings that are the engine's (engine_flags) or the interpreter's, not the stage's
 ENGINE_KEYS = ("backend", "gpu_memory_utilization")
-# evaluate.* settings that are not the generation's: the judges and the benchmarks
-NOT_GENERATION = ("training_judge", "judges", "benchmarks")
+# evaluate.* settings that are not the generation's: the judges and the question sets
+NOT_GENERATION = ("training_judge", "judges", "question_sets")
 
 
 class Wildcards(Protocol):
@@ -155,12 +155,12 @@ class StageArgs:
         evaluate = flags({**self.config["evaluate"], "k": 1}, skip=NOT_GENERATION)
         return f"{evaluate} {self.engine()} {self.system_prompt()}"
 
-    def benchmark_answers(self, wildcards: Wildcards) -> str:
-        """The evaluation's generation settings and evaluate.benchmarks.sampling; with the
-        benchmarks' own temperatures, evaluate's temperature and top-p are left out, so that
-        changing them re-runs no benchmark answers."""
+    def question_set_answers(self, wildcards: Wildcards) -> str:
+        """The evaluation's generation settings and evaluate.question_sets.sampling; with the
+        question sets' own temperatures, evaluate's temperature and top-p are left out, so that
+        changing them re-runs no question-set answers."""
         evaluate = self.config["evaluate"]
-        sampling = evaluate["benchmarks"]["sampling"]
+        sampling = evaluate["question_sets"]["sampling"]
         skip = (*NOT_GENERATION, *(("temperature", "top_p") if sampling == "conventional" else ()))
         generation = flags({**evaluate, "k": 1}, skip=skip)
         return f"{generation} --sampling {sampling} {self.engine()} {self.system_prompt()}"
@@ -234,11 +234,11 @@ class StageArgs:
         raise KeyError(f"no method is named {name}")
 
     def lm_eval(self, wildcards: Wildcards) -> str:
-        """The lm-eval command's settings: the round's model name, evaluate.benchmarks'
+        """The lm-eval command's settings: the round's model name, evaluate.question_sets'
         tasks, the evaluation's precision, and the policy's remote code and system prompt."""
         settings = {
             "name": self.round_model(wildcards),
-            "tasks": self.config["evaluate"]["benchmarks"]["lm_eval_tasks"],
+            "tasks": self.config["evaluate"]["question_sets"]["lm_eval_tasks"],
             "dtype": self.config["evaluate"]["dtype"],
             "trust_remote_code": self.config["policy"]["trust_remote_code"],
         }

@@ -1,4 +1,4 @@
-"""The benchmarks' own tools, as far as they run here: FastChat's answer loader, a checker
+"""The question sets' own tools, as far as they run here: FastChat's answer loader, a checker
 that reads arena-hard-auto's answers the way its loader and scorers do, and lm-eval's
 command line. Shared by the unit tests of the writers and the workflow run's test."""
 

@@ -1,4 +1,4 @@
-"""A round's answers to a benchmark's questions, from its model through either sampling
+"""A round's answers to a question set's questions, from its model through either sampling
 backend (sppoflow.sample.transformers_backend, sppoflow.sample.vllm_backend).
 
 Turn t of a question is answered from the conversation so far: the user's turns 1..t and the
@@ -8,7 +8,7 @@ MT-Bench's second turn sees the first answer as the model wrote it. The question
 turn at a time, all of them together, in groups that share a temperature: a generation batch
 samples at one temperature.
 
-``sampling`` says which temperatures: ``conventional`` is each benchmark's own (MT-Bench:
+``sampling`` says which temperatures: ``conventional`` is each question set's own (MT-Bench:
 FastChat's per-category table; Arena-Hard: greedy), with top-p 1 as those tools sample;
 ``evaluate`` is the evaluation's temperature and top-p for every question.
 """
@@ -26,24 +26,24 @@ from sppoflow.evaluate.question_sets import Question, conventional_temperature
 from sppoflow.models.chat import MESSAGES, Message, encode_conversations
 from sppoflow.sample.settings import SamplingSettings
 from sppoflow.schema import config_section, declared
-from sppoflow.tables import BENCHMARK_ANSWERS
+from sppoflow.tables import QUESTION_SET_ANSWERS
 
 CONVENTIONAL = "conventional"
 # (prompts: prompt_id, prompt, messages; settings) -> a SAMPLES table with one row a prompt
 TurnGenerator = Callable[[pd.DataFrame, SamplingSettings], pd.DataFrame]
 
 
-@config_section("evaluate", "benchmarks")
+@config_section("evaluate", "question_sets")
 class AnswerSettings:
     sampling: str = declared()
 
 
 def sampling_of(
-    benchmark: str, question: Question, settings: SamplingSettings, sampling: str
+    question_set: str, question: Question, settings: SamplingSettings, sampling: str
 ) -> tuple[float, float]:
     """(temperature, top_p) of a question's answers."""
     if sampling == CONVENTIONAL:
-        return conventional_temperature(benchmark, question), 1.0
+        return conventional_temperature(question_set, question), 1.0
     return settings.temperature, settings.top_p
 
 
@@ -57,13 +57,13 @@ def conversation_so_far(question: Question, answers: Sequence[str]) -> list[Mess
 
 
 def answer_questions(
-    benchmark: str,
+    question_set: str,
     questions: Sequence[Question],
     generate_turn: TurnGenerator,
     settings: SamplingSettings,
     sampling: str = CONVENTIONAL,
 ) -> pd.DataFrame:
-    """Every turn of every question answered once: a BENCHMARK_ANSWERS table, in the question
+    """Every turn of every question answered once: a QUESTION_SET_ANSWERS table, in the question
     file's order and then by turn."""
     answers: dict[str, list[str]] = {str(q.id): [] for q in questions}
     rows = []
@@ -71,7 +71,7 @@ def answer_questions(
         groups: dict[tuple[float, float], list[Question]] = {}
         for question in questions:
             if len(question.turns) >= turn:
-                key = sampling_of(benchmark, question, settings, sampling)
+                key = sampling_of(question_set, question, settings, sampling)
                 groups.setdefault(key, []).append(question)
         for (temperature, top_p), group in sorted(groups.items()):
             prompts = pd.DataFrame(
@@ -93,11 +93,11 @@ def answer_questions(
                         "turn": turn,
                         "prompt": question.turns[turn - 1],
                         "temperature": temperature,
-                        **{c: sample[c] for c in BENCHMARK_ANSWERS.columns if c in sample},
+                        **{c: sample[c] for c in QUESTION_SET_ANSWERS.columns if c in sample},
                     }
                 )
     order = {str(q.id): n for n, q in enumerate(questions)}
-    frame = pd.DataFrame.from_records(rows, columns=list(BENCHMARK_ANSWERS.columns))
+    frame = pd.DataFrame.from_records(rows, columns=list(QUESTION_SET_ANSWERS.columns))
     frame = frame.sort_values(["question_id", "turn"], key=_by(order, "question_id"))
     return frame.reset_index(drop=True)
 

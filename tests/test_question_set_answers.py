@@ -1,6 +1,7 @@
-"""Answers for common benchmarks: their question files, the turn-by-turn generation (turn 2
-continues the conversation with the model's own first answer, through the chat template) on
-both backends, the temperatures, and the config's checks of the question files."""
+"""Answers to Arena-Hard's and MT-Bench's question sets: their question files, the
+turn-by-turn generation (turn 2 continues the conversation with the model's own first
+answer, through the chat template) on both backends, the temperatures, and the config's
+checks of the question files."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from benchmark_tools import (
+from question_set_tools import (
     ARENA_HARD_2024_QUESTIONS,
     ARENA_HARD_QUESTIONS,
     MT_BENCH_QUESTIONS,
@@ -18,7 +19,7 @@ from benchmark_tools import (
 )
 from sppoflow.config.validation import validate
 from sppoflow.errors import UserError
-from sppoflow.evaluate.benchmark_answers import (
+from sppoflow.evaluate.question_set_answers import (
     answer_questions,
     conversation_budget,
     conversation_so_far,
@@ -34,7 +35,7 @@ from sppoflow.evaluate.question_sets import (
 from sppoflow.models.chat import encode_conversations
 from sppoflow.sample.settings import SamplingSettings
 from sppoflow.sample.transformers_backend import generate
-from sppoflow.tables import BENCHMARK_ANSWERS
+from sppoflow.tables import QUESTION_SET_ANSWERS
 
 
 @pytest.fixture
@@ -103,7 +104,7 @@ def test_the_second_turn_continues_the_conversation_with_the_first_answer():
     questions = read_questions_from(MT_BENCH_QUESTIONS)
     recorder = Recorder()
     answers = answer_questions(MT_BENCH, questions, recorder, settings())
-    BENCHMARK_ANSWERS.check(answers, "answers")
+    QUESTION_SET_ANSWERS.check(answers, "answers")
     assert answers[["question_id", "turn"]].values.tolist() == [
         ["81", 1], ["81", 2], ["82", 1], ["82", 2], ["83", 1], ["83", 2],
     ]  # fmt: skip
@@ -202,14 +203,14 @@ def test_the_vllm_backend_answers_every_turn_from_one_engine(fake_vllm, tiny_mod
 
 def test_question_files_are_valid_config(question_files):
     given = {"mt_bench": str(question_files[MT_BENCH]), "lm_eval_tasks": ["leaderboard"]}
-    checked = validate({"evaluate": {"benchmarks": given}})["evaluate"]["benchmarks"]
+    checked = validate({"evaluate": {"question_sets": given}})["evaluate"]["question_sets"]
     assert checked == {**given, "arena_hard": None, "sampling": "conventional"}
     off = {"arena_hard": None, "mt_bench": None, "lm_eval_tasks": None}
-    assert validate({})["evaluate"]["benchmarks"] == {**off, "sampling": "conventional"}
+    assert validate({})["evaluate"]["question_sets"] == {**off, "sampling": "conventional"}
 
 
 @pytest.mark.parametrize(
-    ("benchmarks", "message"),
+    ("question_sets", "message"),
     [
         ({"mt_bench": "absent.jsonl"}, "mt_bench: absent.jsonl does not exist"),
         (
@@ -226,8 +227,8 @@ def test_question_files_are_valid_config(question_files):
         ({"sampling": "greedy"}, "sampling: 'greedy' is not one of"),
     ],
 )
-def test_a_bad_benchmark_setting_is_one_line_naming_the_key(
-    question_files, tmp_path, benchmarks, message
+def test_a_bad_question_set_setting_is_one_line_naming_the_key(
+    question_files, tmp_path, question_sets, message
 ):
     lines = question_files[MT_BENCH].read_text().splitlines()
     (tmp_path / "broken.jsonl").write_text("\n".join([*lines[:2], "{not json"]) + "\n")
@@ -236,17 +237,17 @@ def test_a_bad_benchmark_setting_is_one_line_naming_the_key(
     (tmp_path / "twice.jsonl").write_text(lines[0] + "\n" + text_id + "\n")
     places = {"arena_hard": question_files[ARENA_HARD], "folder": tmp_path}
     places |= {name: tmp_path / f"{name}.jsonl" for name in ("broken", "latin1", "twice")}
-    given = {k: v.format(**places) if isinstance(v, str) else v for k, v in benchmarks.items()}
+    given = {k: v.format(**places) if isinstance(v, str) else v for k, v in question_sets.items()}
     with pytest.raises(UserError) as error:
-        validate({"evaluate": {"benchmarks": given}})
-    assert f"config error: evaluate.benchmarks.{message.format(**places)}" in str(error.value)
+        validate({"evaluate": {"question_sets": given}})
+    assert f"config error: evaluate.question_sets.{message.format(**places)}" in str(error.value)
     assert "\n" not in str(error.value)
 
 
-def test_the_plan_counts_the_benchmark_answers_of_every_round(question_files):
+def test_the_plan_counts_the_question_set_answers_of_every_round(question_files):
     from sppoflow.workflow.plan_cost import plan_cost
 
-    config = validate({"rounds": 2, "evaluate": {"benchmarks": {
+    config = validate({"rounds": 2, "evaluate": {"question_sets": {
         "mt_bench": str(question_files[MT_BENCH]), "arena_hard": str(question_files[ARENA_HARD]),
     }}})  # fmt: skip
     answered = [(s.stage, s.round, s.amount) for s in plan_cost(config).stages]

@@ -1,5 +1,5 @@
-"""The benchmark answers in each tool's own files, read back by the tools' loaders (FastChat's
-own; arena-hard-auto's reads mirrored, tests/benchmark_tools.py), the same bytes on every
+"""The question-set answers in each tool's own files, read back by the tools' loaders (FastChat's
+own; arena-hard-auto's reads mirrored, tests/question_set_tools.py), the same bytes on every
 rerun, and the lm-eval command, checked against lm-eval's own command line."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 from helpers import run_script
 
-from benchmark_tools import (
+from question_set_tools import (
     ARENA_HARD_2024_QUESTIONS,
     ARENA_HARD_QUESTIONS,
     MT_BENCH_QUESTIONS,
@@ -28,7 +28,7 @@ from benchmark_tools import (
 from sppoflow.errors import UserError
 from sppoflow.evaluate.question_sets import ARENA_HARD, MT_BENCH
 from sppoflow.report.answer_exports import write_answers, write_lm_eval_script
-from sppoflow.tables import BENCHMARK_ANSWERS, write_table
+from sppoflow.tables import QUESTION_SET_ANSWERS, write_table
 
 
 def answers_table(questions: list[dict], turns: int, text: str = "answer") -> pd.DataFrame:
@@ -51,18 +51,18 @@ def answers_table(questions: list[dict], turns: int, text: str = "answer") -> pd
                     "finish_reason": "stop",
                 }
             )
-    return pd.DataFrame(rows, columns=list(BENCHMARK_ANSWERS.columns))
+    return pd.DataFrame(rows, columns=list(QUESTION_SET_ANSWERS.columns))
 
 
-def export(tmp_path: Path, benchmark: str, questions: list[dict], turns: int, model: str, **kw):
+def export(tmp_path: Path, question_set: str, questions: list[dict], turns: int, model: str, **kw):
     tmp_path.mkdir(parents=True, exist_ok=True)
-    question_file = write_jsonl(tmp_path / f"{benchmark}_questions.jsonl", questions)
-    answers = tmp_path / f"{benchmark}_answers.parquet"
+    question_file = write_jsonl(tmp_path / f"{question_set}_questions.jsonl", questions)
+    answers = tmp_path / f"{question_set}_answers.parquet"
     write_table(
-        answers_table(questions, turns, kw.pop("text", "answer")), answers, BENCHMARK_ANSWERS
+        answers_table(questions, turns, kw.pop("text", "answer")), answers, QUESTION_SET_ANSWERS
     )
-    out = tmp_path / "export" / benchmark / "model_answer" / f"{model}.jsonl"
-    assert write_answers(benchmark, question_file, answers, out, **kw) == len(questions)
+    out = tmp_path / "export" / question_set / "model_answer" / f"{model}.jsonl"
+    assert write_answers(question_set, question_file, answers, out, **kw) == len(questions)
     return out
 
 
@@ -125,12 +125,12 @@ def test_a_missing_turn_or_an_unknown_question_is_an_error(tmp_path):
     questions = write_jsonl(tmp_path / "q.jsonl", MT_BENCH_QUESTIONS)
     answers = tmp_path / "a.parquet"
     one_turn = answers_table(MT_BENCH_QUESTIONS, turns=1)
-    write_table(one_turn, answers, BENCHMARK_ANSWERS)
+    write_table(one_turn, answers, QUESTION_SET_ANSWERS)
     with pytest.raises(UserError, match="question 81 has no answer to turn 2"):
         write_answers(MT_BENCH, questions, answers, tmp_path / "m.jsonl")
     stray = answers_table([{"question_id": 99, "category": "x"}], turns=2)
     full = pd.concat([answers_table(MT_BENCH_QUESTIONS, turns=2), stray])
-    write_table(full, answers, BENCHMARK_ANSWERS)
+    write_table(full, answers, QUESTION_SET_ANSWERS)
     with pytest.raises(UserError, match=r"answers to questions the question file lacks: \['99'\]"):
         write_answers(MT_BENCH, questions, answers, tmp_path / "m.jsonl")
     assert not (tmp_path / "m.jsonl").exists()
@@ -217,12 +217,12 @@ def test_the_lm_eval_script_is_the_same_wherever_the_run_lies(tmp_path):
     assert arguments[3] == f"pretrained={model},dtype=float16"
 
 
-def test_the_export_script_writes_each_benchmarks_file(tmp_path):
+def test_the_export_script_writes_each_question_sets_file(tmp_path):
     questions = write_jsonl(tmp_path / "q.jsonl", MT_BENCH_QUESTIONS)
     answers = tmp_path / "a.parquet"
-    write_table(answers_table(MT_BENCH_QUESTIONS, turns=2), answers, BENCHMARK_ANSWERS)
+    write_table(answers_table(MT_BENCH_QUESTIONS, turns=2), answers, QUESTION_SET_ANSWERS)
     out = tmp_path / "mt_bench" / "model_answer" / "sppo-iter1.jsonl"
-    run = run_script("export", "answers", "--benchmark", "mt_bench", "--questions", questions,
+    run = run_script("export", "answers", "--question-set", "mt_bench", "--questions", questions,
                      "--answers", answers, "--out", out)  # fmt: skip
     assert run.returncode == 0, run.stderr
     assert run.stdout.strip() == f"{out}: 3 answers of sppo-iter1"

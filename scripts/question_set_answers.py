@@ -1,16 +1,16 @@
 #!/usr/bin/env python
-"""benchmark_answers stage: a round's model answers a benchmark's questions (transformers or
+"""question_set_answers stage: a round's model answers a question set's questions (transformers or
 vLLM), every turn of every question.
 
-Reads the benchmark's own question file (Arena-Hard: arena-hard-auto's question.jsonl;
-MT-Bench: FastChat's, two turns a question) and writes a benchmark answers table, a row per
+Reads the question set's own question file (Arena-Hard: arena-hard-auto's question.jsonl;
+MT-Bench: FastChat's, two turns a question) and writes a question-set answers table, a row per
 question and turn; scripts/export.py writes it in the tool's own format. Turn 2 is generated
 from the conversation [turn 1, the model's answer, turn 2] through the model's chat template.
---sampling conventional samples at each benchmark's own temperatures (MT-Bench: FastChat's
+--sampling conventional samples at each question set's own temperatures (MT-Bench: FastChat's
 per-category table; Arena-Hard: greedy), at top-p 1; evaluate at --temperature and --top-p.
 
 Example:
-    python scripts/benchmark_answers.py --benchmark mt_bench --model results/iter2/model \\
+    python scripts/question_set_answers.py --question-set mt_bench --model results/iter2/model \\
         --questions mt_bench/question.jsonl --out /tmp/mt_bench_answers.parquet
 """
 
@@ -19,19 +19,19 @@ import time
 import _bootstrap  # noqa: F401
 
 from sppoflow.cli import add_settings, parser_for, run_stage, settings_from
-from sppoflow.evaluate.benchmark_answers import (
+from sppoflow.evaluate.question_set_answers import (
     AnswerSettings,
     answer_questions,
     context_length,
     conversation_budget,
 )
-from sppoflow.evaluate.question_sets import BENCHMARKS, read_questions
+from sppoflow.evaluate.question_sets import QUESTION_SETS, read_questions
 from sppoflow.models.loading import load_policy
 from sppoflow.runtime.devices import resolve_device, resolve_dtype
 from sppoflow.runtime.throughput import log_rate
 from sppoflow.sample.settings import SamplingSettings
 from sppoflow.sample.transformers_backend import generate
-from sppoflow.tables import BENCHMARK_ANSWERS, write_table
+from sppoflow.tables import QUESTION_SET_ANSWERS, write_table
 
 
 def turn_generator(args, settings: SamplingSettings, questions):
@@ -63,21 +63,21 @@ def turn_generator(args, settings: SamplingSettings, questions):
 def main(args) -> None:
     settings = settings_from(SamplingSettings, args)
     sampling = settings_from(AnswerSettings, args).sampling
-    _, questions = read_questions(args.questions, args.benchmark)
+    _, questions = read_questions(args.questions, args.question_set)
     generate_turn, what = turn_generator(args, settings, questions)
     start = time.perf_counter()
-    answers = answer_questions(args.benchmark, questions, generate_turn, settings, sampling)
+    answers = answer_questions(args.question_set, questions, generate_turn, settings, sampling)
     tokens = int(answers["response_tokens"].sum())
     log_rate("generation", tokens, "generated tokens", time.perf_counter() - start, what)
-    write_table(answers, args.out, BENCHMARK_ANSWERS)
+    write_table(answers, args.out, QUESTION_SET_ANSWERS)
 
 
 def build_parser():
     parser = parser_for(__doc__)
-    parser.add_argument("--benchmark", required=True, choices=BENCHMARKS)
+    parser.add_argument("--question-set", required=True, choices=QUESTION_SETS)
     parser.add_argument("--model", required=True, help="policy model folder")
-    parser.add_argument("--questions", required=True, help="the benchmark's question file")
-    parser.add_argument("--out", required=True, help="benchmark answers parquet to write")
+    parser.add_argument("--questions", required=True, help="the question set's question file")
+    parser.add_argument("--out", required=True, help="question-set answers parquet to write")
     parser.add_argument("--system-prompt", default=None, help="system message, if any")
     add_settings(parser, SamplingSettings)
     add_settings(parser, AnswerSettings)
