@@ -103,6 +103,30 @@ def test_dpo_keeps_pushing_however_wide_the_margin():
     assert l_w.grad.item() < 0  # no target: gradient descent still raises the winner
 
 
+def test_conservative_dpo_by_hand_and_its_loss_is_least_at_a_finite_margin():
+    """Label smoothing epsilon: -(1 - eps) log sigmoid(beta h) - eps log sigmoid(-beta h),
+    least at h* = log((1 - eps) / eps) / beta, where the gradient changes sign; eps = 0 is
+    plain DPO."""
+    eps = 0.2
+    t = tensors(**CASE)
+    loss = dpo_loss(t["l_w"], t["l_l"], BETA, eps)
+    # 0.8 log(1 + exp(-0.05)) + 0.2 log(1 + exp(0.05))
+    hand = 0.8 * math.log1p(math.exp(-0.05)) + 0.2 * math.log1p(math.exp(0.05))
+    assert loss.item() == pytest.approx(hand, rel=1e-12)
+    loss.backward()
+    # d/dl_w = -beta (sigmoid(-beta h) - eps): the winner still rises while h < h*
+    assert t["l_w"].grad.item() == pytest.approx(-BETA * (1 / (1 + math.exp(0.05)) - eps))
+    best = math.log((1 - eps) / eps) / BETA  # 13.86...
+    for h, sign in ((best - 1.0, -1), (best + 1.0, 1)):
+        l_w = torch.tensor([h], dtype=torch.float64, requires_grad=True)
+        dpo_loss(l_w, torch.zeros(1, dtype=torch.float64), BETA, eps).backward()
+        assert math.copysign(1, l_w.grad.item()) == sign
+    plain = tensors(**CASE)
+    assert dpo_loss(plain["l_w"], plain["l_l"], BETA, 0.0).item() == pytest.approx(
+        math.log1p(math.exp(-0.05)), rel=1e-12
+    )
+
+
 def test_ipo_loss_by_hand_and_its_gradient_points_at_the_target_margin():
     t = tensors(**CASE)
     loss = ipo_loss(t["l_w"], t["l_l"], TAU)

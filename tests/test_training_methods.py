@@ -42,9 +42,25 @@ def test_an_unknown_method_is_one_line_naming_the_known_ones():
 def test_each_method_checks_its_parameters(name):
     method = REGISTRY[name]
     for parameter in method.parameters:
+        if parameter.optional:
+            continue
         settings = TrainSettings(loss=name, **{parameter.field: 0})
         with pytest.raises(UserError, match=f"train.{parameter.field} > 0"):
             settings.check()
+
+
+def test_an_optional_parameter_is_off_by_default_and_named_only_when_on():
+    """train.dpo_label_smoothing: 0 by default, plain DPO with the objective it always had;
+    set, the logs name it; the schema holds its range."""
+    from sppoflow.config.validation import validate
+
+    plain = TrainSettings(loss="dpo", dpo_beta=0.1)
+    plain.check()
+    assert plain.dpo_label_smoothing == 0 and plain.objective() == "dpo, beta 0.1"
+    smoothed = TrainSettings(loss="dpo", dpo_beta=0.1, dpo_label_smoothing=0.1)
+    assert smoothed.objective() == "dpo, beta 0.1, epsilon 0.1"
+    with pytest.raises(UserError, match=r"train.dpo_label_smoothing: 0.5 is greater than or"):
+        validate({"train": {"loss": "dpo", "dpo_beta": 0.1, "dpo_label_smoothing": 0.5}})
 
 
 def test_a_method_that_cannot_train_on_every_response_says_which_can():

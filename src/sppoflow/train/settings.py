@@ -19,6 +19,7 @@ class TrainSettings:
     train_on: str = declared()
     eta: float = declared()
     dpo_beta: float | None = declared()
+    dpo_label_smoothing: float = declared()
     ipo_tau: float | None = declared()
     optimizer: str = declared()
     learning_rate: float = declared()

@@ -64,12 +64,15 @@ class LossTerms(NamedTuple):
 
 @dataclass(frozen=True)
 class Parameter:
-    """A train setting a method reads, which must be positive: its field (``dpo_beta``), the
-    symbol the logs give it (``beta``) and what a user who left it out is told."""
+    """A train setting a method reads: its field (``dpo_beta``), the symbol the logs give it
+    (``beta``) and what a user who left it out is told. A required parameter must be given
+    and positive; an optional one has a default that turns it off (0), its range is the
+    schema's, and the logs name it only when it is on."""
 
     field: str
     symbol: str
     hint: str
+    optional: bool = False
 
 
 @dataclass(frozen=True)
@@ -89,6 +92,8 @@ class TrainingMethod:
     def check(self, settings: TrainSettings) -> None:
         """One line for the first parameter that is missing or not positive."""
         for parameter in self.parameters:
+            if parameter.optional:
+                continue
             value = getattr(settings, parameter.field)
             if value is None or value <= 0:
                 raise UserError(
@@ -104,7 +109,11 @@ class TrainingMethod:
 
     def objective(self, settings: TrainSettings) -> str:
         """The loss and its parameters, as the logs name them ("dpo, beta 0.1")."""
-        values = [f"{p.symbol} {getattr(settings, p.field):g}" for p in self.parameters]
+        values = [
+            f"{p.symbol} {getattr(settings, p.field):g}"
+            for p in self.parameters
+            if not p.optional or getattr(settings, p.field)
+        ]
         return ", ".join([self.name, *values])
 
 
