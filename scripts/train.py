@@ -46,6 +46,7 @@ def main(args) -> None:
             tracking_dir=Path(args.tracking_dir) if args.tracking_dir else None,
             run_group=args.run_group,
             run_name=args.run_name,
+            base_model_dir=Path(args.base_model) if args.base_model else None,
         )
     except TrainingStopped as stopped:
         print(f"stopped: {stopped}", file=sys.stderr)
@@ -55,6 +56,11 @@ def main(args) -> None:
 def build_parser():
     parser = parser_for(__doc__)
     parser.add_argument("--model", required=True, help="starting policy pi_t (model folder)")
+    parser.add_argument(
+        "--base-model",
+        default=None,
+        help="round 0's model pi_ref, for a method anchored to it (train.loss inpo)",
+    )
     parser.add_argument("--samples", required=True, help="samples parquet of the round")
     parser.add_argument("--pairs-table", required=True, help="pairs parquet of the round")
     parser.add_argument("--win-rates", required=True, help="response win rates parquet")

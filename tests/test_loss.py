@@ -9,6 +9,7 @@ import torch
 from sppoflow.models.logprobs import sequence_logps
 from sppoflow.train.methods import implicit_reward
 from sppoflow.train.methods.dpo import dpo_loss
+from sppoflow.train.methods.inpo import inpo_loss
 from sppoflow.train.methods.ipo import ipo_loss
 from sppoflow.train.methods.sppo import pair_targets, sppo_general_loss, sppo_pair_loss
 
@@ -156,3 +157,52 @@ def test_sequence_logps_sum_only_response_tokens():
     logp = logits.log_softmax(-1)
     expected = logp[0, 1, 3] + logp[0, 2, 4]  # position t-1 predicts token t
     assert sequence_logps(logits, ids, response).item() == pytest.approx(expected.item(), rel=1e-6)
+
+
+def test_inpo_by_hand_from_the_papers_three_log_ratios():
+    """INPO's loss (Algorithm 1 of Zhang et al. 2025), written as the paper writes h_t from
+    log pi, log pi_ref and log pi_t of the winner and loser, equals the package's form over
+    l_y = log pi - log pi_t and d_y = log pi_t - log pi_ref."""
+    eta, tau = 0.5, 0.1
+    pi = {"w": -10.0, "l": -12.5}  # log pi_theta(y | x), summed over the tokens
+    pi_t = {"w": -10.3, "l": -12.3}
+    pi_ref = {"w": -11.0, "l": -12.0}
+    h = (
+        (pi["w"] - pi["l"])
+        - tau / eta * (pi_ref["w"] - pi_ref["l"])
+        - (1 - tau / eta) * (pi_t["w"] - pi_t["l"])
+    )
+    # h = 2.5 - 0.2 (1.0) - 0.8 (2.0) = 0.7; target 1/(2 eta) = 1
+    assert h == pytest.approx(0.7)
+    values = {
+        "l_w": pi["w"] - pi_t["w"], "l_l": pi["l"] - pi_t["l"],
+        "d_w": pi_t["w"] - pi_ref["w"], "d_l": pi_t["l"] - pi_ref["l"],
+    }  # fmt: skip
+    t = tensors(**values)
+    loss = inpo_loss(t["l_w"], t["l_l"], t["d_w"], t["d_l"], eta, tau)
+    assert loss.item() == pytest.approx((0.7 - 1.0) ** 2, rel=1e-12)
+    loss.backward()  # h below its target: raise the winner, lower the loser
+    assert t["l_w"].grad.item() == pytest.approx(2 * (0.7 - 1.0)) and t["l_l"].grad.item() > 0
+
+
+@pytest.mark.parametrize(
+    ("eta", "tau", "d_w", "d_l", "same_as"),
+    [
+        # round 1: pi_t is the base model, d = 0, and INPO is IPO with tau_IPO = eta
+        (0.5, 0.1, 0.0, 0.0, lambda l_w, l_l, d_w, d_l: ipo_loss(l_w, l_l, 0.5)),
+        # tau = 0 (the paper's "w/o KL"): IPO against pi_t, whatever the drift
+        (0.5, 0.0, 0.4, -0.3, lambda l_w, l_l, d_w, d_l: ipo_loss(l_w, l_l, 0.5)),
+        # tau = eta: IPO against the base model, on log pi - log pi_ref = l_y + d_y
+        (0.5, 0.5, 0.4, -0.3, lambda l_w, l_l, d_w, d_l: ipo_loss(l_w + d_w, l_l + d_l, 0.5)),
+    ],
+)
+def test_inpo_special_cases(eta, tau, d_w, d_l, same_as):
+    t = tensors(**CASE)
+    d = {
+        "d_w": torch.tensor([d_w], dtype=torch.float64),
+        "d_l": torch.tensor([d_l], dtype=torch.float64),
+    }
+    ours = inpo_loss(t["l_w"], t["l_l"], d["d_w"], d["d_l"], eta, tau)
+    assert ours.item() == pytest.approx(
+        same_as(t["l_w"], t["l_l"], d["d_w"], d["d_l"]).item(), rel=1e-12
+    )

@@ -124,6 +124,46 @@ def test_baselines_widen_the_margin_and_log_their_implicit_reward(
     assert recorded["eta"] is None
 
 
+def test_inpo_reads_the_base_model_and_pulls_each_margin_to_its_own_target(
+    tmp_path, tiny_model_dir, embedded_tokenizer
+):
+    """A later round of INPO: the policy pi_t (another seed's weights) is not the base model,
+    so each pair's target margin 1/(2 eta) - (tau/eta)(d_w - d_l) is its own; training moves
+    the margins towards them, and the base model's pass is kept, not repeated on a resume."""
+    from tiny_model import build_tiny_llama
+
+    policy_dir = build_tiny_llama(tmp_path / "pi_t", embedded_tokenizer, seed=1)
+    samples, pairs, responses = round_tables(embedded_tokenizer)
+    s = settings(loss="inpo", inpo_eta=0.5, inpo_tau=0.25, epochs=4)
+    model, tokenizer = load_policy(policy_dir)
+    examples = build_examples(tokenizer, samples, pairs, responses, s)
+    state, out, log_path = tmp_path / "state", tmp_path / "model", tmp_path / "train_log.csv"
+    prepare_state_dir(state, "run-1")
+    train(model, tokenizer, examples, s, state, out, log_path, models=(policy_dir, tiny_model_dir))
+    log = pd.read_csv(log_path)
+    targets = log.target_margin.to_numpy()
+    assert targets.std() > 0.01 and not (targets == 1.0).all()  # 1/(2 eta) only where d_w = d_l
+    gap = (log.logratio_winner - log.logratio_loser - log.target_margin).abs()
+    assert gap.iloc[-4:].mean() < gap.iloc[:4].mean()
+    assert log.reward_margin.to_numpy() == pytest.approx(
+        0.5 * (log.logratio_winner - log.logratio_loser).to_numpy(), abs=1e-5
+    )  # implicit reward eta l_y
+    recorded = json.loads((out / "sppo_training.json").read_text())
+    assert recorded["objective"] == "inpo, eta 0.5, tau 0.25" and recorded["eta"] is None
+
+
+def test_inpo_without_the_base_model_is_an_error(tmp_path, tiny_model_dir, embedded_tokenizer):
+    from sppoflow.train.data import RoundTables
+    from sppoflow.train.round import train_round
+
+    with pytest.raises(UserError, match=r"train.loss=inpo needs the base model \(--base-model\)"):
+        train_round(
+            settings(loss="inpo", inpo_eta=0.5, inpo_tau=0.1), tiny_model_dir,
+            RoundTables(tmp_path / "s", tmp_path / "p", tmp_path / "w"),
+            tmp_path / "out", tmp_path / "log.csv", tmp_path / "state",
+        )  # fmt: skip
+
+
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [

@@ -40,13 +40,28 @@ def test_an_unknown_method_is_one_line_naming_the_known_ones():
 
 @pytest.mark.parametrize("name", LOSSES)
 def test_each_method_checks_its_parameters(name):
+    """Each required parameter, missing or out of its range while the others are valid, is a
+    one-line error naming it."""
     method = REGISTRY[name]
-    for parameter in method.parameters:
-        if parameter.optional:
-            continue
-        settings = TrainSettings(loss=name, **{parameter.field: 0})
-        with pytest.raises(UserError, match=f"train.{parameter.field} > 0"):
-            settings.check()
+    required = [p for p in method.parameters if not p.optional]
+    for parameter in required:
+        valid = {p.field: 1.0 for p in required}
+        bad = -1.0 if parameter.zero_allowed else 0.0
+        bound = ">= 0" if parameter.zero_allowed else "> 0"
+        for value in (None, bad):
+            settings = TrainSettings(loss=name, **{**valid, parameter.field: value})
+            with pytest.raises(UserError, match=f"train.{parameter.field} {bound}"):
+                settings.check()
+        TrainSettings(loss=name, **valid).check()
+
+
+def test_inpo_takes_tau_from_zero_up_to_eta():
+    TrainSettings(loss="inpo", inpo_eta=0.005, inpo_tau=0.0).check()  # the paper's "w/o KL"
+    settings = TrainSettings(loss="inpo", inpo_eta=0.005, inpo_tau=0.005 / 3)
+    settings.check()
+    assert settings.objective() == "inpo, eta 0.005, tau 0.00166667"
+    with pytest.raises(UserError, match=r"train.inpo_tau=0.01 is above train.inpo_eta=0.005"):
+        TrainSettings(loss="inpo", inpo_eta=0.005, inpo_tau=0.01).check()
 
 
 def test_an_optional_parameter_is_off_by_default_and_named_only_when_on():
@@ -71,10 +86,13 @@ def test_a_method_that_cannot_train_on_every_response_says_which_can():
 @pytest.mark.parametrize("name", LOSSES)
 def test_each_method_logs_the_winner_and_loser_of_every_pair(name):
     """A batch of two prompts ([w, l] each): every method's terms have one value per pair."""
-    settings = TrainSettings(loss=name, eta=2.0, dpo_beta=0.1, ipo_tau=0.1)
+    settings = TrainSettings(
+        loss=name, eta=2.0, dpo_beta=0.1, ipo_tau=0.1, inpo_eta=0.1, inpo_tau=0.05
+    )
     logratio = torch.tensor([0.3, -0.2, 0.1, 0.4])
-    batch = Batch(logratio, torch.tensor([0.8, 0.3, 0.6, 0.5]), torch.tensor([1, -1, 1, -1]),
-                  torch.tensor([0.7, 0.7, 0.55, 0.55]))  # fmt: skip
+    win_rates, roles = torch.tensor([0.8, 0.3, 0.6, 0.5]), torch.tensor([1, -1, 1, -1])
+    q, drift = torch.tensor([0.7, 0.7, 0.55, 0.55]), torch.tensor([0.2, -0.1, 0.0, 0.3])
+    batch = Batch(logratio, win_rates, roles, q, drift)
     terms = REGISTRY[name].loss(batch, settings)
     assert terms.loss.shape == ()
     assert torch.equal(terms.logratio_winner, logratio[0::2])

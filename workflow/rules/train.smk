@@ -13,6 +13,7 @@
 rule train:
     input:
         model=FILES.previous_model,
+        base=FILES.base_model,
         samples=FILES.sampled("samples.parquet"),
         pairs=FILES.sampled("pairs.parquet"),
         win_rates=FILES.sampled("response_win_rates.parquet"),
@@ -36,11 +37,14 @@ rule train:
         run_only=ARGS.train_run_only,
         launch=ARGS.train_launch,
         state="results/{chain}iter{it}/train_state",
+        base=lambda wildcards, input: (
+            f"--base-model {shlex.quote(input.base)}" if input.base else ""
+        ),
         tracking=ARGS.tracking,
         script=script("train"),
     shell:
         on_gpus(
-            "{params.script:q} --model {input.model:q} --samples {input.samples:q}"
+            "{params.script:q} --model {input.model:q} {params.base} --samples {input.samples:q}"
             " --pairs-table {input.pairs:q} --win-rates {input.win_rates:q}"
             " --out {output.model:q} --log {output.log:q} --state-dir {params.state:q}"
             " {params.tracking} {params.args} {params.run_only}",

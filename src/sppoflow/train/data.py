@@ -133,8 +133,9 @@ class Collator:
             "role": torch.tensor([r for ex in examples for r in ex["role"]]),
             "q": torch.tensor([ex["q"] for ex in examples for _ in ex["p"]], dtype=torch.float32),
         }
-        if "ref_logps" in examples[0]:
-            batch["ref_logps"] = torch.tensor(
-                [x for ex in examples for x in ex["ref_logps"]], dtype=torch.float32
-            )
+        for key in ("ref_logps", "base_logps"):  # one value per sequence, when computed
+            if key in examples[0]:
+                batch[key] = torch.tensor(
+                    [x for ex in examples for x in ex[key]], dtype=torch.float32
+                )
         return batch

@@ -1,10 +1,16 @@
-"""log pi_t(y | x) of every training sequence: computed once, before the first step, shared
-out between the processes, and kept in the state folder for a resume."""
+"""The reference log-probabilities of every training sequence: log pi_t(y | x) under the
+round's starting policy, and for a method anchored to the base model log pi_ref(y | x) under
+round 0's. Each is computed once, before the first step, shared out between the processes,
+and kept in the state folder for a resume; the base model is loaded for its pass and freed
+before training, so training never holds more than the policy."""
 
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
+import logging
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -12,8 +18,11 @@ from transformers import TrainingArguments
 
 from sppoflow.atomic import write_text_atomically
 from sppoflow.errors import UserError
+from sppoflow.models.loading import load_policy
 from sppoflow.models.logprobs import response_logps
 from sppoflow.train.data import Collator
+
+log = logging.getLogger(__name__)
 
 
 def autocast_context(device: torch.device, precision: str):
@@ -73,17 +82,74 @@ def shard_reference_logps(
     return refs
 
 
-def load_or_compute_references(
-    model, examples, collator, args: TrainingArguments, precision: str, path: Path
+def stored_references(
+    path: Path,
+    examples: list[dict],
+    key: str,
+    compute: Callable[[], list[list[float]]],
+    main_process: bool,
 ) -> None:
-    """Attach ``ref_logps`` to every example; kept in the state folder for a resume."""
+    """Attach ``key`` (one value per sequence) to every example: read from ``path`` when a
+    run before this one computed it, else computed and kept there (by the first process)."""
     if path.exists():
         refs = json.loads(path.read_text())
     else:
-        refs = shard_reference_logps(model, examples, collator, args, precision)
-        if args.process_index == 0:
+        refs = compute()
+        if main_process:
             write_text_atomically(path, json.dumps(refs))
     if len(refs) != len(examples):
         raise UserError(f"{path} holds {len(refs)} examples, not {len(examples)}: delete it")
     for example, ref in zip(examples, refs, strict=True):
-        example["ref_logps"] = ref
+        example[key] = ref
+
+
+def load_or_compute_references(
+    model, examples, collator, args: TrainingArguments, precision: str, path: Path
+) -> None:
+    """Attach ``ref_logps``, log pi_t of every sequence; kept in the state folder."""
+
+    def compute() -> list[list[float]]:
+        return shard_reference_logps(model, examples, collator, args, precision)
+
+    stored_references(path, examples, "ref_logps", compute, args.process_index == 0)
+
+
+def load_or_compute_base_references(
+    base_dir: Path,
+    policy_dir: Path,
+    examples: list[dict],
+    collator: Collator,
+    args: TrainingArguments,
+    precision: str,
+    path: Path,
+) -> None:
+    """Attach ``base_logps``, log pi_ref of every sequence under the base model in
+    ``base_dir``; kept in the state folder. Where the round starts from the base model
+    (round 1), they are the policy's own and nothing is loaded."""
+
+    def compute() -> list[list[float]]:
+        if Path(base_dir).resolve() == Path(policy_dir).resolve():
+            return [list(example["ref_logps"]) for example in examples]
+        base, _ = load_policy(base_dir, device=args.device)
+        size = base.get_input_embeddings().num_embeddings
+        largest = max(largest_token_id(example) for example in examples)
+        if largest >= size:
+            raise UserError(
+                f"the base model {base_dir} has {size} token embeddings and this round's "
+                f"sequences use id {largest}: it is not the base of this policy"
+            )
+        log.info("log-probabilities of the round's sequences under the base model %s", base_dir)
+        try:
+            return shard_reference_logps(base, examples, collator, args, precision)
+        finally:
+            del base
+            gc.collect()
+            if args.device.type == "cuda":
+                torch.cuda.empty_cache()
+
+    stored_references(path, examples, "base_logps", compute, args.process_index == 0)
+
+
+def largest_token_id(example: dict) -> int:
+    responses = (i for response in example["response_ids"] for i in response)
+    return max([*example["prompt_ids"], *responses])

@@ -234,17 +234,19 @@ def last_complete_checkpoint(folder: Path, remove_partial: bool = False) -> Path
     return None
 
 
-def fingerprint(paths: list[Path], settings: TrainSettings, model_dir: Path) -> str:
-    """Identifies a training run, so that a resume never mixes different inputs."""
+def fingerprint(paths: list[Path], settings: TrainSettings, *model_dirs: Path) -> str:
+    """Identifies a training run, so that a resume never mixes different inputs: the
+    tables, the settings and the models read (the policy; the base model for INPO)."""
     # where the metrics are reported does not change the run: a resume may switch it
     values = {k: v for k, v in asdict(settings).items() if k != "report_to"}
     digest = hashlib.sha256(json.dumps(values, sort_keys=True).encode())
-    for path in [*paths, model_dir / "config.json"]:
+    for path in [*paths, *(model_dir / "config.json" for model_dir in model_dirs)]:
         digest.update(path.read_bytes())
-    weights = sorted(model_dir.glob("*.safetensors"))
-    digest.update(
-        json.dumps([(w.name, w.stat().st_size, w.stat().st_mtime_ns) for w in weights]).encode()
-    )
+    for model_dir in model_dirs:
+        weights = sorted(model_dir.glob("*.safetensors"))
+        digest.update(
+            json.dumps([(w.name, w.stat().st_size, w.stat().st_mtime_ns) for w in weights]).encode()
+        )
     return digest.hexdigest()
 
 

@@ -17,6 +17,7 @@ from sppoflow.models.loading import dtype_name, load_policy
 from sppoflow.runtime.devices import bf16_supported, resolve_device
 from sppoflow.runtime.throughput import log_rate, mfu
 from sppoflow.train.data import RoundTables, build_examples
+from sppoflow.train.methods import BASE
 from sppoflow.train.publish import check_saved_precision, publish, saved_dtype
 from sppoflow.train.resume import (
     CHECKPOINT,
@@ -68,13 +69,19 @@ def train_round(
     tracking_dir: Path | None = None,
     run_group: str | None = None,
     run_name: str | None = None,
+    base_model_dir: Path | None = None,
 ) -> dict:
     """One round: from the policy in ``model_dir`` and the round's tables to the trained model
     in ``out_dir``. A rerun with the same inputs resumes the run's checkpoints in
-    ``state_dir``; different inputs start afresh."""
+    ``state_dir``; different inputs start afresh. ``base_model_dir``: round 0's model, for a
+    method that reads the base model's log-probabilities (INPO)."""
     plan = plan_training(settings)
+    needs_base = BASE in settings.method().references
+    if needs_base and base_model_dir is None:
+        raise UserError(f"train.loss={settings.loss} needs the base model (--base-model)")
     samples, pairs, win_rates = tables.read()
-    run_id = fingerprint(tables.paths(), settings, Path(model_dir))
+    models = (Path(model_dir), Path(base_model_dir)) if needs_base else None
+    run_id = fingerprint(tables.paths(), settings, *(models or (Path(model_dir),)))
     # fp32 weights (precision is autocast), loaded onto this process's GPU where there is one
     model, tokenizer = load_policy(model_dir, device=process_device(settings))
     examples = build_examples(tokenizer, samples, pairs, win_rates, settings, system_prompt)
@@ -91,6 +98,7 @@ def train_round(
         run_group=run_group,
         run_name=run_name,
         plan=plan,
+        models=models,
     )
 
 
@@ -167,6 +175,7 @@ def train(
     run_group: str | None = None,
     run_name: str | None = None,
     plan: TrainingPlan | None = None,
+    models: tuple[Path, Path] | None = None,
 ) -> dict:
     """Train, publish the model to ``out_dir`` and the step log to ``log_path``.
 
@@ -177,7 +186,8 @@ def train(
     The step metrics also go to the trackers of train.report_to, their files to
     ``tracking_dir`` (default: ``tracking`` beside ``out_dir``), whose name names the run;
     ``run_group`` groups runs in W&B; ``run_name`` names the run (default: the folder's name).
-    ``plan`` is ``plan_training(settings)``, made here when not given.
+    ``plan`` is ``plan_training(settings)``, made here when not given. ``models``: the
+    policy's folder and the base model's, for a method that reads the base model.
     """
     plan = plan or plan_training(settings)
     precision, targets = plan.precision, plan.targets
@@ -197,8 +207,9 @@ def train(
         StopOnSignal(args.world_size, args.device) as stop,
     ):
         trainer = build_trainer(
-            model, tokenizer, examples, settings, state_dir, args, precision, stop, run_id
-        )
+            model, tokenizer, examples, settings, state_dir, args, precision, stop, run_id,
+            models,
+        )  # fmt: skip
         last = resume_point(trainer, state_dir)
         resumed_at = int(CHECKPOINT.match(last.name).group(1)) if last else None
         if trainer.is_world_process_zero():

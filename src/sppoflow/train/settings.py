@@ -21,6 +21,8 @@ class TrainSettings:
     dpo_beta: float | None = declared()
     dpo_label_smoothing: float = declared()
     ipo_tau: float | None = declared()
+    inpo_eta: float | None = declared()
+    inpo_tau: float | None = declared()
     optimizer: str = declared()
     learning_rate: float = declared()
     lr_scheduler: str = declared()

@@ -12,11 +12,12 @@ from pathlib import Path
 import torch
 from transformers import Trainer, TrainingArguments
 
+from sppoflow.errors import UserError
 from sppoflow.models.logprobs import response_logps
 from sppoflow.train.data import Collator
 from sppoflow.train.lora import add_lora_adapters
-from sppoflow.train.methods import Batch, LossTerms, implicit_reward
-from sppoflow.train.reference import load_or_compute_references
+from sppoflow.train.methods import BASE, Batch, LossTerms, implicit_reward
+from sppoflow.train.reference import load_or_compute_base_references, load_or_compute_references
 from sppoflow.train.resume import (
     STAGING,
     CsvLogCallback,
@@ -80,7 +81,11 @@ class SPPOTrainer(Trainer):
     def objective(self, logratio: torch.Tensor, inputs: dict) -> LossTerms:
         """The loss of a batch of log-ratios log pi_theta(y|x) - log pi_t(y|x), with the
         terms the step log shows: the training method's (sppoflow.train.methods)."""
-        batch = Batch(logratio, inputs["p"], inputs["role"], inputs["q"])
+        if "base_logps" in inputs:
+            drift = inputs["ref_logps"] - inputs["base_logps"]
+        else:
+            drift = torch.full_like(logratio, float("nan"))
+        batch = Batch(logratio, inputs["p"], inputs["role"], inputs["q"], drift)
         return self.method.loss(batch, self.sppo)
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
@@ -176,8 +181,11 @@ def build_trainer(
     precision: str,
     stop: StopOnSignal,
     run_id: str | None,
+    models: tuple[Path, Path] | None = None,
 ) -> SPPOTrainer:
-    """The state folder, the reference log-probabilities and the trainer over the policy."""
+    """The state folder, the reference log-probabilities and the trainer over the policy.
+    ``models``: the folders of the policy and of the base model, for a method that reads the
+    base model's log-probabilities."""
     with args.main_process_first(local=False, desc="preparing the state folder"):
         if args.process_index == 0:
             if run_id is not None:
@@ -191,6 +199,14 @@ def build_trainer(
     load_or_compute_references(
         model, examples, collator, args, precision, state_dir / "reference_logps.json"
     )
+    if BASE in settings.method().references:
+        if models is None:
+            raise UserError(f"train.loss={settings.loss} needs the base model (--base-model)")
+        policy_dir, base_dir = models
+        load_or_compute_base_references(
+            base_dir, policy_dir, examples, collator, args, precision,
+            state_dir / "base_logps.json",
+        )  # fmt: skip
     if stop.agreed():  # signalled during the reference pass: that is saved, training not begun
         raise TrainingStopped(stop.received, 0, 0, None)
     if settings.lora:

@@ -17,6 +17,7 @@ from sppoflow import layout
 from sppoflow.config.chains import method_of_chain
 from sppoflow.config.paths import PROMPT_FILE_TYPES
 from sppoflow.evaluate.question_sets import QUESTION_SETS
+from sppoflow.train.methods import BASE, method_named
 from sppoflow.workflow.stage_args import StageArgs, Wildcards
 
 
@@ -49,6 +50,12 @@ class RunFiles:
 
     def previous_model(self, wildcards: Wildcards) -> str:
         return f"{layout.round_dir(wildcards.chain, int(wildcards.it) - 1)}/model"
+
+    def base_model(self, wildcards: Wildcards) -> str | list[str]:
+        """Round 0's model, for a method that reads the base model's log-probabilities
+        (INPO's anchor); nothing (an empty list) for the others."""
+        loss = self.args.train_settings(wildcards.chain)["loss"]
+        return f"{layout.round_dir('', 0)}/model" if BASE in method_named(loss).references else []
 
     def previous_eval_responses(self, wildcards: Wildcards) -> str:
         previous = layout.round_dir(wildcards.chain, int(wildcards.it) - 1)

@@ -117,8 +117,12 @@ class StageArgs:
     def method_names(self, wildcards=None) -> str:
         return " ".join(m.name for m in self.methods)
 
+    def train_settings(self, chain: str) -> dict:
+        """The train section of the method whose rounds live under ``chain``."""
+        return self._method(chain).train
+
     def _train(self, wildcards: Wildcards) -> dict:
-        return self._method(wildcards.chain).train
+        return self.train_settings(wildcards.chain)
 
     # -- one per rule param ----------------------------------------------------------------
 

@@ -10,9 +10,10 @@ the checks, the step log's columns and the docs' table of losses follow from her
 from __future__ import annotations
 
 from sppoflow.errors import check_choice
-from sppoflow.train.methods import dpo, ipo, sppo
+from sppoflow.train.methods import dpo, inpo, ipo, sppo
 from sppoflow.train.methods.base import (
     ALL,
+    BASE,
     POLICY,
     WINNER_LOSER,
     Batch,
@@ -23,7 +24,7 @@ from sppoflow.train.methods.base import (
 )
 
 REGISTRY: dict[str, TrainingMethod] = {
-    method.name: method for method in (*sppo.METHODS, dpo.METHOD, ipo.METHOD)
+    method.name: method for method in (*sppo.METHODS, dpo.METHOD, ipo.METHOD, inpo.METHOD)
 }
 LOSSES = tuple(REGISTRY)
 TRAIN_ON = (WINNER_LOSER, ALL)
@@ -53,6 +54,7 @@ def docs_table() -> str:
 
 __all__ = [
     "ALL",
+    "BASE",
     "LOSSES",
     "POLICY",
     "REGISTRY",

@@ -21,8 +21,10 @@ if TYPE_CHECKING:
 # What a method trains on (train.train_on): each prompt's winner and loser, or every response.
 WINNER_LOSER = "winner_loser"
 ALL = "all"
-# The reference log-probabilities a method reads: log pi_t, the round's starting policy.
+# The reference log-probabilities a method reads: log pi_t, the round's starting policy; and
+# log pi_ref, the base model's (round 0), for a method anchored to it.
 POLICY = "policy"
+BASE = "base"
 
 
 class Batch(NamedTuple):
@@ -33,12 +35,17 @@ class Batch(NamedTuple):
     p: Tensor  # P(y > pi_t | x): y's estimated win rate
     role: Tensor  # +1 the prompt's winner, -1 its loser, 0 another response
     q: Tensor  # P(w > l | x) of the prompt's pair (NaN with ``all``)
+    # d_y = log pi_t(y | x) - log pi_ref(y | x): how far the round's starting policy has moved
+    # from the base model on y (NaN unless the method reads the BASE reference)
+    drift: Tensor
 
     def pair(self) -> Pair:
         """The winner/loser terms of a ``winner_loser`` batch."""
+        w, l = slice(0, None, 2), slice(1, None, 2)  # noqa: E741
         return Pair(
-            self.logratio[0::2], self.logratio[1::2], self.p[0::2], self.p[1::2], self.q[0::2]
-        )
+            self.logratio[w], self.logratio[l], self.p[w], self.p[l], self.q[w],
+            self.drift[w], self.drift[l],
+        )  # fmt: skip
 
 
 class Pair(NamedTuple):
@@ -47,6 +54,8 @@ class Pair(NamedTuple):
     p_w: Tensor
     p_l: Tensor
     q: Tensor
+    d_w: Tensor
+    d_l: Tensor
 
 
 class LossTerms(NamedTuple):
@@ -65,14 +74,15 @@ class LossTerms(NamedTuple):
 @dataclass(frozen=True)
 class Parameter:
     """A train setting a method reads: its field (``dpo_beta``), the symbol the logs give it
-    (``beta``) and what a user who left it out is told. A required parameter must be given
-    and positive; an optional one has a default that turns it off (0), its range is the
-    schema's, and the logs name it only when it is on."""
+    (``beta``) and what a user who left it out is told. A required parameter must be given,
+    and be positive (or, with ``zero_allowed``, not negative); an optional one has a default
+    that turns it off (0), its range is the schema's, and the logs name it only when on."""
 
     field: str
     symbol: str
     hint: str
     optional: bool = False
+    zero_allowed: bool = False
 
 
 @dataclass(frozen=True)
@@ -95,9 +105,11 @@ class TrainingMethod:
             if parameter.optional:
                 continue
             value = getattr(settings, parameter.field)
-            if value is None or value <= 0:
+            bound = ">= 0" if parameter.zero_allowed else "> 0"
+            if value is None or value < 0 or (value == 0 and not parameter.zero_allowed):
                 raise UserError(
-                    f"train.loss={self.name} needs train.{parameter.field} > 0 ({parameter.hint})"
+                    f"train.loss={self.name} needs train.{parameter.field} {bound} "
+                    f"({parameter.hint})"
                 )
 
     def loss(self, batch: Batch, settings: TrainSettings) -> LossTerms:

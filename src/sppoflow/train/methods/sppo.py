@@ -78,7 +78,7 @@ class SPPO(TrainingMethod):
             return LossTerms(
                 loss, batch.logratio[winner], batch.logratio[loser], t_w, t_l, t_w - t_l
             )
-        l_w, l_l, p_w, p_l, q = batch.pair()
+        l_w, l_l, p_w, p_l, q, *_ = batch.pair()
         loss = sppo_pair_loss(l_w, l_l, p_w, p_l, q, eta, self.name).mean()
         t_w, t_l = pair_targets(p_w, p_l, q, eta, self.name)
         return LossTerms(loss, l_w, l_l, t_w, t_l, t_w - t_l)
