@@ -47,6 +47,34 @@ def build_tiny_llama(folder: Path, tokenizer, seed: int = 0) -> Path:
     return folder
 
 
+def build_tiny_gpm(
+    folder: Path, tokenizer, value_head_dim: int = 8, prompt_head: bool = True, seed: int = 0
+) -> Path:
+    """A tiny GPM checkpoint in the published layout: a causal LM's ``model.*`` weights with
+    ``value_head.weight`` [d, hidden] and, with ``prompt_head``, ``prompt_head.weight``
+    [d/2, hidden] (no biases), config architectures ``CustomRewardModel``."""
+    import torch
+    from safetensors.torch import load_file, save_file
+    from transformers import LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    config = tiny_llama_config(
+        tokenizer, max_position_embeddings=1024, bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id, tie_word_embeddings=True,
+    )  # fmt: skip
+    LlamaForCausalLM(config).save_pretrained(folder)
+    weights = load_file(folder / "model.safetensors")
+    hidden = config.hidden_size
+    weights["value_head.weight"] = torch.randn(value_head_dim, hidden) / (hidden + 1) ** 0.5
+    if prompt_head:
+        weights["prompt_head.weight"] = torch.randn(value_head_dim // 2, hidden)
+    save_file(weights, folder / "model.safetensors", metadata={"format": "pt"})
+    config.architectures = ["CustomRewardModel"]
+    config.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
 def build_stopping_llama(folder: Path, tokenizer, stop_logit: float = 7.0, seed: int = 0) -> Path:
     """A tiny Llama that vLLM's CPU kernels take (head size 64) and that ends its responses.
 

@@ -24,6 +24,7 @@ BACKENDS = {
     "pairrm": "sppoflow.score.judges.pairrm",
     "reward_model": "sppoflow.score.judges.reward_model",
     "llm_judge": "sppoflow.score.judges.llm_judge",
+    "gpm": "sppoflow.score.judges.gpm",
 }
 
 __all__ = [
