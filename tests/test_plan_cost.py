@@ -130,3 +130,31 @@ def test_the_script_reads_configs_as_snakemake_does(tmp_path):
     assert merged["sample"]["k"] == 3 and merged["sample"]["backend"] == "vllm"
     with pytest.raises(UserError, match=r"config file .*absent\.yaml not found"):
         load_configs([tmp_path / "absent.yaml"])
+
+
+def test_the_gpo_plan_judges_each_response_once_with_gpm():
+    """config/paper/gpo-llama-3-8b-instruct.yaml: GPM costs a pass per response (K), where
+    PairRM costs one per ordered pair; its shape is known, so the plan has every stage's hours."""
+    gpo = yaml.safe_load((PAPER / "gpo-llama-3-8b-instruct.yaml").read_text())
+    llama = yaml.safe_load((PAPER / "llama-3-8b-instruct.yaml").read_text())
+    plan = plan_cost(validate(gpo), None, H100)
+    assert plan.warnings() == []
+    score = by_stage(plan)["score"]
+    gpm = KNOWN_SHAPES["general-preference/GPM-Gemma-2B"]
+    n, k, prompt, response = 20000, 5, 150, 450
+    per_pass = 2 * gpm.parameters * (prompt + response) + 12 * gpm.layers * 600**2 * gpm.hidden
+    hours = n * k * per_pass / (989e12 * 0.30) / 3600
+    assert sum(s.gpu_hours for s in score) == pytest.approx(3 * hours, rel=0.01)
+    pairrm = by_stage(plan_cost(validate(llama), None, H100))["score"]
+    assert sum(s.gpu_hours for s in score) != sum(s.gpu_hours for s in pairrm)
+
+
+def test_inpo_pays_for_the_base_models_pass():
+    """A training method that reads the base model's log-probabilities (INPO) costs one more
+    forward pass per token than one that reads only the round's starting policy."""
+    inpo = {**MISTRAL, "train": {**MISTRAL["train"], "loss": "inpo", "inpo_eta": 0.005,
+                                 "inpo_tau": 0.005 / 3}}  # fmt: skip
+    sppo = by_stage(plan_cost(validate(MISTRAL), None, H100))["train"]
+    nash = by_stage(plan_cost(validate(inpo), None, H100))["train"]
+    # 6 (step) + 2 (pi_t) + 2 (recompute) against 6 + 2 + 2 (pi_ref) + 2
+    assert nash[0].gpu_hours == pytest.approx(sppo[0].gpu_hours * 12 / 10)

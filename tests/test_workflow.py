@@ -345,3 +345,17 @@ def test_paper_configs_plan_every_round_with_pairrm(tmp_path, paper):
         assert judges["training"]["model"] == "llm-blender/PairRM-hf"
     assert "--temperature 0.05" not in output  # nothing leaks in from the CPU demo's config
     assert "--per-round UCLA-AGI/data-mistral-7b-instruct-sppo-iter1" in output
+
+
+def test_the_gpo_config_plans_every_round_with_gpm(tmp_path):
+    """config/paper/gpo-llama-3-8b-instruct.yaml: SPPO with GPM as the GPM authors ran it."""
+    configfile = ROOT / "config" / "paper" / "gpo-llama-3-8b-instruct.yaml"
+    run = snakemake(tmp_path, "-n", "-p", "--configfile", str(configfile), "--config", "rounds=3")
+    assert run.returncode == 0, run.stderr[-3000:]
+    output = run.stdout + run.stderr
+    scored = re.findall(r"scripts/score\.py .*?--backend (\S+) --model (\S+)", output)
+    assert len(scored) == 3 * 8
+    assert set(scored) == {("gpm", "general-preference/GPM-Gemma-2B")}
+    assert len(re.findall(r"scripts/score\.py .*?--temperature 0\.05", output)) == 3 * 8
+    trained = re.findall(r"scripts/train\.py .*?--eta (\S+)", output)
+    assert trained == ["800.0"] * 3 or trained == ["800"] * 3

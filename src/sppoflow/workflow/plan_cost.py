@@ -20,6 +20,7 @@ from pathlib import Path
 from sppoflow.config.chains import methods
 from sppoflow.runtime.gpus import GPUS, Gpu, known_gpu
 from sppoflow.runtime.placement import GPU_JOBS
+from sppoflow.train.methods import method_named
 from sppoflow.workflow.memory_model import (
     ASSUMED_PROMPT_TOKENS,
     KNOWN_SHAPES,
@@ -239,8 +240,10 @@ def plan_cost(config: dict, run: Path | None = None, environ: dict | None = None
         sequences = 2 if method_train["train_on"] == "winner_loser" else k
         length = min(method_train["max_length"], prompt + response)
         tokens = n * sequences * length * method_train["epochs"]
-        # the step's forward and backward, the reference pass, checkpointing's recomputation
-        per_token = 6 + 2 + (2 if method_train["gradient_checkpointing"] else 0)
+        # the step's forward and backward, a pass per reference model (the round's starting
+        # policy; INPO's base model too), checkpointing's recomputation
+        references = len(method_named(method_train["loss"]).references)
+        per_token = 6 + 2 * references + (2 if method_train["gradient_checkpointing"] else 0)
         gpus = resources["train"]["gpu"] * resources["train"]["nodes"]
         stage = Stage("train", rnd, 1, gpus, tokens, "tokens")
         sharded = Path(method_train["accelerate_config"] or "").stem in ("deepspeed_zero3", "fsdp")
