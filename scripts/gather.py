@@ -3,7 +3,8 @@
 
 The shards' rows are put in the stage's order and checked: no row may come from two shards
 and none may be missing (every prompt with its K samples; every ordered pair of a prompt's
-responses), so a lost or stale shard stops the run here instead of training on part of a round.
+responses that the judging plan asks for), so a lost or stale shard stops the run here
+instead of training on part of a round.
 
 Examples:
     python scripts/gather.py samples --prompts results/prompts/train_iter1.parquet --k 4 \\
@@ -19,6 +20,7 @@ from sppoflow import provenance
 from sppoflow.cli import parser_for, run_stage
 from sppoflow.errors import UserError
 from sppoflow.runtime.shards import gather, missing_keys
+from sppoflow.score.plans import COMPARISONS, planned_pairs
 from sppoflow.score.preferences import PREFERENCE_KEYS
 from sppoflow.tables import PREFERENCES, PROMPTS, SAMPLES, read_table, write_table
 
@@ -30,12 +32,13 @@ def expected_samples(prompts: pd.DataFrame, k: int) -> pd.DataFrame:
     )
 
 
-def expected_pairs(samples: pd.DataFrame) -> pd.DataFrame:
-    pairs = samples[["prompt_id", "response_idx"]].merge(
-        samples[["prompt_id", "response_idx"]], on="prompt_id", suffixes=("_i", "_j")
-    )
-    pairs = pairs[pairs["response_idx_i"] != pairs["response_idx_j"]]
-    return pairs.rename(columns={"response_idx_i": "i", "response_idx_j": "j"})
+def expected_pairs(samples: pd.DataFrame, comparisons: str = "all") -> pd.DataFrame:
+    """The ordered pairs the judging plan asks for, as response indices of each prompt."""
+    rows = []
+    for pid, group in samples.groupby("prompt_id", sort=True):
+        idx = sorted(group["response_idx"])
+        rows += [(pid, idx[i], idx[j]) for i, j in planned_pairs(len(idx), comparisons)]
+    return pd.DataFrame(rows, columns=["prompt_id", "i", "j"])
 
 
 def main(args) -> None:
@@ -48,7 +51,7 @@ def main(args) -> None:
         if args.samples is None:
             raise UserError("gathering preferences needs --samples")
         keys, table = PREFERENCE_KEYS, PREFERENCES
-        expected = expected_pairs(read_table(args.samples, SAMPLES))
+        expected = expected_pairs(read_table(args.samples, SAMPLES), args.comparisons)
     frame = gather(args.shard_files, table, keys)
     missing = missing_keys(frame, expected, keys)
     if len(missing):
@@ -73,6 +76,12 @@ def build_parser():
     parser.add_argument("--prompts", default=None, help="samples: the prompts that were sampled")
     parser.add_argument("--k", type=int, default=None, help="samples: responses per prompt")
     parser.add_argument("--samples", default=None, help="preferences: the judged samples")
+    parser.add_argument(
+        "--comparisons",
+        default="all",
+        choices=COMPARISONS,
+        help="preferences: the judging plan the shards followed (judge.comparisons)",
+    )
     return parser
 
 

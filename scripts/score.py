@@ -40,6 +40,7 @@ def main(args) -> None:
         shard=args.shard,
         shards=args.shards,
         run_id=run_id,
+        comparisons=settings.comparisons,
     )
 
 

@@ -60,11 +60,11 @@ class CountingJudge:
     def __init__(self, judge, fail_on=None):
         self.judge, self.fail_on, self.calls = judge, fail_on, 0
 
-    def logit_matrices(self, prompts, responses):
+    def planned_logits(self, prompts, responses, pairs):
         self.calls += 1
         if self.calls == self.fail_on:
             raise RuntimeError("node lost")
-        return self.judge.logit_matrices(prompts, responses)
+        return self.judge.planned_logits(prompts, responses, pairs)
 
 
 def test_the_stream_writes_what_one_chunk_of_everything_writes(judge, tmp_path):

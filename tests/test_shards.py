@@ -140,3 +140,13 @@ def test_gather_checks_every_ordered_pair_of_preferences(judge, tmp_path):
     assert len(pd.read_parquet(out)) == 5 * 3 * 2
     lost = gather("preferences", shards[1], "--samples", samples_file, "--out", out)
     assert lost.returncode == 2 and "lack 18 of 30 preferences rows" in lost.stderr
+    # a judging plan: the shards judged fewer pairs, and the gather checks those
+    for s, path in enumerate(shards):
+        anchored = score_samples(judge, samples, 2, shard=s, shards=2, comparisons="anchor")
+        write_table(anchored, path, PREFERENCES)
+    planned = gather("preferences", *shards, "--samples", samples_file, "--out", out,
+                     "--comparisons", "anchor")  # fmt: skip
+    assert planned.returncode == 0, planned.stderr
+    assert len(pd.read_parquet(out)) == 5 * 2 * (3 - 1)
+    unplanned = gather("preferences", *shards, "--samples", samples_file, "--out", out)
+    assert unplanned.returncode == 2 and "lack 10 of 30 preferences rows" in unplanned.stderr

@@ -111,6 +111,7 @@ ROUND_STATS = Table(
     {
         "round": "the round t",
         "estimator": "aggregate.estimator",
+        "comparisons": "the judging plan the preferences follow (judge.comparisons)",
         "n_prompts": "prompts sampled",
         "n_responses": "responses sampled (K per prompt)",
         "n_pairs": "training pairs (prompts with a winner and a loser)",

@@ -47,5 +47,5 @@ if SHARDS > 1:
             "results/{chain}iter{it}/timings/gather_preferences.tsv"
         localrule: True
         params:
-            table="preferences",
+            table=f"preferences --comparisons {config['judge']['comparisons']}",
             expected="--samples",

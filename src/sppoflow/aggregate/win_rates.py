@@ -18,6 +18,7 @@ import pyarrow.parquet as pq
 
 from sppoflow.errors import UserError, check_choice
 from sppoflow.schema import config_section, declared
+from sppoflow.score.plans import check_plan
 
 log = logging.getLogger(__name__)
 
@@ -41,26 +42,31 @@ def query(name: str) -> str:
     return resources.files("sppoflow.aggregate.sql").joinpath(f"{name}.sql").read_text()
 
 
-def check_complete(con: duckdb.DuckDBPyConnection) -> None:
-    """Every ordered pair of every prompt's responses must be judged exactly once."""
-    duplicated, judged = con.execute(
-        "SELECT count(*) - count(DISTINCT (prompt_id, i, j)), count(*) FROM preferences"
-    ).fetchone()
+def check_complete(con: duckdb.DuckDBPyConnection) -> str:
+    """Every planned ordered pair of every prompt's responses judged exactly once, none
+    missing and none beyond the plan; returns the judging plan the preferences follow
+    (judge.comparisons, sppoflow.score.plans)."""
+    duplicated = con.execute(
+        "SELECT count(*) - count(DISTINCT (prompt_id, i, j)) FROM preferences"
+    ).fetchone()[0]
     if duplicated:
         raise UserError("preferences hold the same (prompt_id, i, j) more than once")
-    expected = con.execute(
-        "SELECT coalesce(sum(k * (k - 1)), 0) FROM "
-        "(SELECT count(*) AS k FROM samples GROUP BY prompt_id)"
-    ).fetchone()[0]
     strangers = con.execute(
         "SELECT count(*) FROM (SELECT DISTINCT prompt_id FROM preferences) "
         "WHERE prompt_id NOT IN (SELECT prompt_id FROM samples)"
     ).fetchone()[0]
-    if judged != expected or strangers:
+    if strangers:
         raise UserError(
-            f"preferences hold {judged} ordered pairs but the samples need {expected} "
-            "(K(K-1) per prompt); re-run the score stage"
+            f"preferences hold {strangers} prompt(s) that the samples do not: re-run the "
+            "score stage"
         )
+    # each pair as positions in the prompt's response order, which is what a plan names
+    judged = con.execute(query("judged_pairs")).df()
+    pairs = {pid: set() for pid in judged["prompt_id"]}
+    sizes = dict(zip(judged["prompt_id"], judged["k"], strict=True))
+    for pid, i, j in judged[["prompt_id", "i", "j"]].dropna().itertuples(index=False, name=None):
+        pairs[pid].add((int(i), int(j)))
+    return check_plan((pid, int(sizes[pid]), pairs[pid]) for pid in sorted(pairs))
 
 
 def register(con: duckdb.DuckDBPyConnection, name: str, table: pd.DataFrame | Path) -> None:
@@ -88,7 +94,8 @@ def aggregate(
     con = duckdb.connect(config={"threads": 1})
     register(con, "samples", samples)
     register(con, "preferences", preferences)
-    check_complete(con)
+    plan = check_complete(con)
+    log.info("the preferences follow judge.comparisons %s", plan)
     params = {"estimator": settings.estimator}
     win_rates = con.execute(query("response_win_rates"), params).df()
     con.register("response_win_rates", win_rates)
@@ -96,7 +103,7 @@ def aggregate(
     con.register("pairs", pairs)
     stats = con.execute(
         query("round_stats"),
-        {**params, "min_spread": settings.min_spread, "round": round_number},
+        {**params, "min_spread": settings.min_spread, "round": round_number, "plan": plan},
     ).df()
     con.close()
     check_preferences(stats.iloc[0], settings)

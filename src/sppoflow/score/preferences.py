@@ -34,6 +34,7 @@ from sppoflow.runtime.run_state import keep_for_run
 from sppoflow.runtime.shards import check_shard
 from sppoflow.runtime.throughput import log_rate
 from sppoflow.score.judges import Judge, sigmoid
+from sppoflow.score.plans import planned_pairs
 from sppoflow.tables import (
     PREFERENCES,
     SAMPLES,
@@ -47,8 +48,11 @@ TEXT_COLUMNS = ("prompt_id", "response_idx", "prompt", "response")
 DUCKDB_MEMORY = "512MB"  # a chunk needs a few MB; beyond this DuckDB spills to the parts folder
 
 
-def judge_chunk(judge: Judge, groups: list[tuple[str, pd.DataFrame]]) -> pd.DataFrame:
-    """PREFERENCES rows for the prompts of one chunk."""
+def judge_chunk(
+    judge: Judge, groups: list[tuple[str, pd.DataFrame]], comparisons: str = "all"
+) -> pd.DataFrame:
+    """PREFERENCES rows for the prompts of one chunk: the ordered pairs of the judging plan
+    ``comparisons`` (sppoflow.score.plans)."""
     empty = sum(int((g["response"].str.strip() == "").sum()) for _, g in groups)
     if empty:
         log.warning(
@@ -56,24 +60,15 @@ def judge_chunk(judge: Judge, groups: list[tuple[str, pd.DataFrame]]) -> pd.Data
             empty,
             sum(len(g) for _, g in groups),
         )
-    matrices = judge.logit_matrices(
-        [g["prompt"].iat[0] for _, g in groups], [g["response"].tolist() for _, g in groups]
+    plans = [planned_pairs(len(g), comparisons) for _, g in groups]
+    logits = judge.planned_logits(
+        [g["prompt"].iat[0] for _, g in groups], [g["response"].tolist() for _, g in groups], plans
     )
     frames = []
-    for (pid, group), logits in zip(groups, matrices, strict=True):
+    for (pid, group), pairs, values in zip(groups, plans, logits, strict=True):
         idx = group["response_idx"].to_numpy()
-        i, j = np.meshgrid(np.arange(len(idx)), np.arange(len(idx)), indexing="ij")
-        off_diagonal = i != j
-        frames.append(
-            pd.DataFrame(
-                {
-                    "prompt_id": pid,
-                    "i": idx[i[off_diagonal]],
-                    "j": idx[j[off_diagonal]],
-                    "logit": logits[off_diagonal],
-                }
-            )
-        )
+        i, j = (np.array(side, dtype=int) for side in zip(*pairs, strict=True))
+        frames.append(pd.DataFrame({"prompt_id": pid, "i": idx[i], "j": idx[j], "logit": values}))
     preferences = pd.concat(frames, ignore_index=True)
     preferences["prob"] = sigmoid(preferences["logit"].to_numpy())
     return preferences
@@ -174,9 +169,10 @@ def score_file(
     shard: int = 0,
     shards: int = 1,
     run_id: str = "",
+    comparisons: str = "all",
 ) -> int:
-    """Judge this shard's chunks of the samples file into a PREFERENCES file; returns the
-    number of preference rows written."""
+    """Judge this shard's chunks of the samples file into a PREFERENCES file, the ordered
+    pairs of the judging plan ``comparisons``; returns the number of preference rows written."""
     check_shard(shard, shards)
     samples, out = Path(samples), Path(out)
     if not samples.is_file():
@@ -190,7 +186,7 @@ def score_file(
             log.info("%d of %d chunks were judged before: resuming", len(done), len(mine))
         judged, start = 0, time.perf_counter()
         for number, groups in source.chunks(set(mine) - done):
-            chunk = judge_chunk(judge, groups)
+            chunk = judge_chunk(judge, groups, comparisons)
             write_table(chunk, parts / part_name(number), PREFERENCES)
             judged += len(chunk)
             log.info(
@@ -234,6 +230,7 @@ def score_samples(
     prompts_per_chunk: int = 256,
     shard: int = 0,
     shards: int = 1,
+    comparisons: str = "all",
 ) -> pd.DataFrame:
     """``score_file`` on an in-memory samples table (through a temporary file)."""
     with tempfile.TemporaryDirectory() as folder:
@@ -244,6 +241,7 @@ def score_samples(
                 full[column] = None
         full.to_parquet(path, index=False)
         score_file(
-            judge, path, Path(folder) / "preferences.parquet", prompts_per_chunk, shard, shards
-        )
+            judge, path, Path(folder) / "preferences.parquet", prompts_per_chunk, shard, shards,
+            comparisons=comparisons,
+        )  # fmt: skip
         return pd.read_parquet(Path(folder) / "preferences.parquet")

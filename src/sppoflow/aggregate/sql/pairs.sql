@@ -1,5 +1,6 @@
 -- The winner/loser pair of each prompt, from the view `response_win_rates` (response_win_rates.sql).
--- q = P(w > l | x): sigmoid(s_w - s_l) for the strength estimator, else both orders' mean.
+-- q = P(w > l | x): sigmoid(s_w - s_l) for the strength estimator, else both orders' mean
+-- (and where a judging plan did not judge the winner against the loser, sigmoid(s_w - s_l)).
 -- Prompts whose spread p_w - p_l is below $min_spread carry no preference and are left out.
 WITH w AS (SELECT * FROM response_win_rates WHERE is_winner),
      l AS (SELECT * FROM response_win_rates WHERE is_loser)
@@ -12,7 +13,8 @@ SELECT w.prompt_id,
        w.win_rate AS p_winner,
        l.win_rate AS p_loser,
        CASE WHEN $estimator = 'strength' THEN 1 / (1 + exp(l.strength - w.strength))
-            ELSE (pwl.prob + 1 - plw.prob) / 2 END AS q,
+            ELSE coalesce((pwl.prob + 1 - plw.prob) / 2, 1 / (1 + exp(l.strength - w.strength)))
+       END AS q,
        w.win_rate - l.win_rate AS spread
 FROM w
 JOIN l USING (prompt_id)

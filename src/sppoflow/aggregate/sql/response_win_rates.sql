@@ -14,9 +14,15 @@ ordered AS (  -- every ordered pair (i, j) with its reverse (j, i)
     JOIN preferences r ON r.prompt_id = p.prompt_id AND r.i = p.j AND r.j = p.i
 ),
 strength AS (  -- the authors' strength (their "score"): s_i = (1/K) sum_j (L[i,j] - L[j,i]); the diagonal adds 0
+    -- Under a judging plan that judges n_i < K - 1 partners of i, the mean over the judged
+    -- partners stands for the mean over all: s_i = (K - 1)/K mean_j (L[i,j] - L[j,i]).
     SELECT o.prompt_id, o.i AS response_idx,
-           list_sum(list(o.logit_ij - o.logit_ji ORDER BY o.j)) / any_value(k.k) AS strength,
-           -- direct estimator: mean over j != i of both orders' probability that i wins
+           CASE WHEN count(*) = any_value(k.k) - 1
+                THEN list_sum(list(o.logit_ij - o.logit_ji ORDER BY o.j)) / any_value(k.k)
+                ELSE list_sum(list(o.logit_ij - o.logit_ji ORDER BY o.j))
+                     * (any_value(k.k) - 1) / (count(*) * any_value(k.k))
+           END AS strength,
+           -- direct estimator: mean over the judged j != i of both orders' probability that i wins
            list_avg(list((o.prob_ij + 1 - o.prob_ji) / 2 ORDER BY o.j)) AS win_rate_direct
     FROM ordered o JOIN k USING (prompt_id)
     GROUP BY o.prompt_id, o.i

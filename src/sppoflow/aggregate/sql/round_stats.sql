@@ -12,6 +12,7 @@ agreement AS (  -- do the two estimators pick the same winner?
 SELECT
     $round AS round,
     $estimator AS estimator,
+    $plan AS comparisons,
     (SELECT count(DISTINCT prompt_id) FROM samples) AS n_prompts,
     (SELECT count(*) FROM samples) AS n_responses,
     (SELECT count(*) FROM pairs) AS n_pairs,

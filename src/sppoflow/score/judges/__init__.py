@@ -52,6 +52,7 @@ class JudgeSettings:
     template: str | None = declared()
     verdict_a: str = declared()
     verdict_b: str = declared()
+    comparisons: str = declared()
     dtype: str = declared()
     device: str = declared()
     trust_remote_code: bool = declared()

@@ -65,6 +65,18 @@ class Judge(ABC):
     ) -> Comparison:
         """P(first > second | x) per prompt."""
 
+    def planned_logits(
+        self,
+        prompts: Sequence[str],
+        responses: Sequence[Sequence[str]],
+        pairs: Sequence[Sequence[tuple[int, int]]],
+    ) -> list[np.ndarray]:
+        """The logit of P(y_i > y_j | x) for each ordered pair (i, j) of each prompt's plan
+        (sppoflow.score.plans). A judge that scores each response once computes every pair
+        and keeps the planned ones; a pairwise judge asks only those (PairwiseJudge)."""
+        matrices = self.logit_matrices(prompts, responses)
+        return [m[tuple(zip(*p, strict=True))] for m, p in zip(matrices, pairs, strict=True)]
+
 
 class PointwiseJudge(Judge):
     """A scorer r(x, y); preferences are sigmoid((r_i - r_j) / temperature)."""
@@ -110,13 +122,19 @@ class PairwiseJudge(Judge):
         """Logit of P(first[n] > second[n] | prompts[n]) for each n, in the order asked."""
 
     def logit_matrices(self, prompts, responses):
-        index = [
-            (n, i, j)
-            for n, group in enumerate(responses)
-            for i in range(len(group))
-            for j in range(len(group))
-            if i != j
+        every = [
+            [(i, j) for i in range(len(g)) for j in range(len(g)) if i != j] for g in responses
         ]
+        matrices = [np.zeros((len(g), len(g))) for g in responses]
+        for matrix, pairs, logits in zip(
+            matrices, every, self.planned_logits(prompts, responses, every), strict=True
+        ):
+            for (i, j), logit in zip(pairs, logits, strict=True):
+                matrix[i, j] = logit
+        return matrices
+
+    def planned_logits(self, prompts, responses, pairs):
+        index = [(n, i, j) for n, planned in enumerate(pairs) for i, j in planned]
         asked = [prompts[n] for n, _, _ in index]
         logits = self.pair_logits(
             asked,
@@ -124,10 +142,11 @@ class PairwiseJudge(Judge):
             [responses[n][j] for n, _, j in index],
         )
         check_finite(logits, self.name, asked, "pair logits")
-        matrices = [np.zeros((len(g), len(g))) for g in responses]
-        for (n, i, j), logit in zip(index, logits, strict=True):
-            matrices[n][i, j] = logit
-        return matrices
+        result, start = [], 0
+        for planned in pairs:
+            result.append(np.asarray(logits[start : start + len(planned)], dtype=np.float64))
+            start += len(planned)
+        return result
 
     def compare(self, prompts, first, second):
         n = len(prompts)
