@@ -158,3 +158,12 @@ def test_inpo_pays_for_the_base_models_pass():
     nash = by_stage(plan_cost(validate(inpo), None, H100))["train"]
     # 6 (step) + 2 (pi_t) + 2 (recompute) against 6 + 2 + 2 (pi_ref) + 2
     assert nash[0].gpu_hours == pytest.approx(sppo[0].gpu_hours * 12 / 10)
+
+
+def test_a_judging_plan_cuts_a_pairwise_judges_hours_by_its_share_of_the_pairs():
+    """The INPO paper plan at K = 8: every ordered pair is 56 per prompt, circular 16."""
+    inpo = yaml.safe_load((PAPER / "inpo-llama-3-8b-sft.yaml").read_text())
+    circular = {**inpo, "judge": {**inpo["judge"], "comparisons": "circular"}}
+    every = sum(s.gpu_hours for s in by_stage(plan_cost(validate(inpo), None, H100))["score"])
+    fewer = sum(s.gpu_hours for s in by_stage(plan_cost(validate(circular), None, H100))["score"])
+    assert fewer == pytest.approx(every * 16 / 56)

@@ -359,3 +359,25 @@ def test_the_gpo_config_plans_every_round_with_gpm(tmp_path):
     assert len(re.findall(r"scripts/score\.py .*?--temperature 0\.05", output)) == 3 * 8
     trained = re.findall(r"scripts/train\.py .*?--eta (\S+)", output)
     assert trained == ["800.0"] * 3 or trained == ["800"] * 3
+
+
+def test_the_inpo_config_plans_every_round_with_the_base_model_and_the_pair_preference_model(
+    tmp_path,
+):
+    """config/paper/inpo-llama-3-8b-sft.yaml: every round trains INPO with round 0's model as
+    its anchor, judged by RLHFlow's pairwise model through its template."""
+    configfile = ROOT / "config" / "paper" / "inpo-llama-3-8b-sft.yaml"
+    (tmp_path / "config").symlink_to(ROOT / "config")  # the template's path is the project's
+    run = snakemake(tmp_path, "-n", "-p", "--configfile", str(configfile), "--config", "rounds=3")
+    assert run.returncode == 0, run.stderr[-3000:]
+    output = run.stdout + run.stderr
+    trained = re.findall(
+        r"scripts/train\.py --model (\S+) --base-model (\S+) .*?--loss (\S+)", output
+    )
+    assert sorted(trained) == [
+        (f"results/iter{t}/model", "results/iter0/model", "inpo") for t in range(3)
+    ]
+    assert len(re.findall(r"--inpo-eta 0\.005 --inpo-tau 0\.00166", output)) == 3
+    scored = re.findall(r"scripts/score\.py .*?--backend (\S+) --model (\S+)", output)
+    assert set(scored) == {("llm_judge", "RLHFlow/pair-preference-model-LLaMA3-8B")}
+    assert len(scored) == 3 * 8 and "rlhflow-pair-pm.txt" in output

@@ -49,6 +49,8 @@ KNOWN_SHAPES = {
     "google/gemma-2-9b-it": Shape(9.24e9, 42, 3584, 16, 8, 256),
     "embedded:smollm2-135m-instruct": Shape(134.5e6, 30, 576, 9, 3, 64),
     "general-preference/GPM-Gemma-2B": Shape(2.51e9, 18, 2048, 8, 1, 256),
+    "RLHFlow/LLaMA3-SFT": Shape(8.03e9, 32, 4096, 32, 8, 128),
+    "RLHFlow/pair-preference-model-LLaMA3-8B": Shape(8.03e9, 32, 4096, 32, 8, 128),
     "llm-blender/PairRM-hf": Shape(0.435e9, 24, 1024, 16, 16, 64),
     "llm-blender/PairRM": Shape(0.435e9, 24, 1024, 16, 16, 64),
     "embedded:all-minilm-l6-v2": Shape(22.7e6, 6, 384, 12, 12, 32),

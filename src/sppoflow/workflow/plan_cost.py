@@ -20,6 +20,7 @@ from pathlib import Path
 from sppoflow.config.chains import methods
 from sppoflow.runtime.gpus import GPUS, Gpu, known_gpu
 from sppoflow.runtime.placement import GPU_JOBS
+from sppoflow.score.plans import planned_pairs
 from sppoflow.train.methods import method_named
 from sppoflow.workflow.memory_model import (
     ASSUMED_PROMPT_TOKENS,
@@ -258,10 +259,11 @@ def plan_cost(config: dict, run: Path | None = None, environ: dict | None = None
     answered = question_set_turns(config)
     for name, turns in answered.items():
         generate(f"{name}_answers", 0, 1, turns, 1, resources["evaluate"])
+    planned = len(planned_pairs(k, config["judge"]["comparisons"]))  # per prompt
     for rnd in range(1, config["rounds"] + 1):
         sampled = 1 if rnd == 1 else len(chains)  # round 1 samples the base model, once
         generate("sample", rnd, shards * sampled, n * sampled, k, resources["sample"])
-        judge_pairs("score", rnd, shards * sampled, n * sampled * k * (k - 1), n * sampled * k,
+        judge_pairs("score", rnd, shards * sampled, n * sampled * planned, n * sampled * k,
                     resources["score"])  # fmt: skip
         for method in chains:
             train(method.train, rnd)
