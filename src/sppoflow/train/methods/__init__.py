@@ -27,6 +27,7 @@ REGISTRY: dict[str, TrainingMethod] = {
     method.name: method for method in (*sppo.METHODS, dpo.METHOD, ipo.METHOD, inpo.METHOD)
 }
 LOSSES = tuple(REGISTRY)
+REFERENCE_NAMES = {POLICY: "pi_t (the round's start)", BASE: "pi_ref (the base model)"}
 TRAIN_ON = (WINNER_LOSER, ALL)
 
 
@@ -39,15 +40,17 @@ def method_named(name: str) -> TrainingMethod:
 def docs_table() -> str:
     """The table of methods in docs/methods.md (a test keeps the two equal)."""
     rows = [
-        "| `train.loss` | loss per prompt | parameters | `train.train_on` | module |",
-        "|---|---|---|---|---|",
+        "| `train.loss` | loss per prompt | parameters | `train.train_on` | reference "
+        "log-probabilities | module |",
+        "|---|---|---|---|---|---|",
     ]
     for method in REGISTRY.values():
         parameters = ", ".join(f"`train.{p.field}` ({p.symbol})" for p in method.parameters)
+        references = ", ".join(REFERENCE_NAMES[r] for r in method.references)
         module = type(method).__module__.replace(".", "/")
         rows.append(
             f"| `{method.name}` | {method.summary} | {parameters} | "
-            f"{', '.join(method.data)} | `src/{module}.py` |"
+            f"{', '.join(method.data)} | {references} | `src/{module}.py` |"
         )
     return "\n".join(rows) + "\n"
 
