@@ -15,6 +15,7 @@ coincide for small K: at K = 3 circular is every pair, at K = 2 every plan is th
 from __future__ import annotations
 
 from collections.abc import Iterable
+from functools import cache
 
 from sppoflow.errors import UserError, check_choice
 
@@ -23,6 +24,11 @@ COMPARISONS = ("all", "circular", "anchor")
 
 def planned_pairs(k: int, comparisons: str) -> list[tuple[int, int]]:
     """The ordered pairs (i, j), positions 0..k-1, that ``comparisons`` judges, sorted."""
+    return list(_planned(k, comparisons))
+
+
+@cache  # a round asks for the same few (K, plan) for every prompt
+def _planned(k: int, comparisons: str) -> tuple[tuple[int, int], ...]:
     check_choice("judge.comparisons", comparisons, COMPARISONS)
     if comparisons == "all" or k <= 2:
         edges = {(i, j) for i in range(k) for j in range(k) if i != j}
@@ -30,7 +36,7 @@ def planned_pairs(k: int, comparisons: str) -> list[tuple[int, int]]:
         edges = {(i, (i + 1) % k) for i in range(k)}
     else:
         edges = {(i, 0) for i in range(1, k)}
-    return sorted(edges | {(j, i) for i, j in edges})
+    return tuple(sorted(edges | {(j, i) for i, j in edges}))
 
 
 def check_plan(prompts: Iterable[tuple[object, int, set[tuple[int, int]]]]) -> str:
@@ -40,7 +46,7 @@ def check_plan(prompts: Iterable[tuple[object, int, set[tuple[int, int]]]]) -> s
     errors. Where plans coincide (K below 4) the first of ``COMPARISONS`` that fits is named."""
     possible = set(COMPARISONS)
     for prompt_id, k, pairs in prompts:
-        matching = {c for c in COMPARISONS if set(planned_pairs(k, c)) == pairs}
+        matching = {c for c in COMPARISONS if set(_planned(k, c)) == pairs}
         if not matching:
             nearest = min(COMPARISONS, key=lambda c: len(set(planned_pairs(k, c)) ^ pairs))
             expected = set(planned_pairs(k, nearest))
