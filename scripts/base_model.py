@@ -14,10 +14,11 @@ import argparse
 import _bootstrap  # noqa: F401
 
 from sppoflow.cli import parser_for, run_stage
-from sppoflow.models.loading import import_policy
 
 
 def main(args) -> None:
+    from sppoflow.models.loading import import_policy  # torch: after the arguments are read
+
     import_policy(
         args.model,
         args.out,

@@ -26,11 +26,8 @@ from sppoflow.evaluate.question_set_answers import (
     conversation_budget,
 )
 from sppoflow.evaluate.question_sets import QUESTION_SETS, read_questions
-from sppoflow.models.loading import load_policy
-from sppoflow.runtime.devices import resolve_device, resolve_dtype
 from sppoflow.runtime.throughput import log_rate
 from sppoflow.sample.settings import SamplingSettings
-from sppoflow.sample.transformers_backend import generate
 from sppoflow.tables import QUESTION_SET_ANSWERS, write_table
 
 
@@ -50,6 +47,11 @@ def turn_generator(args, settings: SamplingSettings, questions):
             return engine.generate(prompts, asked, args.system_prompt)
 
         return with_vllm, "vLLM, its engine start not counted"
+    # torch and transformers load here, so that --help and a bad argument answer at once
+    from sppoflow.models.loading import load_policy
+    from sppoflow.runtime.devices import resolve_device, resolve_dtype
+    from sppoflow.sample.transformers_backend import generate
+
     device = resolve_device(settings.device)
     model, tokenizer = load_policy(args.model, resolve_dtype(settings.dtype, device))
     model.to(device).eval()

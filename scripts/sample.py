@@ -21,12 +21,9 @@ import _bootstrap  # noqa: F401
 
 from sppoflow.cli import add_settings, add_shard_arguments, parser_for, run_stage, settings_from
 from sppoflow.errors import UserError
-from sppoflow.models.loading import load_policy
-from sppoflow.runtime.devices import resolve_device, resolve_dtype
 from sppoflow.runtime.shards import check_shard
 from sppoflow.runtime.throughput import log_rate
 from sppoflow.sample.settings import SamplingSettings
-from sppoflow.sample.transformers_backend import generate
 from sppoflow.tables import PROMPTS, SAMPLES, read_table, write_table
 
 
@@ -44,6 +41,11 @@ def main(args) -> None:
         samples = generate_vllm(args.model, prompts, settings, args.system_prompt, **shard)
         what = "vLLM, its engine start included"
     else:
+        # torch and transformers load here, so that --help and a bad argument answer at once
+        from sppoflow.models.loading import load_policy
+        from sppoflow.runtime.devices import resolve_device, resolve_dtype
+        from sppoflow.sample.transformers_backend import generate
+
         device = resolve_device(settings.device)
         model, tokenizer = load_policy(args.model, resolve_dtype(settings.dtype, device))
         model.to(device).eval()

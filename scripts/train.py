@@ -27,13 +27,15 @@ from pathlib import Path
 import _bootstrap  # noqa: F401
 
 from sppoflow.cli import add_settings, parser_for, run_stage, settings_from
-from sppoflow.train.data import RoundTables
-from sppoflow.train.resume import TrainingStopped
-from sppoflow.train.round import train_round
 from sppoflow.train.settings import TrainSettings
 
 
 def main(args) -> None:
+    # torch and transformers load here, so that --help and a bad argument answer at once
+    from sppoflow.train.data import RoundTables
+    from sppoflow.train.resume import TrainingStopped
+    from sppoflow.train.round import train_round
+
     try:
         train_round(
             settings_from(TrainSettings, args),

@@ -60,20 +60,38 @@ def run_script(name, *args, cwd=ROOT):
     )
 
 
-def run_side_by_side(commands: dict[str, list]) -> dict[str, subprocess.CompletedProcess]:
-    """Several short commands started at once (each mostly imports torch: two cores do two at
-    a time), their results by name."""
-    started = {
-        name: subprocess.Popen(
-            [str(c) for c in command], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-        )
-        for name, command in commands.items()
-    }
-    done = {}
-    for name, process in started.items():
-        stdout, stderr = process.communicate()
-        done[name] = subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
-    return done
+_HELP_DRIVER = """
+import contextlib, io, json, runpy, sys
+answers = {}
+for script in sys.argv[1:]:
+    before = set(sys.modules)
+    sys.argv, sys.path[0] = [script, "--help"], script.rsplit("/", 1)[0]
+    out, err = io.StringIO(), io.StringIO()
+    code = 0
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            runpy.run_path(script, run_name="__main__")
+    except SystemExit as done:
+        code = done.code or 0
+    loaded = sorted({m.split(".")[0] for m in set(sys.modules) - before} & HEAVY)
+    answers[script] = {"code": code, "stdout": out.getvalue(), "stderr": err.getvalue(),
+                       "loaded": loaded}
+print(json.dumps(answers))
+"""
+
+
+def helps_in_one_process(scripts: list[Path]) -> dict[str, dict]:
+    """Each script's ``--help``, run as ``__main__`` (``python script --help``) one after the
+    other in one Python process, so that torch is imported once for all of them. Per script
+    name: its exit code, stdout, stderr, and which of torch and transformers it loaded first."""
+    driver = "HEAVY = {'torch', 'transformers'}" + _HELP_DRIVER
+    done = subprocess.run(
+        [sys.executable, "-c", driver, *map(str, scripts)], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    import json
+
+    return {Path(s).name: a for s, a in json.loads(done.stdout.splitlines()[-1]).items()}
 
 
 def error_line(run) -> str:

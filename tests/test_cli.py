@@ -5,7 +5,7 @@ import subprocess
 import sys
 
 import pytest
-from helpers import SCRIPTS, error_line, run_script, script_parser
+from helpers import SCRIPTS, error_line, helps_in_one_process, run_script, script_parser
 
 STAGES = ["base_model", "prompts", "sample", "score", "aggregate", "train", "evaluate", "summary"]
 STAGES += ["fetch", "gather", "head_to_head", "plan_cost"]
@@ -22,6 +22,17 @@ def test_a_stage_script_answers_help_as_a_process():
     run = run_script("aggregate", "--help")
     assert run.returncode == 0, run.stderr
     assert run.stdout.startswith("usage: aggregate.py") and "aggregate stage" in run.stdout
+
+
+def test_every_script_answers_help_before_loading_torch():
+    """``--help`` and a bad argument answer in a second, before torch and transformers load
+    (several seconds each): every script run as ``__main__``, one after another."""
+    scripts = sorted(p for p in SCRIPTS.glob("*.py") if not p.name.startswith("_"))
+    answers = helps_in_one_process(scripts)
+    assert set(answers) == {p.name for p in scripts}
+    for name, answer in answers.items():
+        assert answer["code"] == 0 and answer["stdout"].startswith("usage:"), (name, answer)
+        assert answer["loaded"] == [], f"{name} --help loaded {answer['loaded']}"
 
 
 def test_make_venv_explains_itself_and_refuses_an_env_file_for_another_python(tmp_path):

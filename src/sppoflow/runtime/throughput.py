@@ -9,10 +9,12 @@ loading the model and the engine's start, is in its Snakemake timing file (bench
 from __future__ import annotations
 
 import logging
-
-import torch
+from typing import TYPE_CHECKING
 
 from sppoflow.runtime.gpus import known_gpu
+
+if TYPE_CHECKING:  # torch is imported where a device is asked about, so scripts start fast
+    import torch
 
 # the name job records parse (sppoflow.runtime.job_records), as earlier runs logged it
 log = logging.getLogger("sppoflow.throughput")
@@ -30,6 +32,8 @@ def log_rate(stage: str, amount: int, unit: str, seconds: float, what: str) -> f
 
 def peak_flops(device: torch.device) -> float | None:
     """The device's dense bf16 peak in FLOP/s, or None where it is not known (CPUs)."""
+    import torch
+
     if device.type != "cuda" or not torch.cuda.is_available():
         return None
     gpu = known_gpu(torch.cuda.get_device_name(device))

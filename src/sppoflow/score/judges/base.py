@@ -15,7 +15,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
 from sppoflow.errors import UserError
 
@@ -169,6 +168,8 @@ class TransformersJudge:
     def load(self, auto_class, folder, settings, device, dtype):
         """The tokenizer (kept) and the model (returned, on ``device``, in eval mode); the
         batching settings, unset max_length taking the judge's default."""
+        import torch
+
         from sppoflow.models.safe_loading import load_pretrained, load_tokenizer
 
         self.batch_size = settings.batch_size
