@@ -26,14 +26,13 @@ from sppoflow.score.preferences import run_fingerprint, score_file
 
 
 def main(args) -> None:
-    check_shard(args.shard, args.shards)  # before the judge is loaded
+    check_shard(args.shard, args.shards)
     settings = settings_from(JudgeSettings, args)
     if not Path(args.samples).is_file():
         raise UserError(f"{args.samples}: samples file not found")
     run_id = run_fingerprint(Path(args.samples), asdict(settings), settings.prompts_per_chunk)
-    judge = build_judge(settings)
     score_file(
-        judge,
+        lambda: build_judge(settings),
         args.samples,
         args.out,
         settings.prompts_per_chunk,

@@ -28,8 +28,24 @@ from tiny_model import embedded_tokenizer as load_embedded_tokenizer
 
 
 @pytest.fixture(scope="session")
-def embedded_tokenizer():
-    return load_embedded_tokenizer()
+def embedded_tokenizer(tmp_path_factory):
+    """The embedded SmolLM2 tokenizer. Read from its GGUF file it takes seconds (the vocabulary
+    is converted), so the first pytest worker saves it once in the run's shared temporary
+    folder, whole or not at all, and every worker loads that copy (a tenth of a second)."""
+    from filelock import FileLock
+
+    from sppoflow.atomic import folder_written_whole
+    from sppoflow.models.safe_loading import load_tokenizer
+
+    shared = tmp_path_factory.getbasetemp()
+    if "PYTEST_XDIST_WORKER" in os.environ:
+        shared = shared.parent  # the run's folder, above each worker's own
+    saved = shared / "embedded-tokenizer"
+    with FileLock(str(shared / "embedded-tokenizer.lock")):
+        if not saved.is_dir():
+            with folder_written_whole(saved) as partial:
+                load_embedded_tokenizer().save_pretrained(partial)
+    return load_tokenizer(saved, "policy.model")
 
 
 @pytest.fixture(scope="session")

@@ -69,8 +69,8 @@ class CountingJudge:
 
 def test_the_stream_writes_what_one_chunk_of_everything_writes(judge, tmp_path):
     path = samples_file(tmp_path, shuffle=True)  # rows in any order: the stream sorts them
-    score_file(judge, path, tmp_path / "one.parquet", prompts_per_chunk=1000)
-    score_file(judge, path, tmp_path / "chunked.parquet", prompts_per_chunk=2)
+    score_file(lambda: judge, path, tmp_path / "one.parquet", prompts_per_chunk=1000)
+    score_file(lambda: judge, path, tmp_path / "chunked.parquet", prompts_per_chunk=2)
     one, chunked = (pd.read_parquet(tmp_path / f"{n}.parquet") for n in ("one", "chunked"))
     assert len(one) == 7 * 3 * 2
     assert one.columns.tolist() == ["prompt_id", "i", "j", "logit", "prob"]
@@ -83,15 +83,15 @@ def test_the_stream_writes_what_one_chunk_of_everything_writes(judge, tmp_path):
 def test_an_interrupted_run_resumes_with_the_missing_chunks_only(judge, tmp_path):
     path = samples_file(tmp_path)
     straight = tmp_path / "straight.parquet"
-    score_file(judge, path, straight, prompts_per_chunk=2, run_id="a")
+    score_file(lambda: judge, path, straight, prompts_per_chunk=2, run_id="a")
     out = tmp_path / "preferences.parquet"
     failing = CountingJudge(judge, fail_on=3)
     with pytest.raises(RuntimeError, match="node lost"):
-        score_file(failing, path, out, prompts_per_chunk=2, run_id="a")
+        score_file(lambda: failing, path, out, prompts_per_chunk=2, run_id="a")
     assert len(list((tmp_path / "preferences.parquet.parts").glob("chunk-*"))) == 2
     assert not out.exists()
     resumed = CountingJudge(judge)
-    score_file(resumed, path, out, prompts_per_chunk=2, run_id="a")
+    score_file(lambda: resumed, path, out, prompts_per_chunk=2, run_id="a")
     assert resumed.calls == 2  # 4 chunks of 7 prompts, 2 judged before
     pd.testing.assert_frame_equal(pd.read_parquet(out), pd.read_parquet(straight))
 
@@ -100,29 +100,33 @@ def test_parts_of_a_run_with_other_inputs_are_not_reused(judge, tmp_path):
     path = samples_file(tmp_path)
     out = tmp_path / "preferences.parquet"
     with pytest.raises(RuntimeError):
-        score_file(CountingJudge(judge, fail_on=2), path, out, prompts_per_chunk=2, run_id="a")
+        score_file(
+            lambda: CountingJudge(judge, fail_on=2), path, out, prompts_per_chunk=2, run_id="a"
+        )
     again = CountingJudge(judge)
-    score_file(again, path, out, prompts_per_chunk=2, run_id="b")
+    score_file(lambda: again, path, out, prompts_per_chunk=2, run_id="b")
     assert again.calls == 4
 
 
 def test_a_shard_judges_its_own_chunks(judge, tmp_path):
     path = samples_file(tmp_path)
     counting = CountingJudge(judge)
-    score_file(counting, path, tmp_path / "s1.parquet", prompts_per_chunk=2, shard=1, shards=3)
+    score_file(
+        lambda: counting, path, tmp_path / "s1.parquet", prompts_per_chunk=2, shard=1, shards=3
+    )
     assert counting.calls == 1  # chunks 0..3: shard 1 of 3 has chunk 1
     assert sorted(pd.read_parquet(tmp_path / "s1.parquet").prompt_id.unique()) == ["p02", "p03"]
 
 
 def test_bad_samples_files_are_named(judge, tmp_path):
     with pytest.raises(UserError, match=r"missing\.parquet: samples file not found"):
-        score_file(judge, tmp_path / "missing.parquet", tmp_path / "out.parquet")
+        score_file(lambda: judge, tmp_path / "missing.parquet", tmp_path / "out.parquet")
     broken = tmp_path / "broken.parquet"
     broken.write_text("not parquet")
     with pytest.raises(UserError, match=r"broken\.parquet: cannot read samples parquet"):
-        score_file(judge, broken, tmp_path / "out.parquet")
+        score_file(lambda: judge, broken, tmp_path / "out.parquet")
     partial = tmp_path / "partial.parquet"
     pd.read_parquet(samples_file(tmp_path)).drop(columns=["response"]).to_parquet(partial)
     with pytest.raises(UserError, match="not a samples table, missing column"):
-        score_file(judge, partial, tmp_path / "out.parquet")
+        score_file(lambda: judge, partial, tmp_path / "out.parquet")
     assert set(SAMPLES.columns) > {"response"}

@@ -47,10 +47,17 @@ def test_take_shard_is_round_robin_and_checks_its_arguments():
         check_shard(0, 0)
 
 
-@pytest.mark.parametrize("shards", [2, 3, 7])
-def test_sample_shards_together_equal_one_job(tiny_model, shards):
+@pytest.fixture(scope="module")
+def one_job(tiny_model):
+    """The samples one job writes for the prompts, against which shards are compared."""
     model, tokenizer = tiny_model
-    one = generate(model, tokenizer, PROMPTS_TABLE, sampling())
+    return generate(model, tokenizer, PROMPTS_TABLE, sampling())
+
+
+@pytest.mark.parametrize("shards", [2, 3, 7])
+def test_sample_shards_together_equal_one_job(tiny_model, one_job, shards):
+    model, tokenizer = tiny_model
+    one = one_job.copy()
     parts = [
         generate(model, tokenizer, PROMPTS_TABLE, sampling(), shard=s, shards=shards)
         for s in range(shards)
@@ -103,7 +110,9 @@ def gather(*args):
     )
 
 
-def test_gather_joins_sample_shards_and_refuses_missing_or_doubled_rows(tiny_model, tmp_path):
+def test_gather_joins_sample_shards_and_refuses_missing_or_doubled_rows(
+    tiny_model, one_job, tmp_path
+):
     model, tokenizer = tiny_model
     prompts = tmp_path / "prompts.parquet"
     write_table(PROMPTS_TABLE, prompts, PROMPTS)
@@ -115,9 +124,7 @@ def test_gather_joins_sample_shards_and_refuses_missing_or_doubled_rows(tiny_mod
     out = tmp_path / "samples.parquet"
     done = gather("samples", *shards, "--prompts", prompts, "--k", 3, "--out", out)
     assert done.returncode == 0, done.stderr
-    pd.testing.assert_frame_equal(
-        pd.read_parquet(out), generate(model, tokenizer, PROMPTS_TABLE, sampling())
-    )
+    pd.testing.assert_frame_equal(pd.read_parquet(out), one_job)
     lost = gather("samples", *shards[:2], "--prompts", prompts, "--k", 3, "--out", out)
     assert lost.returncode == 2 and "a shard is missing or stale" in lost.stderr
     doubled = gather("samples", *shards, shards[0], "--prompts", prompts, "--k", 3, "--out", out)

@@ -21,7 +21,7 @@ import json
 import logging
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import duckdb
@@ -162,7 +162,7 @@ def parts_folder(out: Path, run_id: str) -> Path:
 
 
 def score_file(
-    judge: Judge,
+    load_judge: Callable[[], Judge],
     samples: Path | str,
     out: Path | str,
     prompts_per_chunk: int = 256,
@@ -172,7 +172,9 @@ def score_file(
     comparisons: str = "all",
 ) -> int:
     """Judge this shard's chunks of the samples file into a PREFERENCES file, the ordered
-    pairs of the judging plan ``comparisons``; returns the number of preference rows written."""
+    pairs of the judging plan ``comparisons``; returns the number of preference rows written.
+    ``load_judge`` is called once the samples are checked, and only if a chunk is left to
+    judge, so that bad samples are refused without loading a model."""
     check_shard(shard, shards)
     samples, out = Path(samples), Path(out)
     if not samples.is_file():
@@ -184,6 +186,7 @@ def score_file(
         done = {c for c in mine if (parts / part_name(c)).is_file()}
         if done:
             log.info("%d of %d chunks were judged before: resuming", len(done), len(mine))
+        judge = load_judge() if set(mine) - done else None
         judged, start = 0, time.perf_counter()
         for number, groups in source.chunks(set(mine) - done):
             chunk = judge_chunk(judge, groups, comparisons)
@@ -240,8 +243,6 @@ def score_samples(
             if column not in full:
                 full[column] = None
         full.to_parquet(path, index=False)
-        score_file(
-            judge, path, Path(folder) / "preferences.parquet", prompts_per_chunk, shard, shards,
-            comparisons=comparisons,
-        )  # fmt: skip
-        return pd.read_parquet(Path(folder) / "preferences.parquet")
+        out = Path(folder) / "preferences.parquet"
+        score_file(lambda: judge, path, out, prompts_per_chunk, shard, shards, "", comparisons)
+        return pd.read_parquet(out)
