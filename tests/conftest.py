@@ -234,3 +234,14 @@ def slurm_cluster(tmp_path_factory):
         pytest.skip(f"no local SLURM cluster here: {reason}")
     yield cluster
     cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def slurm_run(slurm_cluster, tiny_model_dir, tmp_path_factory):
+    """Round 1 of the tiny workflow on the SLURM cluster, its train job cut by its time limit
+    and its first score job failing, from a folder whose name has spaces and parentheses
+    (tests/slurm_runs.py): the folder, Snakemake's output, the jobs by rule, their GPUs."""
+    from slurm_runs import round_one_on_slurm
+
+    folder = tiny_workdir(tmp_path_factory.mktemp("slurm run (v2)"), tiny_model_dir)
+    return round_one_on_slurm(slurm_cluster, folder)

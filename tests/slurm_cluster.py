@@ -39,176 +39,32 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-PACKAGES = ("slurmctld", "slurmd", "slurm-client", "munge")
-# the accounting database: sacct, the plugin's efficiency report and its failed-node records
-ACCOUNTING_PACKAGES = ("slurmdbd", "mariadb-server")
-ACCOUNTING_TOOLS = ("slurmdbd", "mariadbd", "mariadb-install-db", "mariadb", "sacctmgr")
-DBD_CONF = Path("/etc/slurm/slurmdbd.conf")
-DB_PORT = 13306  # the cluster's own MariaDB, on 127.0.0.1 only
-DB_PASSWORD = "sppo-test"  # a throwaway database of test jobs, reachable from this host only
-ACCOUNT = "sppo-test"
+from slurm_accounting import (
+    ACCOUNTING_PACKAGES,
+    ACCOUNTING_TOOLS,
+    DBD_CONF,
+    start_database,
+    start_slurmdbd,
+)
+from slurm_config import slurm_conf
+from slurm_daemons import (
+    MARK,
+    ClusterUnavailable,
+    alive,
+    ensure_packages,
+    read_pid,
+    record_daemon,
+    terminate,
+    wait_for,
+)
+from slurm_node_network import make_node_network, remove_node_network
+
 CONF = Path("/etc/slurm/slurm.conf")
 GRES = Path("/etc/slurm/gres.conf")
-MARK = "# written by the sppo-workflow test suite (tests/slurm_cluster.py)"
 MUNGE_PID = Path("/run/munge/munged.pid")
-BRIDGE = "sppo-br"  # the nodes' network: 10.77.0.1 is the controller, 10.77.0.1<i> node i
-SUBNET = "10.77.0"
-NAMESPACE = "sppo-n{}"  # node i's network namespace, and its node name
-VETH = "sppo-v{}"  # node i's end of the bridge
-
-
-class ClusterUnavailable(Exception):
-    """This machine cannot run the local cluster (the reason is the message)."""
-
-
-def ensure_packages(packages=PACKAGES, tools=("slurmctld", "slurmd", "sbatch", "munged")) -> None:
-    """Install Debian ``packages`` unless every one of ``tools`` is there (needs root)."""
-    if all(shutil.which(tool) for tool in tools):
-        return
-    if os.geteuid() != 0:
-        raise ClusterUnavailable(f"{' '.join(packages)} missing, and installing needs root")
-    if shutil.which("apt-get") is None:
-        raise ClusterUnavailable(f"{' '.join(packages)} missing, and there is no apt-get")
-    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.PIPE, "text": True}
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for command in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", *packages]):
-        done = subprocess.run(command, env=env, check=False, **quiet)
-        if done.returncode != 0:
-            raise ClusterUnavailable(f"{' '.join(command)} failed: {done.stderr.strip()[-300:]}")
-
-
-def slurm_conf(
-    folder: Path, host: str, nodes: list[str], gpus: int, kill_wait: int, accounting: bool = False
-) -> str:
-    """slurm.conf of a cluster whose nodes are ``nodes``: this host itself (one node named as
-    the host), or nodes in network namespaces (named as their namespaces, at their addresses).
-    Partitions debug (the default), cpu and gpu each hold every node, for the tests of where
-    jobs go."""
-    on_host = nodes == [host]
-    controller = host if on_host else f"{host}({SUBNET}.1)"
-    per_node = "" if on_host else "-%n"  # one pid file, log and spool folder per slurmd
-    if accounting:  # job records in slurmdbd, with each step's CPU time and peak memory
-        records = (
-            "AccountingStorageType=accounting_storage/slurmdbd\nAccountingStorageHost=localhost\n"
-            "AccountingStoreFlags=job_comment\nJobAcctGatherType=jobacct_gather/linux\n"
-            "JobAcctGatherFrequency=task=2"
-        )
-    else:
-        records = (
-            "AccountingStorageType=accounting_storage/none\nJobAcctGatherType=jobacct_gather/none"
-        )
-    node_lines = "\n".join(
-        f"NodeName={node}{'' if on_host else f' NodeAddr={address(i)}'} CPUs=16"
-        f" RealMemory=512000 Gres=gpu:{gpus} State=UNKNOWN"
-        for i, node in enumerate(nodes, 1)
-    )
-    return f"""{MARK}
-ClusterName=sppotest
-SlurmctldHost={controller}
-SlurmUser=root
-SlurmdUser=root
-AuthType=auth/munge
-StateSaveLocation={folder}/state
-SlurmdSpoolDir={folder}/spool{per_node}
-SlurmctldPidFile={folder}/slurmctld.pid
-SlurmdPidFile={folder}/slurmd{per_node}.pid
-SlurmctldLogFile={folder}/slurmctld.log
-SlurmdLogFile={folder}/slurmd{per_node}.log
-ProctrackType=proctrack/linuxproc
-TaskPlugin=task/none
-SelectType=select/cons_tres
-SelectTypeParameters=CR_Core_Memory
-MpiDefault=none
-{records}
-JobCompType=jobcomp/none
-MinJobAge=3600
-KillWait={kill_wait}
-SlurmdTimeout=60
-JobRequeue=0
-ReturnToService=2
-SchedulerParameters=bf_interval=1
-SlurmdParameters=config_overrides
-GresTypes=gpu
-{node_lines}
-PartitionName=debug Nodes={",".join(nodes)} Default=YES MaxTime=INFINITE State=UP
-PartitionName=cpu Nodes={",".join(nodes)} MaxTime=INFINITE State=UP
-PartitionName=gpu Nodes={",".join(nodes)} MaxTime=INFINITE State=UP
-"""
-
-
-def address(index: int) -> str:
-    return f"{SUBNET}.1{index}"
-
-
-def _ip(*args: str) -> None:
-    done = subprocess.run(["ip", *args], capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        raise ClusterUnavailable(f"ip {' '.join(args)} failed: {done.stderr.strip()}")
-
-
-def remove_node_network(count: int = 9) -> None:
-    """Remove the bridge and namespaces of an earlier cluster (a crashed run's too)."""
-    for index in range(1, count + 1):
-        subprocess.run(["ip", "netns", "del", NAMESPACE.format(index)], capture_output=True)
-        # the pair of a namespace still held by a process (a job step's) outlives the name
-        subprocess.run(["ip", "link", "del", VETH.format(index)], capture_output=True)
-    subprocess.run(["ip", "link", "del", BRIDGE], capture_output=True)
-
-
-def make_node_network(count: int) -> list[str]:
-    """A bridge at 10.77.0.1 and, for each node, a namespace with its own address on it and
-    its own loopback; returns the node names."""
-    if shutil.which("ip") is None or shutil.which("nsenter") is None:
-        raise ClusterUnavailable("ip (iproute2) and nsenter are needed for a node of its own")
-    remove_node_network()
-    _ip("link", "add", BRIDGE, "type", "bridge")
-    _ip("addr", "add", f"{SUBNET}.1/24", "dev", BRIDGE)
-    _ip("link", "set", BRIDGE, "up")
-    names = []
-    for index in range(1, count + 1):
-        name, veth = NAMESPACE.format(index), VETH.format(index)
-        _ip("netns", "add", name)
-        _ip("link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", name)
-        _ip("link", "set", veth, "master", BRIDGE)
-        _ip("link", "set", veth, "up")
-        _ip("-n", name, "addr", "add", f"{address(index)}/24", "dev", "eth0")
-        _ip("-n", name, "link", "set", "eth0", "up")
-        _ip("-n", name, "link", "set", "lo", "up")
-        names.append(name)
-    return names
-
-
-def _read_pid(path: Path) -> int | None:
-    try:
-        return int(path.read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        return None
-
-
-def _alive(pid: int | None) -> bool:
-    if pid is None:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
-# Each wait below is for an event (a daemon up, a node idle); its limit only ends a wait for
-# one that will never come, so it is generous: a slow or busy machine waits as it needs.
-def _wait_for(condition, seconds: float, what: str, log: Path | None = None) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.5)
-    tail = log.read_text()[-2000:] if log and log.exists() else ""
-    raise RuntimeError(f"timed out after {seconds:.0f} s waiting for {what}\n{tail}")
 
 
 @dataclass
@@ -269,7 +125,7 @@ class LocalCluster:
         """Stop the daemons this cluster started, by their pids, remove its config and the
         nodes' network."""
         daemons = [name for name in self.pids if name.startswith("slurmd-")]
-        _terminate(self, [*daemons, "slurmctld", "slurmdbd", "mariadbd", "munged"])
+        terminate(self.pids, [*daemons, "slurmctld", "slurmdbd", "mariadbd", "munged"])
         for path in (CONF, GRES, DBD_CONF):
             if path.exists() and path.read_text().startswith(MARK):
                 path.unlink()
@@ -308,12 +164,12 @@ class JobWatcher:
 
 
 def _start_munge(cluster: LocalCluster) -> None:
-    if _alive(_read_pid(MUNGE_PID)):
+    if alive(read_pid(MUNGE_PID)):
         return  # someone else's munged: use it, leave it running
     Path("/run/munge").mkdir(parents=True, exist_ok=True)
     shutil.chown("/run/munge", "munge", "munge")
     subprocess.run(["su", "-s", "/bin/sh", "munge", "-c", "/usr/sbin/munged"], check=True)
-    _record_daemon(cluster, "munged", MUNGE_PID)
+    record_daemon(cluster.pids, "munged", MUNGE_PID)
 
 
 def _fake_gpus(folder: Path, gpus: int, first: int = 0) -> str:
@@ -326,64 +182,6 @@ def _fake_gpus(folder: Path, gpus: int, first: int = 0) -> str:
             os.mknod(device, 0o666 | 0o020000, os.makedev(195, index))  # a character device
     last = first + gpus - 1
     return f"{devices}/nvidia[{first}-{last}]" if gpus > 1 else f"{devices}/nvidia{first}"
-
-
-def _start_database(cluster: LocalCluster) -> None:
-    """A MariaDB of the cluster's own in its folder, for slurmdbd, on 127.0.0.1 only."""
-    data, socket_path = cluster.folder / "db", cluster.folder / "db.sock"
-    subprocess.run(
-        ["mariadb-install-db", "--user=root", f"--datadir={data}", "--skip-test-db",
-         "--auth-root-authentication-method=socket"],
-        check=True, capture_output=True,
-    )  # fmt: skip
-    server = subprocess.Popen(
-        ["mariadbd", "--user=root", f"--datadir={data}", f"--socket={socket_path}",
-         f"--port={DB_PORT}", "--bind-address=127.0.0.1", "--skip-log-bin",
-         f"--pid-file={cluster.folder / 'db.pid'}", f"--log-error={cluster.folder / 'db.log'}",
-         "--innodb-buffer-pool-size=32M"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-    )  # fmt: skip
-    cluster.pids["mariadbd"] = server.pid
-
-    def sql(statement: str) -> subprocess.CompletedProcess:
-        return subprocess.run(["mariadb", "-S", str(socket_path), "-e", statement],
-                              capture_output=True, text=True, check=False)  # fmt: skip
-
-    _wait_for(lambda: sql("SELECT 1").returncode == 0, 300, "MariaDB", cluster.folder / "db.log")
-    made = sql(
-        f"CREATE USER IF NOT EXISTS 'slurm'@'127.0.0.1' IDENTIFIED BY '{DB_PASSWORD}';"
-        " GRANT ALL ON slurm_acct_db.* TO 'slurm'@'127.0.0.1';"
-    )
-    if made.returncode != 0:
-        raise RuntimeError(f"MariaDB refused the slurm user: {made.stderr.strip()}")
-
-
-def _start_slurmdbd(cluster: LocalCluster) -> None:
-    """slurmdbd on the database, and the cluster, account and user registered in it."""
-    folder = cluster.folder
-    DBD_CONF.write_text(
-        f"{MARK}\nAuthType=auth/munge\nDbdHost=localhost\nSlurmUser=root\n"
-        f"PidFile={folder}/slurmdbd.pid\nLogFile={folder}/slurmdbd.log\n"
-        f"StorageType=accounting_storage/mysql\nStorageHost=127.0.0.1\nStoragePort={DB_PORT}\n"
-        f"StorageUser=slurm\nStoragePass={DB_PASSWORD}\nStorageLoc=slurm_acct_db\n"
-    )
-    DBD_CONF.chmod(0o600)  # slurmdbd refuses a config others can read (it holds a password)
-    subprocess.run(["slurmdbd"], check=True)
-    _record_daemon(cluster, "slurmdbd", folder / "slurmdbd.pid", folder / "slurmdbd.log")
-
-    def sacctmgr(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run(["sacctmgr", "-i", *args], capture_output=True, text=True)
-
-    _wait_for(lambda: sacctmgr("list", "cluster").returncode == 0, 300, "slurmdbd to answer",
-              folder / "slurmdbd.log")  # fmt: skip
-    for command in (
-        ("add", "cluster", "sppotest"),
-        ("add", "account", ACCOUNT),
-        ("add", "user", "root", f"account={ACCOUNT}", f"defaultaccount={ACCOUNT}"),
-    ):
-        done = sacctmgr(*command)
-        if done.returncode != 0 and "Nothing new added" not in done.stdout + done.stderr:
-            raise RuntimeError(f"sacctmgr {' '.join(command)}: {done.stdout}{done.stderr}")
 
 
 def start(
@@ -432,7 +230,7 @@ def start(
         if not cluster.no_accounting_why:
             _start_accounting(cluster, host, kill_wait)
         subprocess.run(["slurmctld", "-c"], check=True)  # -c: forget any earlier state
-        _record_daemon(cluster, "slurmctld", folder / "slurmctld.pid", folder / "slurmctld.log")
+        record_daemon(cluster.pids, "slurmctld", folder / "slurmctld.pid", folder / "slurmctld.log")
         for name in cluster.nodes:
             _start_slurmd(cluster, name)
         for name in cluster.nodes:
@@ -456,26 +254,13 @@ def _start_accounting(cluster: LocalCluster, host: str, kill_wait: int) -> None:
     """The database and slurmdbd; where either fails, the cluster goes on without accounting
     (its config rewritten), saying why."""
     try:
-        _start_database(cluster)
-        _start_slurmdbd(cluster)
+        start_database(cluster.folder, cluster.pids)
+        start_slurmdbd(cluster.folder, cluster.pids)
     except (RuntimeError, OSError, subprocess.CalledProcessError) as error:
-        _terminate(cluster, ["slurmdbd", "mariadbd"])
+        terminate(cluster.pids, ["slurmdbd", "mariadbd"])
         DBD_CONF.unlink(missing_ok=True)
         cluster.no_accounting_why = f"the accounting database did not start: {error}"[:500]
         _write_config(cluster, host, kill_wait)
-
-
-def _record_daemon(
-    cluster: LocalCluster, name: str, pid_file: Path, log: Path | None = None, seconds: float = 300
-) -> None:
-    """Wait for daemon ``name`` to run and record its pid; recorded also when waiting times
-    out, so that stop() finds a daemon that started slowly."""
-    try:
-        _wait_for(lambda: _alive(_read_pid(pid_file)), seconds, name, log)
-    finally:
-        pid = _read_pid(pid_file)
-        if pid is not None:
-            cluster.pids[name] = pid
 
 
 def _save(cluster: LocalCluster) -> None:
@@ -493,23 +278,8 @@ def _slurmd_file(cluster: LocalCluster, node: str, kind: str) -> Path:
     return cluster.folder / f"slurmd{suffix}.{kind}"
 
 
-def _terminate(cluster: LocalCluster, names: list[str]) -> None:
-    """SIGTERM to the daemons ``names`` of the cluster; return once they are gone (SIGKILL
-    after 120 s). They leave its pid record."""
-    pids = [cluster.pids.pop(name, None) for name in names]
-    for pid in pids:
-        if _alive(pid):
-            os.kill(pid, 15)
-    for pid in pids:
-        deadline = time.monotonic() + 120
-        while _alive(pid) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        if _alive(pid):
-            os.kill(pid, 9)
-
-
 def _wait_idle(cluster: LocalCluster, node: str) -> None:
-    _wait_for(lambda: _node_state(node) == "idle", 300, f"node {node} to be idle",
+    wait_for(lambda: _node_state(node) == "idle", 300, f"node {node} to be idle",
               _slurmd_file(cluster, node, "log"))  # fmt: skip
 
 
@@ -521,8 +291,8 @@ def _start_slurmd(cluster: LocalCluster, node: str) -> None:
         (cluster.folder / f"spool-{node}").mkdir(exist_ok=True)
         command = ["nsenter", f"--net=/var/run/netns/{node}", "slurmd", "-N", node]
     subprocess.run(command, check=True)
-    _record_daemon(
-        cluster, f"slurmd-{node}", _slurmd_file(cluster, node, "pid"),
+    record_daemon(
+        cluster.pids, f"slurmd-{node}", _slurmd_file(cluster, node, "pid"),
         _slurmd_file(cluster, node, "log"),
     )  # fmt: skip
 

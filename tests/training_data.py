@@ -6,7 +6,11 @@ from pathlib import Path
 import pandas as pd
 
 from sppoflow.aggregate.win_rates import AggregateSettings, aggregate
+from sppoflow.models.loading import load_policy
 from sppoflow.tables import PAIRS, RESPONSE_WIN_RATES, SAMPLES, write_table
+from sppoflow.train.data import build_examples
+from sppoflow.train.resume import prepare_state_dir
+from sppoflow.train.round import train
 from sppoflow.train.settings import TrainSettings
 
 N_PROMPTS = 6
@@ -70,3 +74,16 @@ TRAIN_FLAGS = [
     "--eta", "10", "--learning-rate", "1e-3", "--warmup-ratio", "0", "--precision", "fp32",
     "--device", "cpu", "--max-length", "64", "--max-prompt-length", "32", "--threads", "1",
 ]  # fmt: skip
+
+
+def run_training(tmp_path, tiny_model_dir, embedded_tokenizer, **overrides):
+    """A round trained in ``tmp_path`` (state, model, log) on the tables above with
+    ``settings(**overrides)``; returns the model folder and the step log."""
+    samples, pairs, responses = round_tables(embedded_tokenizer)
+    s = settings(**overrides)
+    model, tokenizer = load_policy(tiny_model_dir)
+    examples = build_examples(tokenizer, samples, pairs, responses, s)
+    state, out, log = tmp_path / "state", tmp_path / "model", tmp_path / "train_log.csv"
+    prepare_state_dir(state, "run-1")
+    train(model, tokenizer, examples, s, state, out, log)
+    return out, pd.read_csv(log)
