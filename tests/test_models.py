@@ -89,22 +89,15 @@ def test_hub_id_loads_through_the_hub_code_path_offline(tiny_model_dir, tmp_path
     )
     assert run.returncode == 0, run.stderr
     assert json.loads((out / "sppo_source.json").read_text())["kind"] == "hub"
-    missing = subprocess.run(
-        [
-            sys.executable,
-            str(SCRIPTS / "base_model.py"),
-            "--model",
-            "sppo-test/absent",
-            "--out",
-            str(tmp_path / "x"),
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-    )
-    assert missing.returncode == 2
-    [line] = missing.stderr.strip().splitlines()[-1:]
-    assert line.startswith("error: policy.model: cannot load sppo-test/absent: ")
+
+
+def test_a_hub_id_missing_from_the_cache_offline_is_one_error(tmp_path, monkeypatch):
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+    with pytest.raises(UserError, match=r"^policy\.model: cannot load sppo-test/absent: "):
+        import_policy("sppo-test/absent", tmp_path / "x")
+    assert not (tmp_path / "x").exists()
 
 
 def test_a_bf16_source_stays_bf16_on_disk(tiny_model_dir, tmp_path):

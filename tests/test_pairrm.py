@@ -1,15 +1,11 @@
 """The native PairRM backend: both checkpoint layouts, the exact input layout, truncation,
 batch invariance, hub loading, and its output feeding the aggregate stage."""
 
-import os
-import subprocess
-import sys
-
 import numpy as np
 import pandas as pd
 import pytest
 import torch
-from helpers import SCRIPTS, fake_hub_cache
+from helpers import fake_hub_cache
 
 from pairrm_helpers import LARGE, deberta_v3_config, save_both_layouts
 from sppoflow.aggregate.win_rates import AggregateSettings, aggregate
@@ -146,53 +142,27 @@ def test_not_a_pairrm_folder(tmp_path, checkpoints):
         load_pairrm(tmp_path)
 
 
-def test_hub_ids_for_both_layouts_and_the_backbone(tmp_path):
+def test_hub_ids_for_both_layouts_and_the_backbone(tmp_path, monkeypatch):
     """llm-blender/PairRM-hf and llm-blender/PairRM (which borrows
-    microsoft/deberta-v3-large's tokenizer) load from the hub cache, offline."""
+    microsoft/deberta-v3-large's tokenizer) load by their hub ids from the hub cache, offline
+    (the cache's location patched where huggingface_hub and transformers read it, at each
+    call; a script given a hub id runs as a process in tests/test_models.py)."""
+    from huggingface_hub import constants
+
     built = tmp_path / "built"
     hf, original, backbone = save_both_layouts(built, backbone_ref="microsoft/deberta-v3-large")
     cache = tmp_path / "hub"
     fake_hub_cache(cache, "llm-blender/PairRM-hf", hf)
     fake_hub_cache(cache, "llm-blender/PairRM", original)
     fake_hub_cache(cache, "microsoft/deberta-v3-large", backbone)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
+    assert constants.HF_HUB_OFFLINE
     samples = pd.DataFrame(
-        {
-            "prompt_id": ["a", "a"],
-            "prompt": [PROMPTS[0]] * 2,
-            "response_idx": [0, 1],
-            "response": FIRST[:2],
-            "response_token_ids": [[1], [1]],
-            "prompt_tokens": 3,
-            "response_tokens": 5,
-            "finish_reason": "stop",
-        }
-    )
-    samples.to_parquet(tmp_path / "samples.parquet")
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(cache)}
+        {"prompt_id": ["a", "a"], "prompt": [PROMPTS[0]] * 2, "response_idx": [0, 1],
+         "response": FIRST[:2]}
+    )  # fmt: skip
     logits = []
     for repo in ("llm-blender/PairRM-hf", "llm-blender/PairRM"):
-        out = tmp_path / f"{repo.split('/')[1]}.parquet"
-        run = subprocess.run(
-            [
-                sys.executable,
-                str(SCRIPTS / "score.py"),
-                "--samples",
-                str(tmp_path / "samples.parquet"),
-                "--out",
-                str(out),
-                "--backend",
-                "pairrm",
-                "--model",
-                repo,
-                "--device",
-                "cpu",
-                "--dtype",
-                "float32",
-            ],
-            env=env,
-            capture_output=True,
-            text=True,
-        )
-        assert run.returncode == 0, run.stderr[-3000:]
-        logits.append(pd.read_parquet(out).logit.to_numpy())
+        settings = JudgeSettings(backend="pairrm", model=repo, device="cpu", dtype="float32")
+        logits.append(score_samples(build_judge(settings), samples).logit.to_numpy())
     np.testing.assert_allclose(logits[0], logits[1], atol=1e-6)

@@ -34,7 +34,10 @@ PROMPTS_TABLE = pd.DataFrame(
 
 
 def sampling(**overrides):
-    base = dict(k=3, max_new_tokens=6, batch_size=4, seed=5, dtype="float32", device="cpu")
+    # top_p 1: a random tiny model's distribution is flat, so its nucleus would be nearly the
+    # whole vocabulary, a full sort at every step; test_decoding.py tests the nucleus
+    base = dict(k=3, max_new_tokens=6, batch_size=4, seed=5, dtype="float32", device="cpu",
+                top_p=1.0)  # fmt: skip
     return SamplingSettings(**{**base, **overrides})
 
 
