@@ -14,10 +14,12 @@ import argparse
 import _bootstrap  # noqa: F401
 
 from sppoflow.cli import parser_for, run_stage
+from sppoflow.models.sources import resolve_source
 
 
 def main(args) -> None:
-    from sppoflow.models.loading import import_policy  # torch: after the arguments are read
+    resolve_source(args.model)  # a path that is no model is refused before torch loads
+    from sppoflow.models.loading import import_policy
 
     import_policy(
         args.model,

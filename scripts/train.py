@@ -28,9 +28,12 @@ import _bootstrap  # noqa: F401
 
 from sppoflow.cli import add_settings, parser_for, run_stage, settings_from
 from sppoflow.train.settings import TrainSettings
+from sppoflow.train.tracking import report_targets
 
 
 def main(args) -> None:
+    settings = settings_from(TrainSettings, args)
+    report_targets(settings.report_to)  # a tracker that is not installed: before torch loads
     # torch and transformers load here, so that --help and a bad argument answer at once
     from sppoflow.train.data import RoundTables
     from sppoflow.train.resume import TrainingStopped
@@ -38,7 +41,7 @@ def main(args) -> None:
 
     try:
         train_round(
-            settings_from(TrainSettings, args),
+            settings,
             Path(args.model),
             RoundTables(Path(args.samples), Path(args.pairs_table), Path(args.win_rates)),
             out_dir=Path(args.out),
