@@ -72,9 +72,9 @@ def synchronize(device) -> None:
 def pairrm(report: Report, size: Size, device) -> None:
     import numpy as np
     import torch
-    from pairrm_throughput import timed, workload
 
     import pairrm_helpers
+    from pairrm_throughput import timed, workload
     from sppoflow.score.judges.pairrm import PairRMJudge
 
     dims = getattr(pairrm_helpers, size.pairrm_dims)
@@ -239,10 +239,10 @@ def sampling(report: Report, size: Size, device, tokenizer, scratch: Path) -> No
 
 def workflow_round(report: Report, device, tokenizer, scratch: Path) -> None:
     import yaml
-    from stages import per_stage, read_timings
 
     import pairrm_helpers
     from sppoflow.score.judges.pairrm import save_pairrm
+    from stages import per_stage, read_timings
 
     folder = scratch / "workflow"
     shutil.copytree(ROOT / ".test" / "data", folder / "data")

@@ -15,7 +15,6 @@ Example:
 from pathlib import Path
 
 import _bootstrap  # noqa: F401
-
 from sppoflow.aggregate.win_rates import AggregateSettings, aggregate
 from sppoflow.cli import add_settings, parser_for, run_stage, settings_from
 from sppoflow.tables import (

@@ -12,7 +12,6 @@ Example:
 import argparse
 
 import _bootstrap  # noqa: F401
-
 from sppoflow.cli import parser_for, run_stage
 from sppoflow.models.sources import resolve_source
 

@@ -22,7 +22,6 @@ Example:
 from dataclasses import replace
 
 import _bootstrap  # noqa: F401
-
 from sppoflow.cli import parser_for, run_stage, settings_from
 from sppoflow.evaluate.judging import add_judge_arguments, judge_all, judges_from, summarise
 from sppoflow.evaluate.round_metrics import Objective, round_metrics_text, write_round_metrics

@@ -25,7 +25,6 @@ import argparse
 from pathlib import Path
 
 import _bootstrap  # noqa: F401
-
 from sppoflow.cli import run_stage
 from sppoflow.evaluate.question_sets import QUESTION_SETS
 from sppoflow.report.answer_exports import (

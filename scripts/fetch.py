@@ -14,7 +14,6 @@ Example:
 import json
 
 import _bootstrap  # noqa: F401
-
 from sppoflow.atomic import write_text_atomically
 from sppoflow.cli import parser_for, run_stage
 from sppoflow.models.hub import fetch

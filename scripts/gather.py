@@ -13,9 +13,9 @@ Examples:
         --out results/iter1/preferences.parquet results/iter1/shards/preferences.*-of-4.parquet
 """
 
-import _bootstrap  # noqa: F401
 import pandas as pd
 
+import _bootstrap  # noqa: F401
 from sppoflow import provenance
 from sppoflow.cli import parser_for, run_stage
 from sppoflow.errors import UserError

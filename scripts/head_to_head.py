@@ -14,9 +14,9 @@ Example:
         --judgements /tmp/h2h.parquet --metrics /tmp/h2h.json
 """
 
-import _bootstrap  # noqa: F401
 import pandas as pd
 
+import _bootstrap  # noqa: F401
 from sppoflow.cli import parser_for, run_stage, settings_from
 from sppoflow.errors import UserError
 from sppoflow.evaluate.judging import add_judge_arguments, judge_all, judges_from, verdicts

@@ -16,7 +16,6 @@ import argparse
 from pathlib import Path
 
 import _bootstrap  # noqa: F401
-
 from sppoflow.runtime.environments import make_venv
 
 

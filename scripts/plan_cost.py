@@ -21,7 +21,6 @@ import os
 from pathlib import Path
 
 import _bootstrap  # noqa: F401
-
 from sppoflow.cli import run_stage
 from sppoflow.config.loading import load_configs
 from sppoflow.workflow.plan_cost import plan_cost, plan_lines

@@ -14,7 +14,6 @@ Examples:
 """
 
 import _bootstrap  # noqa: F401
-
 from sppoflow.cli import add_settings, parser_for, run_stage, settings_from
 from sppoflow.prompts.pool import PoolSettings, build_pool, round_prompts
 from sppoflow.tables import PROMPT_POOL, PROMPTS, read_table, write_table

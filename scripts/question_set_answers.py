@@ -17,7 +17,6 @@ Example:
 import time
 
 import _bootstrap  # noqa: F401
-
 from sppoflow.cli import add_settings, parser_for, run_stage, settings_from
 from sppoflow.evaluate.question_set_answers import (
     AnswerSettings,

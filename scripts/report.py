@@ -24,7 +24,6 @@ import json
 from pathlib import Path
 
 import _bootstrap  # noqa: F401
-
 from sppoflow.cli import run_stage
 from sppoflow.errors import UserError
 from sppoflow.evaluate.round_metrics import read_head_to_head, read_round_metrics

@@ -18,7 +18,6 @@ Example:
 import time
 
 import _bootstrap  # noqa: F401
-
 from sppoflow.cli import add_settings, add_shard_arguments, parser_for, run_stage, settings_from
 from sppoflow.errors import UserError
 from sppoflow.runtime.shards import check_shard

@@ -17,7 +17,6 @@ from dataclasses import asdict
 from pathlib import Path
 
 import _bootstrap  # noqa: F401
-
 from sppoflow.cli import add_settings, add_shard_arguments, parser_for, run_stage, settings_from
 from sppoflow.errors import UserError
 from sppoflow.runtime.shards import check_shard

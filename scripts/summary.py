@@ -14,7 +14,6 @@ Example:
 from pathlib import Path
 
 import _bootstrap  # noqa: F401
-
 from sppoflow.atomic import write_text_atomically
 from sppoflow.cli import parser_for, run_stage
 from sppoflow.report.summary import summarise_rounds

@@ -25,7 +25,6 @@ import sys
 from pathlib import Path
 
 import _bootstrap  # noqa: F401
-
 from sppoflow.cli import add_settings, parser_for, run_stage, settings_from
 from sppoflow.train.settings import TrainSettings
 from sppoflow.train.tracking import report_targets

@@ -27,7 +27,6 @@ import os
 import sys
 
 import _bootstrap  # noqa: F401
-
 from sppoflow.errors import UserError
 from sppoflow.runtime.gpu_slots import launcher_environment, process_per_gpu, run_with_gpus
 from sppoflow.runtime.multi_node import (

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+
 from helpers import (
     BIN,
     IN_E2E_TEST,
@@ -22,7 +23,6 @@ from helpers import (
     snakemake,
     tiny_workdir,
 )
-
 from tiny_model import build_tiny_llama
 from tiny_model import embedded_tokenizer as load_embedded_tokenizer
 

@@ -11,7 +11,6 @@ import tempfile
 from pathlib import Path
 
 from helpers import ROOT, package_index_problem
-
 from sppoflow.runtime.environments import env_spec
 
 ENVS = sorted((ROOT / "envs").glob("*.yaml"))

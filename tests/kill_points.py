@@ -201,7 +201,6 @@ def run_round(plan: dict, run: Path, record: Path, kill_at=None, torn=False) -> 
             KillPoints(run, record, kill_at, torn).install()
             sys.argv = [plan["script"], *plan["args"], *outputs(run)]
             import train  # scripts/train.py
-
             from sppoflow.cli import run_stage
 
             run_stage(train.main, train.build_parser())

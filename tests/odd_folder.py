@@ -13,8 +13,8 @@ from pathlib import Path
 
 import psutil
 import yaml
-from helpers import BIN, ROOT, TEST_DIR
 
+from helpers import BIN, ROOT, TEST_DIR
 from training_hold import TrainingHold
 
 # Each command in the name would leave a file named after it in the folder it ran in.

@@ -14,6 +14,7 @@ import types
 from pathlib import Path
 
 import pytest
+
 from helpers import BIN
 
 # Small question files in each tool's published layout

@@ -13,8 +13,8 @@ from collections import defaultdict
 from pathlib import Path
 
 import yaml
-from helpers import ROOT, snakemake
 
+from helpers import ROOT, snakemake
 from training_hold import TrainingHold, wait_for_line
 
 PROFILE = ROOT / "workflow" / "profiles" / "slurm"

@@ -11,9 +11,9 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 import yaml
-from helpers import ROOT, error_line, run_script
 from transformers import LlamaConfig, LlamaForCausalLM
 
+from helpers import ROOT, error_line, run_script
 from sppoflow.aggregate.win_rates import AggregateSettings, aggregate
 from sppoflow.atomic import folder_written_whole
 from sppoflow.errors import UserError

@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import pytest
+
 from helpers import ROOT, helps_in_one_process
 
 BENCHMARKS = ROOT / "benchmarks"  # importable: pytest's pythonpath (pyproject.toml)
@@ -96,6 +97,7 @@ def test_cost_model_arithmetic():
 
 def test_methods_cost_counts_the_shared_work_once_per_separate_run():
     import pandas as pd
+
     from stages import methods_cost
 
     jobs = pd.DataFrame(

@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import pytest
+
 from helpers import SCRIPTS, error_line, helps_in_one_process, run_script, script_parser
 
 STAGES = ["base_model", "prompts", "sample", "score", "aggregate", "train", "evaluate", "summary"]

@@ -10,6 +10,7 @@ from types import SimpleNamespace
 
 import pytest
 import yaml
+
 from helpers import ROOT, snakemake
 
 PAPER = ROOT / "config" / "paper" / "mistral-7b-instruct-v0.2.yaml"

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from bad_configs import BAD_CONFIGS
 
+from bad_configs import BAD_CONFIGS
 from sppoflow.aggregate.win_rates import AggregateSettings
 from sppoflow.config.validation import validate
 from sppoflow.errors import UserError

@@ -12,8 +12,8 @@ import sys
 
 import pandas as pd
 import pytest
-from helpers import ROOT, assert_same_weights
 
+from helpers import ROOT, assert_same_weights
 from training_data import TRAIN_FLAGS, write_round_tables
 
 STEPS = 3  # 6 prompts, 2 a step, a checkpoint every step: the third save removes the first

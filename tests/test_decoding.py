@@ -265,9 +265,10 @@ def test_these_tests_run_against_the_newest_transformers_the_project_allows(pack
     from importlib.metadata import version
 
     import tomllib
-    from helpers import ROOT
     from packaging.requirements import Requirement
     from packaging.version import Version
+
+    from helpers import ROOT
 
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     [allowed] = [r for r in map(Requirement, project["dependencies"]) if r.name == "transformers"]

@@ -19,9 +19,9 @@ from typing import NamedTuple
 import pandas as pd
 import pytest
 import torch
-from helpers import ROOT
 from safetensors.torch import load_file
 
+from helpers import ROOT
 from sppoflow.train.resume import COMPLETE
 from training_data import TRAIN_FLAGS, write_round_tables
 from training_hold import NEVER, TrainingHold, wait_for_line

@@ -9,8 +9,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import ROOT
 from markdown.extensions.toc import slugify
+
+from helpers import ROOT
 
 DOCS = ROOT / "docs"
 PAGES = [ROOT / "README.md", *sorted(DOCS.glob("*.md"))]

@@ -12,6 +12,7 @@ import shutil
 import sys
 
 import pytest
+
 from env_resolutions import ENVS, STARTED, start_resolving
 
 

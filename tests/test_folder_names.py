@@ -5,8 +5,8 @@ shell line is quoted (tests/odd_folder.py). The SLURM profile plans there too.""
 
 import pytest
 import yaml
-from helpers import snakemake
 
+from helpers import snakemake
 from odd_folder import ODD, assert_quoted, nothing_ran, odd_clone, shell_lines
 
 

@@ -11,6 +11,7 @@ import sys
 import zipfile
 
 import pytest
+
 from helpers import ROOT
 
 CHECK = ROOT / "benchmarks" / "gpu_check.py"

@@ -5,8 +5,8 @@ import subprocess
 import sys
 
 import pytest
-from helpers import ROOT
 
+from helpers import ROOT
 from sppoflow.errors import UserError
 from sppoflow.runtime.gpu_slots import claimed_gpus, process_per_gpu
 from training_hold import NEVER

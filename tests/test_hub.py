@@ -10,7 +10,6 @@ import sys
 from pathlib import Path
 
 from helpers import ROOT, SCRIPTS, fake_hub_cache
-
 from pairrm_helpers import save_both_layouts
 
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from helpers import ROOT, TINY_CONFIG, planned_jobs, snakemake
 
+from helpers import ROOT, TINY_CONFIG, planned_jobs, snakemake
 from sppoflow.tables import EVAL_JUDGEMENTS, PAIRS, SAMPLES, read_table
 
 METHODS = ("sppo", "dpo", "ipo")

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import SCRIPTS, fake_hub_cache
 
+from helpers import SCRIPTS, fake_hub_cache
 from sppoflow.errors import UserError
 from sppoflow.models.loading import import_policy, load_policy, resolve_source
 

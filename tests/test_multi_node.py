@@ -6,8 +6,8 @@ import subprocess
 import sys
 
 import pytest
-from helpers import ROOT
 
+from helpers import ROOT
 from sppoflow.errors import UserError
 from sppoflow.runtime.job_errors import explaining_line
 from sppoflow.runtime.multi_node import (

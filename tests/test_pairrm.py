@@ -5,8 +5,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from helpers import fake_hub_cache
 
+from helpers import fake_hub_cache
 from pairrm_helpers import LARGE, deberta_v3_config, save_both_layouts
 from sppoflow.aggregate.win_rates import AggregateSettings, aggregate
 from sppoflow.errors import UserError

@@ -9,8 +9,8 @@ import json
 
 import pytest
 import yaml
-from helpers import ROOT, run_script, snakemake
 
+from helpers import ROOT, run_script, snakemake
 from sppoflow.config.loading import load_configs
 from sppoflow.config.validation import validate
 from sppoflow.errors import UserError

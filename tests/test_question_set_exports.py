@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from helpers import run_script
 
+from helpers import run_script
 from question_set_tools import (
     ARENA_HARD_2024_QUESTIONS,
     ARENA_HARD_QUESTIONS,

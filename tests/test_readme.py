@@ -3,7 +3,6 @@
 import re
 
 from helpers import ROOT
-
 from sppoflow.workflow.config_reference import reference
 
 README = (ROOT / "README.md").read_text()

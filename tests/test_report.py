@@ -8,9 +8,9 @@ from dataclasses import replace
 import numpy as np
 import pandas as pd
 import pytest
-from helpers import ROOT
 from PIL import Image
 
+from helpers import ROOT
 from sppoflow.errors import UserError
 from sppoflow.evaluate.judging import summarise
 from sppoflow.evaluate.round_metrics import (

@@ -5,8 +5,8 @@ what made it, readable from DuckDB."""
 from pathlib import Path
 
 import pytest
-from helpers import DATABASE, output_hashes, snakemake, tiny_workdir
 
+from helpers import DATABASE, output_hashes, snakemake, tiny_workdir
 from sppoflow.report.exports import query
 
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from helpers import planned_jobs, snakemake
 
+from helpers import planned_jobs, snakemake
 from question_set_tools import (
     ARENA_HARD_QUESTIONS,
     MT_BENCH_QUESTIONS,

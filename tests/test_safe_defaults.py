@@ -10,8 +10,8 @@ import duckdb
 import pandas as pd
 import pytest
 import torch
-from helpers import ROOT
 
+from helpers import ROOT
 from sppoflow.aggregate.win_rates import register
 from sppoflow.config.validation import validate
 from sppoflow.errors import UserError

@@ -7,8 +7,8 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
-from helpers import SCRIPTS
 
+from helpers import SCRIPTS
 from sppoflow.errors import UserError
 from sppoflow.runtime.shards import check_shard, take_shard
 from sppoflow.sample.settings import SamplingSettings

@@ -18,10 +18,10 @@ from collections import defaultdict
 from pathlib import Path
 
 import pandas as pd
-from helpers import BIN, ROOT, assert_same_weights, output_hashes, snakemake
-from slurm_runs import MODEL_RULES, TRAIN_MINUTES, copy_run, jobs_by_rule, last_job_id, slurm_args
 
+from helpers import BIN, ROOT, assert_same_weights, output_hashes, snakemake
 from odd_folder import nothing_ran, odd_clone
+from slurm_runs import MODEL_RULES, TRAIN_MINUTES, copy_run, jobs_by_rule, last_job_id, slurm_args
 
 
 def assert_same_files(ours: Path, theirs: Path, names: list[str]) -> None:

@@ -9,9 +9,9 @@ import subprocess
 
 import pandas as pd
 import pytest
+
 from helpers import assert_same_weights, weights
 from slurm_runs import TRAIN_MINUTES, copy_run, cut_by_its_time_limit, jobs_by_rule, retrain
-
 from training_hold import TrainingHold
 
 

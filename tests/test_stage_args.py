@@ -11,8 +11,8 @@ from types import SimpleNamespace
 
 import pytest
 import yaml
-from helpers import ROOT, script_parser
 
+from helpers import ROOT, script_parser
 from sppoflow import layout
 from sppoflow.cli import settings_from
 from sppoflow.config.run_only import run_only_settings

@@ -8,9 +8,9 @@ import sys
 
 import pandas as pd
 import pytest
-from helpers import SCRIPTS
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from helpers import SCRIPTS
 from sppoflow.cli import add_settings, settings_from
 from sppoflow.errors import UserError
 from sppoflow.models.loading import load_policy

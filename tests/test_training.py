@@ -6,8 +6,8 @@ import shutil
 import pandas as pd
 import pytest
 import torch
-from helpers import weights
 
+from helpers import weights
 from sppoflow.errors import UserError
 from sppoflow.models.loading import load_policy
 from sppoflow.train.data import build_examples

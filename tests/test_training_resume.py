@@ -6,8 +6,8 @@ import logging
 
 import pandas as pd
 import pytest
-from helpers import assert_same_weights
 
+from helpers import assert_same_weights
 from sppoflow.errors import UserError
 from sppoflow.train.resume import (
     COMPLETE,

@@ -9,8 +9,8 @@ import sys
 
 import pandas as pd
 import pytest
-from helpers import ROOT
 
+from helpers import ROOT
 from sppoflow.errors import UserError
 from sppoflow.sample.settings import SamplingSettings
 from sppoflow.tables import SAMPLES, write_table

@@ -15,8 +15,8 @@ import sys
 
 import pandas as pd
 import pytest
-from helpers import ROOT, package_index_problem
 
+from helpers import ROOT, package_index_problem
 from sppoflow.models.chat import encode_prompts
 from sppoflow.runtime.environments import env_spec, make_venv, venv_is_current
 from sppoflow.tables import SAMPLES, read_table

@@ -10,9 +10,9 @@ from collections import Counter
 import pandas as pd
 import pytest
 import yaml
+
 from bad_configs import BAD_CONFIGS
 from helpers import BIN, ROOT, planned_jobs, snakemake
-
 from question_set_tools import MT_BENCH_QUESTIONS, write_jsonl
 from sppoflow.tables import (
     EVAL_JUDGEMENTS,
