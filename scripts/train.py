@@ -36,7 +36,7 @@ def main(args) -> None:
     # torch and transformers load here, so that --help and a bad argument answer at once
     from sppoflow.train.data import RoundTables
     from sppoflow.train.resume import TrainingStopped
-    from sppoflow.train.round import train_round
+    from sppoflow.train.round import end_process_group, train_round
 
     try:
         train_round(
@@ -52,9 +52,11 @@ def main(args) -> None:
             run_name=args.run_name,
             base_model_dir=Path(args.base_model) if args.base_model else None,
         )
-    except TrainingStopped as stopped:
+    except TrainingStopped as stopped:  # every process saved the checkpoint, together
+        end_process_group()
         print(f"stopped: {stopped}", file=sys.stderr)
         sys.exit(128 + stopped.signum)
+    end_process_group()
 
 
 def build_parser():

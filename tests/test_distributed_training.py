@@ -23,6 +23,7 @@ from safetensors.torch import load_file
 
 from helpers import ROOT
 from sppoflow.train.resume import COMPLETE
+from sppoflow.train.round import end_process_group
 from training_data import TRAIN_FLAGS, write_round_tables
 from training_hold import NEVER, TrainingHold, wait_for_line
 
@@ -286,3 +287,14 @@ def test_a_sharded_round_saves_on_sigterm_resumes_and_matches_one_process(
     loaded = model.state_dict()
     for name, tensor in published.items():
         assert torch.equal(loaded[name], tensor), name
+
+
+def test_a_training_process_tears_its_process_group_down_before_it_ends(tmp_path):
+    """scripts/train.py ends the process group itself once training is done (or stopped by a
+    signal), not the interpreter's exit, where gloo's threads can abort the process."""
+    store = f"file://{tmp_path / 'store'}"
+    torch.distributed.init_process_group("gloo", init_method=store, rank=0, world_size=1)
+    assert torch.distributed.is_initialized()
+    end_process_group()
+    assert not torch.distributed.is_initialized()
+    end_process_group()  # and nothing to do without one

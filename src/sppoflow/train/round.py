@@ -234,6 +234,17 @@ def train(
     return {"steps": result.global_step, "train_loss": result.training_loss}
 
 
+def end_process_group() -> None:
+    """Tear down this process's torch.distributed group (``accelerate launch``'s), once its
+    collectives are done, before the interpreter exits. Left to the interpreter's finalization,
+    gloo's worker threads may still hold tensors, and the process then dies with SIGABRT
+    ("terminate called without an active exception") after its work is done, which fails the
+    job: seen once, on the second of 2 CPU processes at the end of a ZeRO-3 round
+    (pytorch/pytorch#179291 describes the mechanism). A no-op in a single process."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
+
+
 def log_training_throughput(
     examples: list[dict],
     settings: TrainSettings,
