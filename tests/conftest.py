@@ -143,8 +143,8 @@ SHARED_FIXTURE_GROUPS = {
 
 def pytest_configure(config):
     """Under pytest-xdist, each worker's torch computes on its share of the cores: with every
-    worker on all of them, their threads wait on each other's (the suite's unit tests took
-    over twice as long on 2 cores). The scripts a test starts choose their own threads."""
+    worker on all of them, their threads wait on each other's. The scripts a test starts
+    choose their own threads."""
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
     if workers > 1:
         import torch

@@ -25,8 +25,7 @@ from sppoflow.train.tracking import (
     report_targets,
     tracking_environment,
 )
-from sppoflow.train.trainer import SPPOTrainer
-from training_data import round_tables, settings
+from training_data import node_lost_after, round_tables, settings
 
 SPPO_METRICS = ("logratio_winner", "logratio_loser", "target_winner", "target_loser")
 
@@ -67,21 +66,12 @@ def test_the_sppo_metrics_reach_tensorboard_once_per_step(
 
 
 def test_a_resume_leaves_one_value_per_step_in_tensorboard(
-    tmp_path, tiny_model_dir, embedded_tokenizer, monkeypatch
+    tmp_path, tiny_model_dir, embedded_tokenizer
 ):
     """Checkpoint at step 2, crash after step 3 was logged: step 3 is redone and must not
     appear twice; a later fresh start replaces the event files of the earlier attempt."""
-    original = SPPOTrainer.compute_loss
-
-    def crash_in_step_4(self, *args, **kwargs):
-        if self.state.global_step == 3:
-            raise RuntimeError("node lost")
-        return original(self, *args, **kwargs)
-
-    monkeypatch.setattr(SPPOTrainer, "compute_loss", crash_in_step_4)
-    with pytest.raises(RuntimeError, match="node lost"):
+    with node_lost_after(3), pytest.raises(RuntimeError, match="node lost"):
         train_tracked(tmp_path, tiny_model_dir, embedded_tokenizer, epochs=2, checkpoint_steps=2)
-    monkeypatch.setattr(SPPOTrainer, "compute_loss", original)
     log, events = train_tracked(
         tmp_path, tiny_model_dir, embedded_tokenizer, epochs=2, checkpoint_steps=2
     )

@@ -16,30 +16,21 @@ from sppoflow.train.resume import (
     prepare_state_dir,
 )
 from sppoflow.train.trainer import SPPOTrainer
-from training_data import run_training
+from training_data import node_lost_after, run_training
 
 
 def test_interrupted_training_resumes_from_its_checkpoint(
-    tmp_path, tiny_model_dir, embedded_tokenizer, monkeypatch
+    tmp_path, tiny_model_dir, embedded_tokenizer
 ):
-    original = SPPOTrainer.compute_loss
-
-    def crash_at_step_2(self, *args, **kwargs):
-        if self.state.global_step == 2:
-            raise RuntimeError("node lost")
-        return original(self, *args, **kwargs)
-
-    monkeypatch.setattr(SPPOTrainer, "compute_loss", crash_at_step_2)
-    with pytest.raises(RuntimeError, match="node lost"):
+    with node_lost_after(2), pytest.raises(RuntimeError, match="node lost"):
         run_training(tmp_path, tiny_model_dir, embedded_tokenizer, checkpoint_steps=1)
     assert (tmp_path / "state" / "checkpoints" / "checkpoint-2").is_dir()
-    monkeypatch.setattr(SPPOTrainer, "compute_loss", original)
     _, log = run_training(tmp_path, tiny_model_dir, embedded_tokenizer, checkpoint_steps=1)
     assert log.step.tolist() == [1, 2, 3]  # the log goes on where it stopped
 
 
 def test_a_resume_after_a_crash_logs_each_step_once_and_ends_where_a_straight_run_does(
-    tmp_path, tiny_model_dir, embedded_tokenizer, monkeypatch
+    tmp_path, tiny_model_dir, embedded_tokenizer
 ):
     """Checkpoints every 2 steps, a crash after step 5 was logged: the resume starts from the
     checkpoint of step 4 and redoes step 5, which must not appear twice in the log."""
@@ -47,19 +38,10 @@ def test_a_resume_after_a_crash_logs_each_step_once_and_ends_where_a_straight_ru
         tmp_path / "straight", tiny_model_dir, embedded_tokenizer, batch_size=1
     )
     assert straight_log.step.tolist() == [1, 2, 3, 4, 5, 6]
-    original = SPPOTrainer.compute_loss
-
-    def crash_in_step_6(self, *args, **kwargs):
-        if self.state.global_step == 5:
-            raise RuntimeError("node lost")
-        return original(self, *args, **kwargs)
-
-    monkeypatch.setattr(SPPOTrainer, "compute_loss", crash_in_step_6)
     run = tmp_path / "crashed"
-    with pytest.raises(RuntimeError, match="node lost"):
+    with node_lost_after(5), pytest.raises(RuntimeError, match="node lost"):
         run_training(run, tiny_model_dir, embedded_tokenizer, batch_size=1, checkpoint_steps=2)
     assert pd.read_csv(run / "state" / "train_log.csv").step.tolist() == [1, 2, 3, 4, 5]
-    monkeypatch.setattr(SPPOTrainer, "compute_loss", original)
     out, log = run_training(run, tiny_model_dir, embedded_tokenizer, batch_size=1,
                             checkpoint_steps=2)  # fmt: skip
     assert log.step.tolist() == [1, 2, 3, 4, 5, 6]

@@ -1,6 +1,7 @@
 """A training round's tables on the tiny model, as the stages would write them, and the
 settings the training tests train with: shared by the tests of the train stage."""
 
+import contextlib
 from pathlib import Path
 
 import pandas as pd
@@ -12,6 +13,7 @@ from sppoflow.train.data import build_examples
 from sppoflow.train.resume import prepare_state_dir
 from sppoflow.train.round import train
 from sppoflow.train.settings import TrainSettings
+from sppoflow.train.trainer import SPPOTrainer
 
 N_PROMPTS = 6
 
@@ -87,3 +89,21 @@ def run_training(tmp_path, tiny_model_dir, embedded_tokenizer, **overrides):
     prepare_state_dir(state, "run-1")
     train(model, tokenizer, examples, s, state, out, log)
     return out, pd.read_csv(log)
+
+
+@contextlib.contextmanager
+def node_lost_after(step: int):
+    """Within it, training fails with ``RuntimeError("node lost")`` in the step after
+    ``step``, as a crash would, after ``step`` was logged and checkpointed as configured."""
+    original = SPPOTrainer.compute_loss
+
+    def crash(self, *args, **kwargs):
+        if self.state.global_step == step:
+            raise RuntimeError("node lost")
+        return original(self, *args, **kwargs)
+
+    SPPOTrainer.compute_loss = crash
+    try:
+        yield
+    finally:
+        SPPOTrainer.compute_loss = original

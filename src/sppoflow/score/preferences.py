@@ -244,5 +244,7 @@ def score_samples(
                 full[column] = None
         full.to_parquet(path, index=False)
         out = Path(folder) / "preferences.parquet"
-        score_file(lambda: judge, path, out, prompts_per_chunk, shard, shards, "", comparisons)
+        score_file(
+            lambda: judge, path, out, prompts_per_chunk, shard, shards, comparisons=comparisons
+        )
         return pd.read_parquet(out)
