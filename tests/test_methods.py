@@ -1,5 +1,5 @@
-"""Methods side by side (config methods): SPPO beside iterative DPO and IPO from the same
-base model, prompts and round-1 samples. The 3-method plan of the shipped comparison config,
+"""Methods side by side (config methods): SPPO beside iterative DPO, IPO and INPO from the same
+base model, prompts and round-1 samples. The 4-method plan of the shipped comparison config,
 and a real 2-method, 2-round run on the tiny model."""
 
 import json
@@ -14,19 +14,20 @@ import yaml
 from helpers import ROOT, TINY_CONFIG, planned_jobs, snakemake
 from sppoflow.tables import EVAL_JUDGEMENTS, PAIRS, SAMPLES, read_table
 
-METHODS = ("sppo", "dpo", "ipo")
+METHODS = ("sppo", "dpo", "ipo", "inpo")
 
 
-def test_three_methods_share_round_one_and_the_base_then_run_their_own_chains(tmp_path):
+def test_four_methods_share_round_one_and_the_base_then_run_their_own_chains(tmp_path):
     (tmp_path / "config").symlink_to(ROOT / "config")
     run = snakemake(tmp_path, "-n", "--configfile", "config/config.yaml", "config/compare.yaml")
     assert run.returncode == 0, run.stderr[-3000:]
     jobs = planned_jobs(run.stdout + run.stderr)
     counts = Counter(rule for rule, _, _ in jobs)
     # round 1's sampling, scoring and aggregation once; rounds 2-3 once per method
-    assert counts["sample"] == counts["score"] == counts["aggregate"] == 1 + 2 * 3
-    assert counts["train"] == counts["evaluate"] == counts["round_figures"] == 3 * 3
-    assert counts["eval_generate"] == 1 + 3 * 3  # the base model's responses once
+    methods = len(METHODS)
+    assert counts["sample"] == counts["score"] == counts["aggregate"] == 1 + 2 * methods
+    assert counts["train"] == counts["evaluate"] == counts["round_figures"] == 3 * methods
+    assert counts["eval_generate"] == 1 + 3 * methods  # the base model's responses once
     assert counts["base_model"] == counts["head_to_head"] == counts["report_figures"] == 1
     outputs = {rule: [] for rule in counts}
     for rule, _, outs in jobs:

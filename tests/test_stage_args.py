@@ -107,7 +107,7 @@ def test_tracking_names_the_round_and_its_folder_without_a_rerun(args):
 
 def test_methods_side_by_side_get_their_own_train_settings_and_names():
     args = StageArgs(validate({**DEFAULT, **COMPARE}), run_group="demo")
-    assert args.side_by_side and args.method_names() == "sppo dpo ipo"
+    assert args.side_by_side and args.method_names() == "sppo dpo ipo inpo"
     dpo = job(2, layout.chain("dpo", side_by_side=True))
     assert args.method_name(dpo) == "dpo"
     assert "--loss dpo" in args.train(dpo) and "--run-name dpo-iter2" in str(args.tracking(dpo))

@@ -141,9 +141,9 @@ def test_question_set_answers_are_planned_for_every_round_of_every_method(defaul
     assert run.returncode == 0, run.stderr
     jobs = planned_jobs(run.stdout + run.stderr)
     counts = Counter(rule for rule, _, _ in jobs)
-    # rounds 0 (the base model, once) and 1, 2 of each of the 3 methods
-    assert counts["question_set_answers"] == counts["export_question_set_answers"] == 7
-    assert counts["export_lm_eval"] == 7
+    # rounds 0 (the base model, once) and 1, 2 of each of the 4 methods
+    assert counts["question_set_answers"] == counts["export_question_set_answers"] == 9
+    assert counts["export_lm_eval"] == 9
     outputs = {out for rule, _, outs in jobs for out in outs if rule.startswith("export_")}
     assert "results/export/mt_bench/model_answer/base-iter0.jsonl" in outputs
     assert "results/export/mt_bench/model_answer/dpo-iter2.jsonl" in outputs  # one folder
@@ -151,7 +151,7 @@ def test_question_set_answers_are_planned_for_every_round_of_every_method(defaul
     lines = [
         line for line in (run.stdout + run.stderr).splitlines() if "question_set_answers.py" in line
     ]
-    assert len(lines) == 7 and all(f"-- {python} " in line for line in lines)
+    assert len(lines) == 9 and all(f"-- {python} " in line for line in lines)
     assert all("--sampling conventional" in line and "--temperature" not in line for line in lines)
     broken = "evaluate={question_sets: {mt_bench: x}}"
     missing = snakemake(default_workdir, "-n", "--config", broken)
