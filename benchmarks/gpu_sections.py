@@ -115,7 +115,8 @@ def training_step(report: Report, size: Size, device) -> None:
     from transformers import LlamaConfig, LlamaForCausalLM
 
     from sppoflow.models.logprobs import response_logps, sequence_logps
-    from sppoflow.runtime.throughput import mfu
+    from sppoflow.runtime.flops import TRAINING_PASSES, forward_flops_per_token, linear_shapes
+    from sppoflow.runtime.peak import device_peak
 
     torch.manual_seed(0)
     config = LlamaConfig(**size.train_shape, tie_word_embeddings=True)
@@ -158,8 +159,10 @@ def training_step(report: Report, size: Size, device) -> None:
         synchronize(device)
         seconds = (time.perf_counter() - start) / size.train_steps
         rates[variant] = batch * length / seconds
-        utilisation = mfu(parameters, batch * length, seconds, device)
-        shown = f"MFU {100 * utilisation:.1f}%" if utilisation is not None else "MFU unknown here"
+        shapes = linear_shapes(model)
+        peak = device_peak(device, torch.bfloat16, shapes)
+        flops = TRAINING_PASSES * forward_flops_per_token(shapes) * batch * length
+        shown = f"MFU {flops / seconds / peak.flops:.1%}" if peak else "MFU unknown here"
         if device.type == "cuda":
             peak = f"peak {torch.cuda.max_memory_allocated(device) / 2**30:.1f} GiB"
         else:

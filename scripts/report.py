@@ -28,7 +28,7 @@ from sppoflow.cli import run_stage
 from sppoflow.errors import UserError
 from sppoflow.evaluate.round_metrics import read_head_to_head, read_round_metrics
 from sppoflow.report import figures, pages
-from sppoflow.runtime.job_records import read_throughput, read_timings, throughput
+from sppoflow.runtime.job_records import read_compute, read_throughput, read_timings, throughput
 
 SUMMARY_FILES = ("win_rates.png", "win_rates.html", "length.png", "judge_rewards.png",
                  "examples.html", "config.html")  # fmt: skip
@@ -75,7 +75,7 @@ def summary_figures(args) -> None:
 
 def throughput_table(args) -> None:
     run = Path(args.results)
-    table = throughput(read_throughput(run), read_timings(run))
+    table = throughput(read_throughput(run), read_timings(run), read_compute(run))
     pages.throughput_page(table, Path(args.out))
 
 

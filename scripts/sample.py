@@ -21,7 +21,7 @@ import _bootstrap  # noqa: F401
 from sppoflow.cli import add_settings, add_shard_arguments, parser_for, run_stage, settings_from
 from sppoflow.errors import UserError
 from sppoflow.runtime.shards import check_shard
-from sppoflow.runtime.throughput import log_rate
+from sppoflow.runtime.throughput import log_compute, log_rate
 from sppoflow.sample.settings import SamplingSettings
 from sppoflow.tables import PROMPTS, SAMPLES, read_table, write_table
 
@@ -34,15 +34,24 @@ def main(args) -> None:
     prompts = read_table(args.prompts, PROMPTS)
     shard = {"shard": args.shard, "shards": args.shards}
     if settings.backend == "vllm":
-        from sppoflow.sample.vllm_backend import generate_vllm
+        import torch
+
+        from sppoflow.runtime.flops import folder_shapes
+        from sppoflow.sample.vllm_backend import generate_vllm, on_cpu, vllm_dtype
 
         start = time.perf_counter()
         samples = generate_vllm(args.model, prompts, settings, args.system_prompt, **shard)
+        seconds = time.perf_counter() - start
         what = "vLLM, its engine start included"
+        cpu = on_cpu()
+        device = torch.device("cpu" if cpu else "cuda")
+        dtype = getattr(torch, vllm_dtype(settings.dtype, cpu))
+        shapes = folder_shapes(args.model)
     else:
         # torch and transformers load here, so that --help and a bad argument answer at once
         from sppoflow.models.loading import load_policy
         from sppoflow.runtime.devices import resolve_device, resolve_dtype
+        from sppoflow.runtime.flops import linear_shapes
         from sppoflow.sample.transformers_backend import generate
 
         device = resolve_device(settings.device)
@@ -50,10 +59,24 @@ def main(args) -> None:
         model.to(device).eval()
         start = time.perf_counter()
         samples = generate(model, tokenizer, prompts, settings, args.system_prompt, **shard)
+        seconds = time.perf_counter() - start
         what = f"transformers on {device}, the model's load not counted"
-    tokens = int(samples["response_tokens"].sum())
-    log_rate("generation", tokens, "generated tokens", time.perf_counter() - start, what)
+        dtype, shapes = next(model.parameters()).dtype, linear_shapes(model)
+    log_generation(samples, seconds, what, device, dtype, shapes)
     write_table(samples, args.out, SAMPLES)
+
+
+def log_generation(samples, seconds: float, what: str, device, dtype, shapes) -> None:
+    """The generation's rate, and its arithmetic against the device's peak: every prompt's
+    tokens once (the K samples of a prompt can share its prefill) and every generated token."""
+    from sppoflow.runtime.flops import forward_flops_per_token
+    from sppoflow.runtime.peak import device_peak
+
+    tokens = int(samples["response_tokens"].sum())
+    log_rate("generation", tokens, "generated tokens", seconds, what)
+    prompt_tokens = int(samples.drop_duplicates("prompt_id")["prompt_tokens"].sum())
+    flops = forward_flops_per_token(shapes) * (prompt_tokens + tokens)
+    log_compute("generation", flops, seconds, device_peak(device, dtype, shapes))
 
 
 def build_parser():

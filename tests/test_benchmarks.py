@@ -56,20 +56,20 @@ def test_every_model_stage_logs_its_throughput_and_stages_prints_it(tiny_run):
 
     folder, config = tiny_run
     results = folder / "results"
-    rates = read_throughput(results).set_index(["stage", "round"])
+    rates = read_throughput(results).set_index(["stage", "work", "round"])
     for it in range(1, config["rounds"] + 1):
         samples = pd.read_parquet(results / f"iter{it}" / "samples.parquet")
-        assert rates.loc[("sample", it), "amount"] == samples.response_tokens.sum()
-        assert rates.loc[("sample", it), "unit"] == "generated tokens"
+        assert rates.loc[("sample", "generation", it), "amount"] == samples.response_tokens.sum()
+        assert rates.loc[("sample", "generation", it), "unit"] == "generated tokens"
         preferences = pd.read_parquet(results / f"iter{it}" / "preferences.parquet")
-        assert rates.loc[("score", it), "amount"] == len(preferences)
+        assert rates.loc[("score", "score", it), "amount"] == len(preferences)
         trained = json.loads((results / f"iter{it}" / "model" / "sppo_training.json").read_text())
-        assert rates.loc[("train", it), "amount"] > 0
-        assert rates.loc[("train", it), "what"] == (
-            f"{trained['steps']} steps on 1 process(es), MFU unknown on this device"
-        )  # no known peak on a CPU
+        assert rates.loc[("train", "train", it), "amount"] > 0
+        steps = f"{trained['steps']} steps on 1 process(es)"
+        assert rates.loc[("train", "train", it), "what"] == steps
     responses = pd.read_parquet(results / "iter0" / "eval" / "responses.parquet")
-    assert rates.loc[("eval_generate", 0), "amount"] == responses.response_tokens.sum()
+    generated = responses.response_tokens.sum()
+    assert rates.loc[("eval_generate", "generation", 0), "amount"] == generated
     table = throughput(read_throughput(results), read_timings(results))
     assert (table.per_s > table.per_job_s).all()  # the job's load and start come on top
     done = subprocess.run(
@@ -77,6 +77,53 @@ def test_every_model_stage_logs_its_throughput_and_stages_prints_it(tiny_run):
         capture_output=True, text=True, check=True,
     )  # fmt: skip
     assert "throughput: per_s over the work itself" in done.stdout
+    assert "wall time / floor: " in done.stdout  # the Snakemake log beside the results
+
+
+def test_every_compute_stage_logs_its_flops_against_a_measured_peak(tiny_run, tiny_model_dir):
+    """sample, eval_generate, score, train (and its reference pass) and evaluate log their
+    arithmetic, counted from the model's shapes, and its share of this CPU's measured peak;
+    stages.py adds it up into the run's floor."""
+    import pandas as pd
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from sppoflow.runtime.flops import TRAINING_PASSES, forward_flops_per_token, linear_shapes
+    from sppoflow.runtime.job_records import compute_by_work, read_compute, read_throughput
+
+    folder, config = tiny_run
+    results = folder / "results"
+    compute = read_compute(results)
+    works = set(zip(compute.stage, compute.work, strict=True))
+    stages = ["sample", "eval_generate", "score", "train", "train", "evaluate"]
+    names = ["generation", "generation", "score", "train", "reference", "evaluate"]
+    assert set(zip(stages, names, strict=True)) <= works
+    assert compute["peak"].gt(0).all() and compute["flops"].gt(0).all()
+    assert compute["source"].str.match(r"measured: \w+ matmuls of the model's shapes").all()
+    per_token = forward_flops_per_token(
+        linear_shapes(AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(tiny_model_dir)))
+    )
+    logged = compute.set_index(["stage", "work", "round"])["flops"]
+    rates = read_throughput(results).set_index(["stage", "work", "round"])["amount"]
+    for it in range(1, config["rounds"] + 1):
+        samples = pd.read_parquet(results / f"iter{it}" / "samples.parquet")
+        prompts = samples.drop_duplicates("prompt_id").prompt_tokens.sum()
+        expected = per_token * (prompts + samples.response_tokens.sum())
+        assert logged["sample", "generation", it] == pytest.approx(expected, rel=1e-3)
+        trained = rates["train", "train", it]
+        assert logged["train", "train", it] == pytest.approx(
+            TRAINING_PASSES * per_token * trained, rel=1e-3
+        )
+    shares = compute_by_work(compute)["share_of_peak"]
+    assert shares.gt(0).all(), shares
+    done = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "stages.py"), "--run", str(results), "--wall", "100"],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    floor = compute_by_work(compute)["floor_s"].sum()
+    assert f"floor {floor:.1f} s at the measured peaks" in done.stdout
+    assert f"wall time / floor: 100 s / {floor:.0f} s = x{100 / floor:.2f} (wall time: --wall)" in (
+        done.stdout
+    )
 
 
 def test_cost_model_arithmetic():

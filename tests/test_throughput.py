@@ -28,28 +28,22 @@ def test_a_logged_rate_is_read_back_by_the_stages_table(caplog):
     assert found["what"] == "6 steps on 2 process(es), MFU 31.0%"
 
 
-def test_no_peak_and_no_mfu_on_a_cpu():
-    cpu = torch.device("cpu")
-    assert throughput.peak_flops(cpu) is None
-    assert throughput.mfu(10**9, 10**6, 1.0, cpu) is None
-
-
 @pytest.mark.parametrize(
     ("name", "tflops"),
     [("NVIDIA H200", 989.0), ("NVIDIA L40S", 362.0), ("NVIDIA L4", 121.0), ("Tesla T4", None)],
 )
-def test_the_peak_is_the_named_gpus_and_mfu_follows(monkeypatch, name, tflops):
+def test_a_gpus_peak_is_its_data_sheets_over_every_device(monkeypatch, name, tflops):
     """Device names as torch reports them (a fake stands in for the GPU this machine lacks)."""
+    from sppoflow.runtime.peak import device_peak
+
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: name)
-    gpu = torch.device("cuda", 0)
-    peak = throughput.peak_flops(gpu)
-    assert peak == (tflops * 1e12 if tflops else None)
-    utilisation = throughput.mfu(10**9, 10**6, 2.0, gpu, devices=2)
+    peak = device_peak(torch.device("cuda", 0), torch.bfloat16, ((8, 8, 1),), devices=2)
     if tflops is None:
-        assert utilisation is None
-    else:  # 6 x 1e9 x 1e6 FLOPs in 2 s on 2 GPUs
-        assert utilisation == pytest.approx(6e15 / (2.0 * 2 * peak))
+        assert peak is None
+    else:
+        assert peak.flops == pytest.approx(2 * tflops * 1e12)
+        assert peak.source.startswith("2 x ") and "data sheet" in peak.source
 
 
 def test_the_stages_table_sums_shards_and_sets_work_against_job_time():
@@ -57,7 +51,8 @@ def test_the_stages_table_sums_shards_and_sets_work_against_job_time():
 
     from sppoflow.runtime.job_records import throughput as table
 
-    keys = {"stage": ["sample", "sample"], "method": ["shared"] * 2, "round": [1, 1]}
+    keys = {"stage": ["sample", "sample"], "method": ["shared"] * 2, "round": [1, 1],
+            "work": ["generation"] * 2}  # fmt: skip
     rates = pd.DataFrame(
         {**keys, "amount": [300, 100], "unit": ["generated tokens"] * 2,
          "seconds": [3.0, 1.0], "what": ["transformers on cpu"] * 2}

@@ -12,6 +12,7 @@ from __future__ import annotations
 import gc
 import json
 import math
+import time
 from collections.abc import Mapping
 
 import numpy as np
@@ -22,6 +23,7 @@ from sppoflow.evaluate.length_control import length_controlled_win_rate
 from sppoflow.evaluate.round_metrics import JudgeVerdicts, RoundMetrics, Verdicts
 from sppoflow.evaluate.statistics import mean_with_ci, outcomes
 from sppoflow.evaluate.text_measures import prompt_overlap, repetition
+from sppoflow.runtime.throughput import log_rate
 from sppoflow.score.judges import Judge, JudgeSettings, build_judge
 
 
@@ -100,8 +102,13 @@ def judge_all(
     frames = []
     for name, settings in judges.items():
         judge = build_judge(settings)
+        start, judged = time.perf_counter(), 0
         for opponent, theirs in opponents.items():
             frames.append(judge_against(judge, ours, theirs, opponent).assign(judge=name))
+            judged += len(frames[-1])
+        seconds = time.perf_counter() - start
+        log_rate("evaluate", judged, "prompts judged", seconds, f"judge {name}, both orders")
+        judge.log_compute("evaluate", seconds)
         del judge
         gc.collect()
     return pd.concat(frames, ignore_index=True)

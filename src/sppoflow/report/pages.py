@@ -177,20 +177,31 @@ def config_page(config: dict, out: Path, training: dict | None = None) -> None:
 
 
 def throughput_page(table: pd.DataFrame, out: Path) -> None:
-    """The stages' rates (sppoflow.runtime.job_records.throughput): per stage, method and round."""
+    """The stages' rates (sppoflow.runtime.job_records.throughput): per stage, method, round
+    and work, with FLOP/s and the share of the device's peak."""
     shown = table.rename(
         columns={
             "amount": "done",
             "per_s": "per second of work",
             "per_job_s": "per second of job",
+            "gflop_per_s": "GFLOP/s",
             "what": "measured",
         }
     )
+    if "share_of_peak" in shown:
+        shown["share of peak"] = shown.pop("share_of_peak").map(
+            lambda v: "" if pd.isna(v) else f"{v:.0%}"
+        )
     body = (
-        "<p>Generated tokens/s (sample, eval_generate), judged pairs/s (score) and trained "
-        "tokens/s with MFU where the GPU's peak is known (train). Per second of work counts the "
-        "stage's own work, as each job logged it; per second of job divides by the jobs' whole "
-        "wall time, the model's load and the engine's start included. Shards are summed.</p>"
+        "<p>Generated tokens/s (sample, eval_generate), judged pairs/s (score), judged prompts/s "
+        "(evaluate), trained tokens/s (train) and the tokens/s of the reference passes before "
+        "training. Per second of work counts the stage's own work, as each job logged it; per "
+        "second of job divides by the jobs' whole wall time, the model's load and the engine's "
+        "start included. Shards are summed. GFLOP/s counts the work's arithmetic from the "
+        "model's shapes (2 FLOPs per weight of every linear layer per token, 3 times that for "
+        "a trained token); the share of peak divides it by the device's peak: a GPU's data "
+        "sheet, or on a CPU a measured matmul of the model's shapes at the job's precision and "
+        "thread count.</p>"
         + shown.to_html(index=False, float_format=lambda v: f"{v:.1f}", border=0, na_rep="")
     )
     out.parent.mkdir(parents=True, exist_ok=True)

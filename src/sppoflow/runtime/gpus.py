@@ -1,5 +1,5 @@
-"""The GPUs the workflow knows by name: their memory and dense bf16 peak, for the model FLOPs
-utilisation a training job logs (sppoflow.runtime.throughput) and for the cost of a plan
+"""The GPUs the workflow knows by name: their memory and dense bf16 peak, for the share of the
+peak a stage's job logs (sppoflow.runtime.peak) and for the cost of a plan
 (sppoflow.workflow.plan_cost). Importing it does not import torch."""
 
 from __future__ import annotations

@@ -202,7 +202,10 @@ def score_file(
     finally:
         source.close()
     what = "ordered pairs judged this run, reading the samples included"
-    log_rate("score", judged, "pairs", time.perf_counter() - start, what)
+    seconds = time.perf_counter() - start
+    log_rate("score", judged, "pairs", seconds, what)
+    if judge is not None:
+        judge.log_compute("score", seconds)
     rows = join_parts([parts / part_name(c) for c in mine], out)
     remove_tree(parts)
     return rows

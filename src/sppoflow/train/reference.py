@@ -10,6 +10,7 @@ import contextlib
 import gc
 import json
 import logging
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -20,6 +21,9 @@ from sppoflow.atomic import write_text_atomically
 from sppoflow.errors import UserError
 from sppoflow.models.loading import load_policy
 from sppoflow.models.logprobs import response_logps
+from sppoflow.runtime.flops import forward_flops_per_token, linear_shapes, sequence_tokens
+from sppoflow.runtime.peak import device_peak, precision_dtype
+from sppoflow.runtime.throughput import log_compute, log_rate
 from sppoflow.train.data import Collator
 
 log = logging.getLogger(__name__)
@@ -58,8 +62,25 @@ def reference_logps(
     return out
 
 
+def log_pass(
+    work: str, model, examples: list[dict], seconds: float, args: TrainingArguments, precision: str
+) -> None:
+    """The pass's rate and arithmetic over every process (process 0's time, the others'
+    shares being the same size)."""
+    tokens = sequence_tokens(examples)
+    log_rate(work, tokens, "tokens", seconds, f"forward passes on {args.world_size} process(es)")
+    shapes = linear_shapes(model)
+    peak = device_peak(args.device, precision_dtype(precision), shapes, args.world_size)
+    log_compute(work, forward_flops_per_token(shapes) * tokens, seconds, peak)
+
+
 def shard_reference_logps(
-    model, examples: list[dict], collator: Collator, args: TrainingArguments, precision: str
+    model,
+    examples: list[dict],
+    collator: Collator,
+    args: TrainingArguments,
+    precision: str,
+    work: str = "reference",
 ) -> list[list[float]]:
     """Reference log-probabilities, each process computing every world_size-th example.
 
@@ -68,9 +89,12 @@ def shard_reference_logps(
     """
     rank, world = args.process_index, args.world_size
     model.to(args.device)
+    start = time.perf_counter()
     mine = reference_logps(
         model, examples[rank::world], collator, args.per_device_train_batch_size, precision
     )
+    if rank == 0:
+        log_pass(work, model, examples, time.perf_counter() - start, args, precision)
     if world == 1:
         return mine
     shards: list[list[list[float]] | None] = [None] * world
@@ -140,7 +164,9 @@ def load_or_compute_base_references(
             )
         log.info("log-probabilities of the round's sequences under the base model %s", base_dir)
         try:
-            return shard_reference_logps(base, examples, collator, args, precision)
+            return shard_reference_logps(
+                base, examples, collator, args, precision, "base_reference"
+            )
         finally:
             del base
             gc.collect()

@@ -15,7 +15,15 @@ from transformers import TrainingArguments
 from sppoflow.errors import UserError
 from sppoflow.models.loading import dtype_name, load_policy
 from sppoflow.runtime.devices import bf16_supported, resolve_device
-from sppoflow.runtime.throughput import log_rate, mfu
+from sppoflow.runtime.flops import (
+    TRAINING_PASSES,
+    Shapes,
+    forward_flops_per_token,
+    linear_shapes,
+    sequence_tokens,
+)
+from sppoflow.runtime.peak import device_peak, precision_dtype
+from sppoflow.runtime.throughput import log_compute, log_rate
 from sppoflow.train.data import RoundTables, build_examples
 from sppoflow.train.methods import BASE
 from sppoflow.train.publish import check_saved_precision, publish, saved_dtype
@@ -200,7 +208,7 @@ def train(
         args.max_steps = steps = settings.max_steps  # the schedule then ends at this step
     check_schedule(steps, settings)
     tracking_env = tracking_environment(targets, tracking_dir, run_group)
-    parameters = sum(p.numel() for p in model.parameters())  # before sharding hides them
+    shapes = linear_shapes(model)
     with (
         training_lock(state_dir, args.process_index == 0),
         environment(tracking_env),
@@ -228,8 +236,9 @@ def train(
             "save_dtype": dtype_name(saved_dtype(settings, model)),
         }
         log_training_throughput(
-            examples, settings, result, trainer.state.max_steps, resumed_at, parameters, args
-        )
+            examples, settings, result, trainer.state.max_steps, resumed_at, shapes, args,
+            precision,
+        )  # fmt: skip
         publish(trainer, settings, result, state_dir, out_dir, log_path, record)
     return {"steps": result.global_step, "train_loss": result.training_loss}
 
@@ -251,23 +260,22 @@ def log_training_throughput(
     result,
     max_steps: int,
     resumed_at: int | None,
-    parameters: int,
+    shapes: Shapes,
     args: TrainingArguments,
+    precision: str,
 ) -> None:
     """Log trained tokens/s over this run's optimizer steps (the reference pass and the
-    model's load not counted), and MFU where the device's peak is known. After a resume it
-    counts the steps since the resume. Kept out of the model folder, whose files are the same
-    bit for bit on a rerun."""
+    model's load not counted), and their arithmetic against the peak of the devices it ran
+    on. After a resume it counts the steps since the resume. Kept out of the model folder,
+    whose files are the same bit for bit on a rerun."""
     if args.process_index != 0:
         return
-    per_epoch = sum(
-        len(ex["prompt_ids"]) + len(response) for ex in examples for response in ex["response_ids"]
-    )
+    per_epoch = sequence_tokens(examples)
     steps = result.global_step - (resumed_at or 0)
     tokens = round(per_epoch * settings.epochs * steps / max(max_steps, 1))
     seconds = float(result.metrics.get("train_runtime", 0.0))
-    utilisation = mfu(parameters, tokens, seconds, args.device, args.world_size)
-    what = f"{steps} steps on {args.world_size} process(es), " + (
-        f"MFU {utilisation:.1%}" if utilisation is not None else "MFU unknown on this device"
-    )
+    what = f"{steps} steps on {args.world_size} process(es)"
     log_rate("train", tokens, "trained tokens", seconds, what)
+    flops = TRAINING_PASSES * forward_flops_per_token(shapes) * tokens
+    peak = device_peak(args.device, precision_dtype(precision), shapes, args.world_size)
+    log_compute("train", flops, seconds, peak)

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from sppoflow.errors import UserError
+from sppoflow.runtime.flops import ForwardTokens
 
 
 def sigmoid(x: np.ndarray | float) -> np.ndarray:
@@ -51,6 +52,20 @@ class Judge(ABC):
     """Base class of every judge the score and evaluate stages can use."""
 
     name: str = "preference model"
+
+    meter: ForwardTokens | None = None  # set where the judge loads its model
+
+    def log_compute(self, work: str, seconds: float) -> None:
+        """Log the arithmetic of every forward pass since the model was loaded, against the
+        device's peak (sppoflow.runtime.throughput); a judge without a model of its own (a
+        test's stand-in) has none to log."""
+        if self.meter is None:
+            return
+        from sppoflow.runtime.peak import device_peak
+        from sppoflow.runtime.throughput import log_compute
+
+        peak = device_peak(self.device, self.dtype, self.meter.shapes)
+        log_compute(work, self.meter.flops, seconds, peak)
 
     @abstractmethod
     def logit_matrices(
@@ -179,4 +194,6 @@ class TransformersJudge:
         trust = settings.trust_remote_code
         self.tokenizer = load_tokenizer(folder, "judge.model", trust)
         model = load_pretrained(auto_class, folder, "judge.model", trust, dtype=dtype)
+        self.dtype = dtype
+        self.meter = ForwardTokens(model)
         return model.to(self.device).eval()

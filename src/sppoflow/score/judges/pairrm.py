@@ -32,6 +32,7 @@ from transformers import DebertaV2Config, DebertaV2Model
 from sppoflow.errors import UserError
 from sppoflow.models.batching import length_sorted_batches, pad
 from sppoflow.models.safe_loading import load_tokenizer
+from sppoflow.runtime.flops import ForwardTokens
 from sppoflow.score.judges.base import PairwiseJudge
 
 log = logging.getLogger(__name__)
@@ -147,8 +148,9 @@ class PairRMJudge(PairwiseJudge):
         device: torch.device | str = "cpu",
         dtype: torch.dtype = torch.float32,
     ) -> None:
-        self.device = torch.device(device)
+        self.device, self.dtype = torch.device(device), dtype
         self.model = model.to(device=self.device, dtype=dtype).eval()
+        self.meter = ForwardTokens(self.model)
         self.encoder = PairEncoder(tokenizer)
         self.pad_id = tokenizer.pad_token_id
         self.batch_size = batch_size
