@@ -34,26 +34,12 @@ import pandas as pd
 import torch
 
 from sppoflow.prompts.pool import clean, read_source
+from sppoflow.runtime.flops import folder_shapes, forward_flops_per_token
 from sppoflow.runtime.job_records import RATE_LINE
+from sppoflow.runtime.peak import MATMUL_FLAGS, cpu_model_and_flags, kernel_level
 
 ROOT = Path(__file__).resolve().parents[1]
 PROMPTS = ROOT / "config" / "prompts" / "instructions.jsonl"
-
-
-def linear_shapes(config: dict) -> list[tuple[int, int, int]]:
-    """(in features, out features, count) of every matmul a token passes through."""
-    hidden, inter = config["hidden_size"], config["intermediate_size"]
-    heads = config["num_attention_heads"]
-    head_dim = config.get("head_dim") or hidden // heads
-    kv = config.get("num_key_value_heads", heads) * head_dim
-    layers = config["num_hidden_layers"]
-    return [
-        (hidden, heads * head_dim, 2 * layers),  # q and o projections
-        (hidden, kv, 2 * layers),  # k and v
-        (hidden, inter, 2 * layers),  # gate and up
-        (inter, hidden, layers),  # down
-        (hidden, config["vocab_size"], 1),  # output head
-    ]
 
 
 def matmul_rate(shapes, rows: int, dtype: torch.dtype, every_layer: bool, budget_s: float = 3.0):
@@ -79,10 +65,6 @@ def matmul_rate(shapes, rows: int, dtype: torch.dtype, every_layer: bool, budget
         once()
         passes += 1
     return flops * passes / (time.perf_counter() - start)
-
-
-def token_flops(shapes) -> int:
-    return sum(2 * inp * out * count for inp, out, count in shapes)
 
 
 def write_prompts(n: int, out: Path) -> Path:
@@ -145,10 +127,12 @@ def main() -> None:
     )
     args = parser.parse_args()
 
-    config = json.loads((Path(args.model) / "config.json").read_text())
-    shapes = linear_shapes(config)
-    per_token = token_flops(shapes)
+    shapes = folder_shapes(args.model)
+    per_token = forward_flops_per_token(shapes)
     torch.set_num_threads(args.threads)
+    cpu, flags = cpu_model_and_flags()
+    print(f"CPU: {cpu}; flags: {' '.join(flags) or 'none of ' + ' '.join(MATMUL_FLAGS)}; "
+          f"torch kernels: {kernel_level()}")  # fmt: skip
     print(
         f"model: {args.model}: {per_token / 2e6:.0f}M parameters in matmuls, "
         f"{per_token / 1e9:.3f} GFLOP per generated token; {args.threads} torch threads"

@@ -85,9 +85,8 @@ def test_every_compute_stage_logs_its_flops_against_a_measured_peak(tiny_run, ti
     arithmetic, counted from the model's shapes, and its share of this CPU's measured peak;
     stages.py adds it up into the run's floor."""
     import pandas as pd
-    from transformers import AutoConfig, AutoModelForCausalLM
 
-    from sppoflow.runtime.flops import TRAINING_PASSES, forward_flops_per_token, linear_shapes
+    from sppoflow.runtime.flops import TRAINING_PASSES, folder_shapes, forward_flops_per_token
     from sppoflow.runtime.job_records import compute_by_work, read_compute, read_throughput
 
     folder, config = tiny_run
@@ -99,9 +98,7 @@ def test_every_compute_stage_logs_its_flops_against_a_measured_peak(tiny_run, ti
     assert set(zip(stages, names, strict=True)) <= works
     assert compute["peak"].gt(0).all() and compute["flops"].gt(0).all()
     assert compute["source"].str.match(r"measured: \w+ matmuls of the model's shapes").all()
-    per_token = forward_flops_per_token(
-        linear_shapes(AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(tiny_model_dir)))
-    )
+    per_token = forward_flops_per_token(folder_shapes(tiny_model_dir))
     logged = compute.set_index(["stage", "work", "round"])["flops"]
     rates = read_throughput(results).set_index(["stage", "work", "round"])["amount"]
     for it in range(1, config["rounds"] + 1):

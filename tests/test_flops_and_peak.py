@@ -132,3 +132,24 @@ def test_a_broken_cache_is_measured_again(tmp_path, monkeypatch):
     measured = peaks.cpu_peak(SHAPES, torch.float32)
     assert not measured.source.endswith("cached")
     assert len(json.loads((tmp_path / "cpu_peaks.json").read_text())) == 1
+
+
+@pytest.mark.parametrize(("cap", "fast"), [("AVX2", False), ("avx512_core", False), ("", None)])
+def test_auto_precision_follows_onednns_cap_as_an_avx2_laptop_would(monkeypatch, cap, fast):
+    """ONEDNN_MAX_CPU_ISA=AVX2 emulates a laptop without bf16: ``auto`` then computes in fp32,
+    as it does there; without a cap it follows the CPU's flags."""
+    from sppoflow.runtime import devices
+
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", cap)
+    devices.cpu_has_fast_bf16.cache_clear()
+    try:
+        has = devices.cpu_has_fast_bf16()
+        dtype = devices.resolve_dtype("auto", torch.device("cpu"))
+    finally:
+        monkeypatch.delenv("ONEDNN_MAX_CPU_ISA")
+        devices.cpu_has_fast_bf16.cache_clear()
+    if fast is None:  # no cap: this CPU's own flags decide
+        flags = peaks.cpu_model_and_flags()[1]
+        fast = "avx512_bf16" in flags or "amx_bf16" in flags
+    assert has is fast
+    assert dtype == (torch.bfloat16 if has else torch.float32)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 from pathlib import Path
 
 import torch
@@ -20,14 +21,23 @@ def resolve_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
+# oneDNN's instruction-set caps below native bf16 (its ONEDNN_MAX_CPU_ISA names)
+ONEDNN_CAPS_WITHOUT_BF16 = {
+    "SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2", "AVX512_CORE", "AVX512_CORE_VNNI",
+}  # fmt: skip
+
+
 @functools.cache
 def cpu_has_fast_bf16() -> bool:
-    """True where the CPU has native bf16 instructions (AVX512-BF16 or AMX).
+    """True where the CPU has native bf16 instructions (AVX512-BF16 or AMX) and oneDNN may use
+    them: ONEDNN_MAX_CPU_ISA=AVX2 (an AVX2 laptop, emulated) caps it below them.
 
     Elsewhere bf16 matmuls are emulated and slower than fp32, so ``auto`` keeps fp32.
     """
     cpuinfo = Path("/proc/cpuinfo")
     if not cpuinfo.is_file():
+        return False
+    if os.environ.get("ONEDNN_MAX_CPU_ISA", "").upper() in ONEDNN_CAPS_WITHOUT_BF16:
         return False
     flags = cpuinfo.read_text(errors="ignore")
     return "avx512_bf16" in flags or "amx_bf16" in flags
