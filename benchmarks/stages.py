@@ -125,7 +125,10 @@ def main() -> None:
             print()
             print("throughput: per_s over the work itself, per_job_s over the whole jobs")
             compute = read_compute(args.run)
-            print(throughput(rates, jobs, compute).to_string(index=False))
+            table = throughput(rates, jobs, compute)
+            if "share_of_peak" in table:
+                table["share_of_peak"] = table["share_of_peak"].map("{:.0%}".format)
+            print(table.to_string(index=False))
             if not compute.empty:
                 print()
                 print("\n".join(floor_lines(compute, jobs, run_wall(args))))

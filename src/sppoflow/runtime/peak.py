@@ -59,12 +59,17 @@ def cpu_model_and_flags() -> tuple[str, tuple[str, ...]]:
 
 
 def kernel_level() -> str:
-    """The instruction set torch's own and oneDNN's kernels use: lower than the CPU's where
-    ATEN_CPU_CAPABILITY or ONEDNN_MAX_CPU_ISA caps it (an AVX2 laptop, emulated)."""
+    """The instruction set torch's own kernels use, and the caps on oneDNN's (bf16 matmuls)
+    and MKL's (fp32 matmuls): lower than the CPU's where ATEN_CPU_CAPABILITY,
+    ONEDNN_MAX_CPU_ISA or MKL_ENABLE_INSTRUCTIONS caps them (an AVX2 laptop, emulated)."""
     import torch
 
-    onednn = os.environ.get("ONEDNN_MAX_CPU_ISA", "")
-    return torch.backends.cpu.get_cpu_capability() + (f"/onednn {onednn}" if onednn else "")
+    caps = [
+        f"{name} {os.environ[variable]}"
+        for name, variable in (("onednn", "ONEDNN_MAX_CPU_ISA"), ("mkl", "MKL_ENABLE_INSTRUCTIONS"))
+        if os.environ.get(variable)
+    ]
+    return "/".join([torch.backends.cpu.get_cpu_capability(), *caps])
 
 
 def cache_file() -> Path:
