@@ -84,3 +84,19 @@ def test_a_base_model_that_cannot_read_the_rounds_tokens_is_an_error(tmp_path, t
         load_or_compute_base_references(
             base_dir, policy_dir, examples, Collator(0), ONE_PROCESS, "fp32", tmp_path / "b.json"
         )
+
+
+def test_the_collator_counts_the_padding_of_its_batches():
+    """Right padding to the longest sequence of a batch: the slots a packed batch would skip
+    (the train job logs their share)."""
+    collator = Collator(0)
+    examples = round_examples()
+    batch = collator(examples[:2])
+    tokens = sum(len(ex["prompt_ids"]) + len(r) for ex in examples[:2] for r in ex["response_ids"])
+    assert collator.tokens == tokens == int(batch["attention_mask"].sum())
+    assert collator.slots == batch["input_ids"].numel()
+    assert collator.padding_share == pytest.approx(1 - tokens / batch["input_ids"].numel())
+    second = collator(examples[2:])
+    assert collator.tokens == tokens + int(second["attention_mask"].sum())  # over every batch
+    assert collator.slots == batch["input_ids"].numel() + second["input_ids"].numel()
+    assert 0 < collator.padding_share < 1 and Collator(0).padding_share == 0.0

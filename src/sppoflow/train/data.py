@@ -113,10 +113,17 @@ def build_examples(
 
 
 class Collator:
-    """Flatten each example's sequences into one right-padded batch."""
+    """Flatten each example's sequences into one right-padded batch. Counts the tokens and
+    the padded slots of the batches it made (``padding_share``)."""
 
     def __init__(self, pad_id: int) -> None:
         self.pad_id = pad_id
+        self.tokens = self.slots = 0
+
+    @property
+    def padding_share(self) -> float:
+        """The share of the batches' token slots that were padding."""
+        return 1.0 - self.tokens / self.slots if self.slots else 0.0
 
     def __call__(self, examples: list[dict]) -> dict[str, torch.Tensor]:
         rows, response_masks = [], []
@@ -125,6 +132,8 @@ class Collator:
                 rows.append(ex["prompt_ids"] + response)
                 response_masks.append([0] * len(ex["prompt_ids"]) + [1] * len(response))
         width = max(len(r) for r in rows)
+        self.tokens += sum(len(r) for r in rows)
+        self.slots += width * len(rows)
         batch = {
             "input_ids": torch.tensor([r + [self.pad_id] * (width - len(r)) for r in rows]),
             "attention_mask": torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows]),

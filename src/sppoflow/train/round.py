@@ -239,6 +239,11 @@ def train(
             examples, settings, result, trainer.state.max_steps, resumed_at, shapes, args,
             precision,
         )  # fmt: skip
+        if args.process_index == 0:
+            log.info(
+                "padding: %.1f%% of the training batches' token slots (a packed batch would "
+                "skip them)", 100 * trainer.data_collator.padding_share,
+            )  # fmt: skip
         publish(trainer, settings, result, state_dir, out_dir, log_path, record)
     return {"steps": result.global_step, "train_loss": result.training_loss}
 

@@ -215,7 +215,7 @@ def build_trainer(
         model=model,
         args=args,
         train_dataset=examples,
-        data_collator=collator,
+        data_collator=Collator(tokenizer.pad_token_id),  # its own: it counts training's padding
         processing_class=tokenizer,
         callbacks=[CsvLogCallback(state_dir / "train_log.csv"), stop],
         sppo=settings,
