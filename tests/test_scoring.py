@@ -66,6 +66,9 @@ class CountingJudge:
             raise RuntimeError("node lost")
         return self.judge.planned_logits(prompts, responses, pairs)
 
+    def log_compute(self, work, seconds):
+        self.judge.log_compute(work, seconds)
+
 
 def test_the_stream_writes_what_one_chunk_of_everything_writes(judge, tmp_path):
     path = samples_file(tmp_path, shuffle=True)  # rows in any order: the stream sorts them
