@@ -1,16 +1,18 @@
 #!/usr/bin/env python
 """The sample stage's speed against this machine's limit, for both backends.
 
-First it measures the limit: it times matmuls of the policy's own shapes (every linear layer of
-a decoder layer, and the output head) with as many rows as one decoding step has sequences, in
-fp32 and bf16, and turns the faster rate into generated tokens/s (one token costs 2 x
-parameters FLOPs). Two limits: the peak, one weight per shape multiplied over and over from the
-CPU's caches, and the step, a weight for every layer, read from memory as a decoding step reads
-the model (the lower, and the one a loop can reach). Then it runs ``scripts/sample.py`` as the
-workflow does, one child process per run, on the demo round's work (64 prompts x K = 4, at most
-80 new tokens) and on 4 times it, and prints per run: generated tokens/s of the generation
-alone (the stage's own log line) and of the whole job (Python start, model load and, for vLLM,
-engine start included), the generation's distance from the limit, and the child's peak RSS.
+First it prints the CPU, the matmul instruction sets it has and the level torch's kernels use.
+Then it measures the limits: it times matmuls of the policy's own shapes (every linear layer
+of a decoder layer, and the output head) with as many rows as one decoding step has sequences,
+in fp32 and in bf16, and turns each rate into generated tokens/s (one token costs 2 x
+parameters FLOPs). Two limits per precision: the peak, one weight per shape multiplied over
+and over from the CPU's caches, and the step, a weight for every layer, read from memory as a
+decoding step reads the model (the lower, and the one a loop can reach). Then it runs
+``scripts/sample.py`` as the workflow does, one child process per run, on the demo round's
+work (64 prompts x K = 4, at most 80 new tokens) and on 4 times it, and prints per run:
+generated tokens/s of the generation alone (the stage's own log line) and of the whole job
+(Python start, model load and, for vLLM, engine start included), the generation's distance
+from the faster peak and from each precision's step limit, and the child's peak RSS.
 
     python benchmarks/sampler.py --model results/iter0/model
     python benchmarks/sampler.py --model results/iter0/model --backends transformers --scales 1
@@ -148,7 +150,6 @@ def main() -> None:
                 f"{rate / 1e9:.1f} GFLOP/s = {limits[every_layer, dtype]:.0f} generated tokens/s"
             )
     peak = max(v for (every_layer, _), v in limits.items() if not every_layer)
-    step = max(v for (every_layer, _), v in limits.items() if every_layer)
 
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     rows = []
@@ -192,7 +193,12 @@ def main() -> None:
                         "job tok/s": round(run["tokens"] / run["job_s"], 1),
                         "job s": round(run["job_s"], 1),
                         "peak limit / generation": round(peak / rate, 2),
-                        "step limit / generation": round(step / rate, 2),
+                        "fp32 step limit / generation": round(
+                            limits[True, torch.float32] / rate, 2
+                        ),
+                        "bf16 step limit / generation": round(
+                            limits[True, torch.bfloat16] / rate, 2
+                        ),
                         "peak RSS MiB": round(run["rss_mib"]),
                     }
                 )
