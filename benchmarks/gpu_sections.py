@@ -160,9 +160,9 @@ def training_step(report: Report, size: Size, device) -> None:
         seconds = (time.perf_counter() - start) / size.train_steps
         rates[variant] = batch * length / seconds
         shapes = linear_shapes(model)
-        peak = device_peak(device, torch.bfloat16, shapes)
+        limit = device_peak(device, torch.bfloat16, shapes)
         flops = TRAINING_PASSES * forward_flops_per_token(shapes) * batch * length
-        shown = f"MFU {flops / seconds / peak.flops:.1%}" if peak else "MFU unknown here"
+        shown = f"MFU {flops / seconds / limit.flops:.1%}" if limit else "MFU unknown here"
         if device.type == "cuda":
             peak = f"peak {torch.cuda.max_memory_allocated(device) / 2**30:.1f} GiB"
         else:

@@ -21,7 +21,7 @@ import _bootstrap  # noqa: F401
 from sppoflow.cli import add_settings, add_shard_arguments, parser_for, run_stage, settings_from
 from sppoflow.errors import UserError
 from sppoflow.runtime.shards import check_shard
-from sppoflow.runtime.throughput import log_compute, log_rate
+from sppoflow.runtime.throughput import log_compute_on, log_rate
 from sppoflow.sample.settings import SamplingSettings
 from sppoflow.tables import PROMPTS, SAMPLES, read_table, write_table
 
@@ -70,13 +70,12 @@ def log_generation(samples, seconds: float, what: str, device, dtype, shapes) ->
     """The generation's rate, and its arithmetic against the device's peak: every prompt's
     tokens once (the K samples of a prompt can share its prefill) and every generated token."""
     from sppoflow.runtime.flops import forward_flops_per_token
-    from sppoflow.runtime.peak import device_peak
 
     tokens = int(samples["response_tokens"].sum())
     log_rate("generation", tokens, "generated tokens", seconds, what)
     prompt_tokens = int(samples.drop_duplicates("prompt_id")["prompt_tokens"].sum())
     flops = forward_flops_per_token(shapes) * (prompt_tokens + tokens)
-    log_compute("generation", flops, seconds, device_peak(device, dtype, shapes))
+    log_compute_on("generation", flops, seconds, device, dtype, shapes)
 
 
 def build_parser():

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import logging
 
-from sppoflow.runtime.peak import Peak
+from sppoflow.runtime.flops import Shapes
+from sppoflow.runtime.peak import Peak, device_peak
 
 # the name job records parse (sppoflow.runtime.job_records), as earlier runs logged it
 log = logging.getLogger("sppoflow.throughput")
@@ -41,3 +42,11 @@ def log_compute(work: str, flops: float, seconds: float, peak: Peak | None) -> f
     log.info("%s compute: %.4g FLOP in %.1f s: %.1f GFLOP/s, %s", work, flops, seconds,
              rate / 1e9, against)  # fmt: skip
     return share
+
+
+def log_compute_on(
+    work: str, flops: float, seconds: float, device, dtype, shapes: Shapes, devices: int = 1
+) -> float | None:
+    """``log_compute`` against the peak of ``devices`` devices like ``device`` for these
+    shapes at ``dtype`` (sppoflow.runtime.peak: looked up or measured after the work)."""
+    return log_compute(work, flops, seconds, device_peak(device, dtype, shapes, devices))

@@ -22,8 +22,8 @@ from sppoflow.errors import UserError
 from sppoflow.models.loading import load_policy
 from sppoflow.models.logprobs import response_logps
 from sppoflow.runtime.flops import forward_flops_per_token, linear_shapes, sequence_tokens
-from sppoflow.runtime.peak import device_peak, precision_dtype
-from sppoflow.runtime.throughput import log_compute, log_rate
+from sppoflow.runtime.peak import precision_dtype
+from sppoflow.runtime.throughput import log_compute_on, log_rate
 from sppoflow.train.data import Collator
 
 log = logging.getLogger(__name__)
@@ -70,8 +70,9 @@ def log_pass(
     tokens = sequence_tokens(examples)
     log_rate(work, tokens, "tokens", seconds, f"forward passes on {args.world_size} process(es)")
     shapes = linear_shapes(model)
-    peak = device_peak(args.device, precision_dtype(precision), shapes, args.world_size)
-    log_compute(work, forward_flops_per_token(shapes) * tokens, seconds, peak)
+    flops = forward_flops_per_token(shapes) * tokens
+    dtype = precision_dtype(precision)
+    log_compute_on(work, flops, seconds, args.device, dtype, shapes, args.world_size)
 
 
 def shard_reference_logps(

@@ -22,8 +22,8 @@ from sppoflow.runtime.flops import (
     linear_shapes,
     sequence_tokens,
 )
-from sppoflow.runtime.peak import device_peak, precision_dtype
-from sppoflow.runtime.throughput import log_compute, log_rate
+from sppoflow.runtime.peak import precision_dtype
+from sppoflow.runtime.throughput import log_compute_on, log_rate
 from sppoflow.train.data import RoundTables, build_examples
 from sppoflow.train.methods import BASE
 from sppoflow.train.publish import check_saved_precision, publish, saved_dtype
@@ -282,5 +282,5 @@ def log_training_throughput(
     what = f"{steps} steps on {args.world_size} process(es)"
     log_rate("train", tokens, "trained tokens", seconds, what)
     flops = TRAINING_PASSES * forward_flops_per_token(shapes) * tokens
-    peak = device_peak(args.device, precision_dtype(precision), shapes, args.world_size)
-    log_compute("train", flops, seconds, peak)
+    dtype = precision_dtype(precision)
+    log_compute_on("train", flops, seconds, args.device, dtype, shapes, args.world_size)

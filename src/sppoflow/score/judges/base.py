@@ -61,11 +61,9 @@ class Judge(ABC):
         test's stand-in) has none to log."""
         if self.meter is None:
             return
-        from sppoflow.runtime.peak import device_peak
-        from sppoflow.runtime.throughput import log_compute
+        from sppoflow.runtime.throughput import log_compute_on
 
-        peak = device_peak(self.device, self.dtype, self.meter.shapes)
-        log_compute(work, self.meter.flops, seconds, peak)
+        log_compute_on(work, self.meter.flops, seconds, self.device, self.dtype, self.meter.shapes)
 
     @abstractmethod
     def logit_matrices(
